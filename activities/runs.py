@@ -1,0 +1,22 @@
+"""Activities that record a run's start and end in the database."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from core import storage
+from core.contracts import RECORD_RUN_FINISHED, RECORD_RUN_STARTED, FinalizeRunInput, RunPlan
+from core.db import Database
+
+
+class RunActivities:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @activity.defn(name=RECORD_RUN_STARTED)
+    async def record_run_started(self, plan: RunPlan) -> None:
+        await storage.record_run_started(self.db, plan, activity.info().workflow_id or "")
+
+    @activity.defn(name=RECORD_RUN_FINISHED)
+    async def record_run_finished(self, final: FinalizeRunInput) -> None:
+        await storage.record_run_finished(self.db, final.state, final.workflow_id)

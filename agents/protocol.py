@@ -1,0 +1,103 @@
+"""The one protocol every LLM provider speaks.
+
+Shaped after the Anthropic Messages API (content blocks, tool use, stop reason,
+usage with cache tokens) because it is the richest of the wire formats we speak;
+other providers translate to and from it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from core.contracts import Usage
+
+
+class TextBlock(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolUseBlock(BaseModel):
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ToolResultBlock(BaseModel):
+    type: Literal["tool_result"] = "tool_result"
+    tool_use_id: str
+    content: str
+    is_error: bool = False
+
+
+ContentBlock = Annotated[TextBlock | ToolUseBlock | ToolResultBlock, Field(discriminator="type")]
+
+
+class Message(BaseModel):
+    role: Literal["user", "assistant"]
+    content: list[ContentBlock]
+
+
+class ToolDefinition(BaseModel):
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+StopReason = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence", "pause_turn", "refusal"]
+
+
+class ModelRequest(BaseModel):
+    model: str
+    system: str
+    messages: list[Message]
+    tools: list[ToolDefinition] = Field(default_factory=list)
+    max_tokens: int = 8192
+    role: str = ""
+    """Which agent asks; providers may use it (the offline model does), none sends it."""
+
+
+class ModelResponse(BaseModel):
+    id: str
+    model: str
+    content: list[ContentBlock]
+    stop_reason: StopReason
+    usage: Usage
+
+    @property
+    def tool_uses(self) -> list[ToolUseBlock]:
+        return [block for block in self.content if isinstance(block, ToolUseBlock)]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(block.text for block in self.content if isinstance(block, TextBlock))
+
+
+class ProviderError(Exception):
+    """A provider failure, already classified for the retry policy."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+@runtime_checkable
+class LLMProvider(Protocol):
+    name: str
+    default_model: str
+
+    async def complete(self, request: ModelRequest) -> ModelResponse: ...
+
+    def cost_usd(self, model: str, usage: Usage) -> float: ...

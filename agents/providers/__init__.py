@@ -1,0 +1,1 @@
+"""LLM providers: each module implements `agents.protocol.LLMProvider` for one backend."""

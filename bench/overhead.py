@@ -1,0 +1,78 @@
+"""Orchestration overhead per model call, against the engine floor on the same server.
+
+    .venv/bin/python bench/overhead.py [--floor-runs 20]
+
+Prints: the engine floor (median wall time of a workflow running one no-op
+activity), the wall time of a whole offline `sdlc` run at zero model latency, and
+the overhead per model call divided by the floor (target: within 2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import activity, workflow
+from temporalio.worker import Worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.providers.offline import OfflineProvider
+from bench.common import dev_server, sqlite_database, timed_sdlc_run
+
+FLOOR_QUEUE = "bench-floor"
+
+
+@activity.defn
+async def noop() -> None:
+    return None
+
+
+@workflow.defn
+class FloorWorkflow:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.execute_activity(noop, start_to_close_timeout=timedelta(seconds=10))
+
+
+async def main(floor_runs: int) -> None:
+    async with dev_server() as env:
+        floors = []
+        async with Worker(
+            env.client, task_queue=FLOOR_QUEUE, workflows=[FloorWorkflow], activities=[noop]
+        ):
+            for _ in range(floor_runs + 2):
+                started = time.perf_counter()
+                await env.client.execute_workflow(
+                    FloorWorkflow.run, id=f"floor-{uuid.uuid4().hex}", task_queue=FLOOR_QUEUE
+                )
+                floors.append(time.perf_counter() - started)
+        floor = statistics.median(floors[2:])  # the first runs warm up connections and caches
+
+        with tempfile.TemporaryDirectory() as tmp:
+            db = sqlite_database(Path(tmp))
+            await timed_sdlc_run(env, db, OfflineProvider())  # warm-up
+            wall, state = await timed_sdlc_run(env, db, OfflineProvider())
+            await db.dispose()
+
+    calls = sum(t.turns for t in state.tasks)
+    per_call = wall / calls
+    print(
+        f"engine floor (1 no-op activity workflow, median of {floor_runs}): {floor * 1000:.1f} ms"
+    )
+    print(f"sdlc run, offline model at zero latency: {wall * 1000:.0f} ms for {calls} model calls")
+    print(f"orchestration overhead per model call: {per_call * 1000:.1f} ms")
+    print(f"overhead per model call / engine floor: {per_call / floor:.2f}x (target <= 2x)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--floor-runs", type=int, default=20)
+    asyncio.run(main(parser.parse_args().floor_runs))

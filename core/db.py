@@ -1,0 +1,195 @@
+"""Database tables (SQLModel), the async engine, and schema-on-first-use via Alembic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlmodel import Field, SQLModel
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+
+    id: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(index=True, max_length=80)
+    tenant: str = Field(default="default", index=True, max_length=64)
+    goal: str = Field(sa_column=Column(Text, nullable=False))
+    template: str = Field(max_length=200)
+    status: str = Field(default="running", index=True, max_length=20)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    final_state: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The workflow's last `RunState` as JSON, so closed runs answer without Temporal."""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+
+
+class Artifact(SQLModel, table=True):
+    """One version of one file of a run's workspace.
+
+    Keyed by the tool call that wrote it (task, attempt, turn, path), so a retried
+    tool activity finds its row instead of adding a version.
+    """
+
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        UniqueConstraint("run_id", "task_id", "attempt", "turn", "path", name="uq_artifact_write"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, max_length=64)
+    task_id: str = Field(max_length=100)
+    attempt: int = 0
+    turn: int = 0
+    path: str = Field(max_length=500)
+    version: int = 1
+    sha256: str = Field(max_length=64)
+    size: int
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    role: str = Field(max_length=64)
+    model: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One model call: tokens, cost and the response, keyed so a retry never counts twice."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "task_id", "attempt", "turn", name="uq_ledger_turn"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(index=True, max_length=80)
+    run_id: str = Field(index=True, max_length=64)
+    tenant: str = Field(default="default", max_length=64)
+    task_id: str = Field(max_length=100)
+    attempt: int = 0
+    turn: int = 0
+    role: str = Field(max_length=64)
+    provider: str = Field(max_length=40)
+    model: str = Field(max_length=200)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    stop_reason: str = Field(max_length=40)
+    response: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ToolResultsEntry(SQLModel, table=True):
+    """The tool results of one turn, so the next model call can rebuild the conversation."""
+
+    __tablename__ = "tool_results"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "task_id", "attempt", "turn", name="uq_tool_results_turn"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(index=True, max_length=80)
+    task_id: str = Field(max_length=100)
+    attempt: int = 0
+    turn: int = 0
+    results: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DatabaseUnavailable(ConnectionError):
+    pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Database:
+    """One engine per process and URL; the schema is brought to head on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        connect_args: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            _ensure_sqlite_dir(url)
+            connect_args["timeout"] = 30
+        self.engine: AsyncEngine = create_async_engine(
+            url, connect_args=connect_args, pool_pre_ping=True
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def ensure_schema(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            if not self._ready:
+                try:
+                    async with self.engine.begin() as conn:
+                        await conn.run_sync(_upgrade_to_head)
+                except (OSError, SQLAlchemyError) as exc:
+                    raise DatabaseUnavailable(
+                        f"cannot use database {self.engine.url.render_as_string(hide_password=True)}:"
+                        f" {_first_line(exc)}"
+                    ) from exc
+                self._ready = True
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        await self.ensure_schema()
+        async with self.sessions() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _upgrade_to_head(connection: Any) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+_databases: dict[str, Database] = {}
+
+
+def get_database(url: str) -> Database:
+    if url not in _databases:
+        _databases[url] = Database(url)
+    return _databases[url]

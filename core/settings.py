@@ -1,0 +1,69 @@
+"""Every setting a process reads, from the environment (or `.env`), with defaults that need nothing."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".orchestrator"),
+        validation_alias="ORCHESTRATOR_DATA_DIR",
+        description="Where the embedded stack keeps its SQLite files.",
+    )
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    temporal_address: str | None = Field(default=None, validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_port: int = Field(default=7233, validation_alias="ORCHESTRATOR_TEMPORAL_PORT")
+    temporal_ui_port: int = Field(default=8233, validation_alias="ORCHESTRATOR_UI_PORT")
+
+    llm_provider: str | None = Field(
+        default=None,
+        validation_alias="LLM_PROVIDER",
+        description="anthropic or offline; default: anthropic when ANTHROPIC_API_KEY is set.",
+    )
+    llm_model: str | None = Field(default=None, validation_alias="LLM_MODEL")
+    anthropic_api_key: str | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+
+    offline_latency_seconds: float = Field(default=0.0, validation_alias="OFFLINE_LATENCY_SECONDS")
+    offline_call_log: Path | None = Field(default=None, validation_alias="OFFLINE_CALL_LOG")
+
+    model_heartbeat_timeout_seconds: float = Field(
+        default=60.0, validation_alias="ORCHESTRATOR_MODEL_HEARTBEAT_TIMEOUT"
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'orchestrator.db').resolve()}"
+
+    @property
+    def resolved_provider(self) -> str:
+        if self.llm_provider:
+            return self.llm_provider
+        return "anthropic" if self.anthropic_api_key else "offline"
+
+    @property
+    def target_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def temporal_db_file(self) -> Path:
+        return self.data_dir / "temporal.db"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

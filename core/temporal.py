@@ -1,0 +1,100 @@
+"""Connecting to Temporal the one way every process does: pydantic payloads, our search attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.contracts import (
+    SEARCH_ATTRIBUTE_RUN_STATUS,
+    SEARCH_ATTRIBUTE_TEMPLATE,
+    SEARCH_ATTRIBUTE_TENANT,
+    SEARCH_ATTRIBUTES,
+    TASK_QUEUE,
+    RunPlan,
+    RunState,
+    RunStatus,
+    workflow_id_for,
+)
+from core.settings import Settings
+
+
+class TemporalUnavailable(ConnectionError):
+    pass
+
+
+async def connect(settings: Settings, address: str | None = None) -> Client:
+    target = address or settings.target_address
+    try:
+        return await Client.connect(
+            target,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except Exception as exc:  # the SDK raises RuntimeError for connection failures
+        raise TemporalUnavailable(
+            f"cannot reach Temporal at {target}: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register our Keyword search attributes where missing (a no-op on a prepared server).
+
+    The time-skipping test server cannot list attributes, only add them; there every
+    attribute is added and "already exists" is fine.
+    """
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        names = [n for n in SEARCH_ATTRIBUTES if n not in existing.custom_attributes]
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        names = list(SEARCH_ATTRIBUTES)
+    if not names:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={n: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for n in names},
+            )
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+
+
+def run_search_attributes(plan: RunPlan) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SearchAttributeKey.for_keyword(name), value)
+            for name, value in (
+                (SEARCH_ATTRIBUTE_RUN_STATUS, RunStatus.RUNNING.value),
+                (SEARCH_ATTRIBUTE_TEMPLATE, plan.template),
+                (SEARCH_ATTRIBUTE_TENANT, plan.tenant),
+            )
+        ]
+    )
+
+
+async def start_run(client: Client, plan: RunPlan) -> WorkflowHandle[Any, RunState]:
+    """Start `GoalWorkflow` for a compiled plan: id `run-<run_id>` on the orchestrator queue."""
+    return await client.start_workflow(
+        "GoalWorkflow",
+        plan,
+        id=workflow_id_for(plan.run_id),
+        task_queue=TASK_QUEUE,
+        search_attributes=run_search_attributes(plan),
+        result_type=RunState,
+    )

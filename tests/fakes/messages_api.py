@@ -1,0 +1,727 @@
+"""A loopback fake of the Anthropic Messages API (``POST /v1/messages``).
+
+Real HTTP on 127.0.0.1 with an ephemeral port, served from a background thread, so the
+real ``anthropic`` SDK (or any HTTP client, in this or another process) can talk to it::
+
+    with FakeMessagesAPI() as api:
+        api.enqueue_error(429, "slow down", headers={"retry-after": "2"})
+        api.enqueue_text("hello")
+        client = AsyncAnthropic(api_key="test-key", base_url=api.base_url, max_retries=0)
+        ...
+        assert api.requests[-1].body["model"] == "claude-sonnet-4-5"
+
+Replies come from the scripted queue first (FIFO, shared by all callers), then from
+``api.responder``. Both may produce a success body (a full or partial message dict; missing
+fields are filled in) or a ``MessageReply`` / ``ErrorReply`` / ``DropConnection`` /
+``RawReply``. Requests are checked the way the real API checks them where that is cheap, so
+a malformed request fails here as it would in production instead of passing silently.
+
+Stdlib only, so it also runs standalone for manual or cross-process use:
+``python tests/fakes/messages_api.py [--port N]`` prints its base URL and serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import secrets
+import signal
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self, TypeAlias
+
+__all__ = [
+    "DropConnection",
+    "ErrorReply",
+    "FakeMessagesAPI",
+    "MessageReply",
+    "RawReply",
+    "RecordedRequest",
+    "Reply",
+    "ReplyLike",
+    "Responder",
+    "default_reply",
+    "error_body",
+    "message",
+    "text_message",
+    "tool_use_message",
+    "wants_note",
+]
+
+MESSAGES_PATH = "/v1/messages"
+BAD_API_KEY = "bad-key"
+
+# The error `type` the real API uses for each status; anything else falls back by class.
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+# Top-level request fields the real API knows; anything else is rejected like the API does
+# ("Extra inputs are not permitted"), which catches our own fields leaking onto the wire.
+KNOWN_REQUEST_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_k",
+        "top_p",
+        "thinking",
+        "service_tier",
+        "container",
+        "mcp_servers",
+        "context_management",
+        "output_config",
+        "output_format",
+        "cache_control",
+        "inference_geo",
+        "speed",
+        "diagnostics",
+        "user_profile_id",
+        "workspace_id",
+    }
+)
+
+
+# --------------------------------------------------------------------------- replies
+
+
+@dataclass(frozen=True)
+class MessageReply:
+    """A successful response. ``body`` may be partial; see ``FakeMessagesAPI.enqueue``."""
+
+    body: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """An error response with the API's JSON error envelope."""
+
+    status: int
+    message: str = "scripted error"
+    error_type: str | None = None
+    """Defaults to the type the real API uses for ``status``."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0
+
+    @property
+    def resolved_type(self) -> str:
+        if self.error_type:
+            return self.error_type
+        if self.status in ERROR_TYPES:
+            return ERROR_TYPES[self.status]
+        return "api_error" if self.status >= 500 else "invalid_request_error"
+
+
+@dataclass(frozen=True)
+class DropConnection:
+    """Read the request, then close the socket without answering."""
+
+    delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RawReply:
+    """Arbitrary bytes, e.g. the HTML error page a proxy in front of the API might return."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/html"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0
+
+
+Reply: TypeAlias = MessageReply | ErrorReply | DropConnection | RawReply
+ReplyLike: TypeAlias = Reply | Mapping[str, Any]
+Responder: TypeAlias = Callable[[dict[str, Any]], ReplyLike]
+"""Called with the parsed request body; runs on a server thread, so keep it thread-safe."""
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server received it (including ones it rejected)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Lower-cased header names."""
+    body: Any
+    """The parsed JSON body, or None if it was missing or not JSON."""
+
+    @property
+    def api_key(self) -> str | None:
+        """The key from ``x-api-key`` or ``Authorization: Bearer``, whichever was sent."""
+        return _api_key(self.headers)
+
+    @property
+    def json(self) -> dict[str, Any]:
+        """The body as a dict; fails loudly when the request had no JSON object body."""
+        if not isinstance(self.body, dict):
+            raise TypeError(f"request {self.method} {self.path} had no JSON object body")
+        return self.body
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_fake{secrets.token_hex(10)}"
+
+
+def error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def message(
+    content: list[dict[str, Any]],
+    *,
+    stop_reason: str | None = None,
+    model: str | None = None,
+    usage: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """A partial message body; ``FakeMessagesAPI`` fills whatever is left out."""
+    body: dict[str, Any] = {"content": content}
+    if stop_reason is not None:
+        body["stop_reason"] = stop_reason
+    if model is not None:
+        body["model"] = model
+    if usage is not None:
+        body["usage"] = dict(usage)
+    return body
+
+
+def text_message(text: str, **kwargs: Any) -> dict[str, Any]:
+    return message([{"type": "text", "text": text}], **kwargs)
+
+
+def tool_use_message(
+    name: str,
+    tool_input: Mapping[str, Any],
+    *,
+    text: str | None = None,
+    tool_use_id: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if text:
+        content.append({"type": "text", "text": text})
+    content.append(
+        {
+            "type": "tool_use",
+            "id": tool_use_id or _new_id("toolu"),
+            "name": name,
+            "input": dict(tool_input),
+        }
+    )
+    return message(content, **kwargs)
+
+
+def _estimate_tokens(value: Any) -> int:
+    # Roughly four characters a token, like English prose; deterministic so tests can assert.
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return max(1, len(text) // 4)
+
+
+def _complete_message(body: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill in every field the wire format requires that a scripted body left out."""
+    content = list(body.get("content") or [{"type": "text", "text": "OK"}])
+    has_tool_use = any(block.get("type") == "tool_use" for block in content)
+    estimated = {
+        "input_tokens": _estimate_tokens(
+            [request.get("system", ""), request.get("messages", []), request.get("tools", [])]
+        ),
+        "output_tokens": _estimate_tokens(content),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+    return {
+        "id": body.get("id") or _new_id("msg"),
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model") or request.get("model") or "claude-sonnet-4-5",
+        "content": content,
+        "stop_reason": body.get("stop_reason") or ("tool_use" if has_tool_use else "end_turn"),
+        "stop_sequence": body.get("stop_sequence"),
+        "usage": {**estimated, **dict(body.get("usage") or {})},
+    }
+
+
+# --------------------------------------------------------------------------- default responder
+
+
+def _has_tool_result(request: Mapping[str, Any]) -> bool:
+    for msg in request.get("messages") or []:
+        content = msg.get("content")
+        if isinstance(content, list) and any(
+            isinstance(block, dict) and block.get("type") == "tool_result" for block in content
+        ):
+            return True
+    return False
+
+
+def default_reply(request: Mapping[str, Any], note_number: int) -> dict[str, Any]:
+    """One tool turn, then done: write ``notes/<n>.md`` if offered ``write_file``, else text.
+
+    That is the shortest conversation that still exercises the tool loop end to end.
+    ``note_number`` is only used for the note; see ``FakeMessagesAPI.default_responder``.
+    """
+    if wants_note(request):
+        return tool_use_message(
+            "write_file",
+            {
+                "path": f"notes/{note_number}.md",
+                "content": f"# Note {note_number}\n\nWritten by the fake Messages API.\n",
+            },
+            text="I'll write that down.",
+        )
+    return text_message("Done.")
+
+
+def wants_note(request: Mapping[str, Any]) -> bool:
+    """Whether ``default_reply`` answers with a write_file tool_use."""
+    tool_names = [tool.get("name") for tool in request.get("tools") or []]
+    return "write_file" in tool_names and not _has_tool_result(request)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _InvalidRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.reply = ErrorReply(status, message)
+
+
+def _api_key(headers: Mapping[str, str]) -> str | None:
+    # Older SDKs send the key as x-api-key, newer ones (2.x) as a bearer token.
+    if headers.get("x-api-key"):
+        return headers["x-api-key"]
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _validate_headers(headers: Mapping[str, str]) -> None:
+    api_key = _api_key(headers)
+    if not api_key:
+        raise _InvalidRequest(401, "x-api-key header is required")
+    if api_key == BAD_API_KEY:
+        raise _InvalidRequest(401, "invalid x-api-key")
+    if not headers.get("anthropic-version"):
+        raise _InvalidRequest(400, "anthropic-version: header is required")
+
+
+def _validate_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise _InvalidRequest(400, "request body must be a JSON object")
+    extra = sorted(set(body) - KNOWN_REQUEST_FIELDS)
+    if extra:
+        raise _InvalidRequest(400, f"{extra[0]}: Extra inputs are not permitted")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _InvalidRequest(400, "model: Field required")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
+        raise _InvalidRequest(400, "max_tokens: Field required")
+    if body.get("stream"):
+        raise _InvalidRequest(400, "stream: the fake Messages API does not stream")
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise _InvalidRequest(400, "system: Input should be a valid string or list")
+    for i, tool in enumerate(body.get("tools") or []):
+        if not isinstance(tool, dict) or not tool.get("name"):
+            raise _InvalidRequest(400, f"tools.{i}.name: Field required")
+        if "type" not in tool and not isinstance(tool.get("input_schema"), dict):
+            raise _InvalidRequest(400, f"tools.{i}.input_schema: Field required")
+    _validate_messages(body.get("messages"))
+    return body
+
+
+def _tool_block_ids(content: Any, block_type: str, key: str) -> list[str]:
+    if not isinstance(content, list):
+        return []
+    return [
+        str(block.get(key))
+        for block in content
+        if isinstance(block, dict) and block.get("type") == block_type
+    ]
+
+
+def _validate_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise _InvalidRequest(400, "messages: Field required")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
+            raise _InvalidRequest(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = msg.get("content")
+        if not isinstance(content, str | list):
+            raise _InvalidRequest(400, f"messages.{i}.content: Field required")
+        for j, block in enumerate(content if isinstance(content, list) else []):
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                raise _InvalidRequest(400, f"messages.{i}.content.{j}.type: Field required")
+            if block["type"] == "text" and not isinstance(block.get("text"), str):
+                raise _InvalidRequest(400, f"messages.{i}.content.{j}.text: Field required")
+    # The pairing rule is what agent loops most often get wrong, so check it as the API does.
+    for i, msg in enumerate(messages):
+        tool_use_ids = _tool_block_ids(msg["content"], "tool_use", "id")
+        if msg["role"] == "assistant" and tool_use_ids:
+            following = messages[i + 1] if i + 1 < len(messages) else None
+            answered = (
+                set(_tool_block_ids(following["content"], "tool_result", "tool_use_id"))
+                if following is not None and following["role"] == "user"
+                else set()
+            )
+            missing = [tool_id for tool_id in tool_use_ids if tool_id not in answered]
+            if missing:
+                raise _InvalidRequest(
+                    400,
+                    f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+                    f"immediately after: {', '.join(missing)}. Each `tool_use` block must have "
+                    "a corresponding `tool_result` block in the next message.",
+                )
+        result_ids = _tool_block_ids(msg["content"], "tool_result", "tool_use_id")
+        if result_ids:
+            previous = messages[i - 1] if i > 0 else None
+            offered = (
+                set(_tool_block_ids(previous["content"], "tool_use", "id"))
+                if previous is not None and previous["role"] == "assistant"
+                else set()
+            )
+            unexpected = [tool_id for tool_id in result_ids if tool_id not in offered]
+            if msg["role"] != "user" or unexpected:
+                raise _InvalidRequest(
+                    400,
+                    f"messages.{i}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                    f"{', '.join(unexpected or result_ids)}. Each `tool_result` block must have "
+                    "a corresponding `tool_use` block in the previous message.",
+                )
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Handler threads may sit on idle keep-alive connections; close() ends them instead.
+    block_on_close = False
+    # A whole goal fans out many agents at once; the stdlib default backlog of 5 would
+    # reset connections under that burst, which the SDK reports as connection errors.
+    request_queue_size = 256
+
+    def __init__(self, api: FakeMessagesAPI, port: int) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.api = api
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 keep-alive, as the real API offers; the SDK pools connections.
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.api._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.api._untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output clean; api.requests is the log
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        path = self.path.split("?", 1)[0]
+        api = self.server.api
+        api._record(RecordedRequest(self.command, path, headers, body))
+
+        reply = api._reply_for(self.command, path, headers, body)
+        if reply.delay_seconds and api._closing.wait(reply.delay_seconds):
+            reply = DropConnection()
+        if isinstance(reply, DropConnection):
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if isinstance(reply, MessageReply):
+            self._send(
+                200,
+                json.dumps(_complete_message(reply.body, body or {})).encode(),
+                "application/json",
+                reply.headers,
+            )
+        elif isinstance(reply, ErrorReply):
+            payload = error_body(reply.resolved_type, reply.message)
+            self._send(
+                reply.status, json.dumps(payload).encode(), "application/json", reply.headers
+            )
+        else:
+            self._send(reply.status, reply.body, reply.content_type, reply.headers)
+
+    def _send(
+        self, status: int, payload: bytes, content_type: str, headers: Mapping[str, str]
+    ) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(payload)))
+        self.send_header("request-id", _new_id("req"))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class FakeMessagesAPI:
+    """The fake server. Use as a context manager, or call ``start()`` and ``close()``.
+
+    Thread-safe: tests, SDK clients and Temporal workers on any thread may share one.
+    """
+
+    def __init__(self, responder: Responder | None = None, *, port: int = 0) -> None:
+        """``port`` 0 picks a free ephemeral port; read it back from ``port``/``base_url``."""
+        self.responder: Responder | None = responder
+        """Answers when the script is empty; None means ``default_responder``."""
+        self._requested_port = port
+        self.responder_errors: list[Exception] = []
+        """Exceptions the responder raised; each was answered with a 500 api_error."""
+        self._lock = threading.Lock()
+        self._script: deque[ReplyLike] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._received = threading.Condition(self._lock)
+        self._connections: set[socket.socket] = set()
+        self._note_numbers = itertools.count(1)
+        self._closing = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle
+
+    def start(self) -> Self:
+        if self._server is not None:
+            raise RuntimeError("FakeMessagesAPI already started")
+        self._closing.clear()
+        self._server = _Server(self, self._requested_port)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-messages-api:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._closing.set()
+        server.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---- where to connect
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("FakeMessagesAPI is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """What the SDK takes as ``base_url``; it appends ``/v1/messages`` itself."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # ---- scripting
+
+    def enqueue(self, *replies: ReplyLike) -> None:
+        """Script the next replies, served in order before ``responder`` is consulted.
+
+        A plain mapping is a success body; missing ``id``, ``model`` (echoes the request),
+        ``stop_reason`` (``tool_use`` if there is a tool_use block, else ``end_turn``) and
+        ``usage`` fields (estimated from the request size) are filled in.
+        """
+        with self._lock:
+            self._script.extend(replies)
+
+    def enqueue_text(self, text: str, **kwargs: Any) -> None:
+        """Kwargs as for ``message()``: stop_reason, model, usage."""
+        self.enqueue(text_message(text, **kwargs))
+
+    def enqueue_tool_use(self, name: str, tool_input: Mapping[str, Any], **kwargs: Any) -> None:
+        """Kwargs as for ``tool_use_message()``: text, tool_use_id, stop_reason, model, usage."""
+        self.enqueue(tool_use_message(name, tool_input, **kwargs))
+
+    def enqueue_error(
+        self,
+        status: int,
+        message: str = "scripted error",
+        *,
+        error_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.enqueue(ErrorReply(status, message, error_type, dict(headers or {})))
+
+    def enqueue_drop(self, count: int = 1) -> None:
+        self.enqueue(*(DropConnection() for _ in range(count)))
+
+    @property
+    def pending(self) -> int:
+        """Scripted replies not yet served; assert 0 to prove the script ran to the end."""
+        with self._lock:
+            return len(self._script)
+
+    # ---- what was received
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def bodies(self) -> list[Any]:
+        return [request.body for request in self.requests]
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RecordedRequest]:
+        """Block until at least ``count`` requests arrived; for tests driving other threads."""
+        with self._received:
+            if not self._received.wait_for(lambda: len(self._requests) >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} requests within {timeout}s, got {len(self._requests)}"
+                )
+            return list(self._requests)
+
+    def reset(self) -> None:
+        """Forget requests and unserved script; keep the responder and the port."""
+        with self._lock:
+            self._script.clear()
+            self._requests.clear()
+
+    def default_responder(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The responder used when ``responder`` is None; wrap it to change only some turns.
+
+        Notes are numbered 1, 2, ... per server, across all conversations.
+        """
+        if not wants_note(request):
+            return default_reply(request, 0)
+        with self._lock:
+            note_number = next(self._note_numbers)
+        return default_reply(request, note_number)
+
+    # ---- server-side hooks
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._received:
+            self._requests.append(request)
+            self._received.notify_all()
+
+    def _track(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def _untrack(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    def _reply_for(self, method: str, path: str, headers: Mapping[str, str], body: Any) -> Reply:
+        # Validate before consuming the script so a broken request cannot eat a scripted reply
+        # meant for the next good one.
+        try:
+            if method != "POST" or path != MESSAGES_PATH:
+                raise _InvalidRequest(404, f"Not found: {method} {path}")
+            _validate_headers(headers)
+            request = _validate_body(body)
+        except _InvalidRequest as invalid:
+            return invalid.reply
+        with self._lock:
+            scripted = self._script.popleft() if self._script else None
+        if scripted is None:
+            scripted = self._respond(request)
+        return scripted if isinstance(scripted, Reply) else MessageReply(scripted)
+
+    def _respond(self, request: dict[str, Any]) -> ReplyLike:
+        responder = self.responder or self.default_responder
+        try:
+            return responder(request)
+        except Exception as exc:
+            # Surface a broken responder as an answer naming it (and in responder_errors):
+            # left to the server thread it would only show up as a dropped connection.
+            with self._lock:
+                self.responder_errors.append(exc)
+            return ErrorReply(500, f"fake responder raised {exc!r}", "api_error")
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the fake Anthropic Messages API.")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    stop = threading.Event()
+    # Background jobs of a non-interactive shell ignore SIGINT, so SIGTERM stops us too.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with FakeMessagesAPI(port=args.port) as api:
+        print(api.base_url, flush=True)
+        while not stop.wait(0.5):
+            pass
+
+
+if __name__ == "__main__":
+    main()

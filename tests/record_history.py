@@ -1,0 +1,46 @@
+"""Record the event history of one offline `sdlc` run for the replay test.
+
+    .venv/bin/python -m tests.record_history tests/histories/sdlc_offline_v1.json
+
+Record a new file (keep the old ones) whenever a released change alters the
+workflow's commands; `tests/test_replay.py` replays every file here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from agents.providers.offline import OfflineProvider
+from core.db import Database
+from core.temporal import ensure_search_attributes
+from tests.conftest import binary
+from tests.helpers import make_plan, started
+
+
+async def record(out: Path) -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"), data_converter=pydantic_data_converter
+    )
+    try:
+        await ensure_search_attributes(env.client)
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Database(f"sqlite+aiosqlite:///{tmp}/orchestrator.db")
+            plan = make_plan()
+            async with started(env.client, db, OfflineProvider(), plan) as handle:
+                await handle.result()
+                history = await handle.fetch_history()
+            await db.dispose()
+        out.write_text(history.to_json())
+        print(f"recorded {len(history.events)} events of {handle.id} to {out}")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record(Path(sys.argv[1])))

@@ -1,0 +1,68 @@
+"""Whole runs with the real `anthropic` SDK against a loopback Messages API server."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+
+from agents.providers.anthropic import AnthropicProvider
+from core import storage
+from core.contracts import RunStatus, TaskStatus
+from core.db import Database
+from tests.fakes.messages_api import FakeMessagesAPI
+from tests.helpers import make_plan, run_to_end
+
+
+async def test_tool_use_round_trips_and_a_429_the_retry_policy_survives(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    with FakeMessagesAPI() as api:
+        api.enqueue_error(429, "rate limited, slow down", headers={"retry-after": "1"})
+        provider = AnthropicProvider(
+            api_key="test-key", model="claude-sonnet-4-6", base_url=api.base_url
+        )
+        plan = make_plan()
+        state = await run_to_end(dev_client, sqlite_db, provider, plan)
+        requests = api.requests
+
+    assert state.status == RunStatus.COMPLETED, state.error
+    ran = [t for t in state.tasks if t.status == TaskStatus.COMPLETED]
+    assert len(ran) == 9  # data_science and cleanup wait for outputs this responder never sets
+    # every task wrote its note through a tool_use round trip, then ended its turn
+    assert all(t.turns == 2 and len(t.artifacts) == 1 for t in ran)
+    assert all(t.model == "claude-sonnet-4-6" for t in ran)
+
+    entries = await storage.ledger_entries(sqlite_db, f"run-{plan.run_id}")
+    assert len(entries) == 18 == len(requests) - 1  # the 429 was retried, never recorded
+    assert {e.provider for e in entries} == {"anthropic"}
+    assert sum(e.cost_usd for e in entries) == state.cost_usd > 0
+
+    second_turn = next(
+        r.json
+        for r in requests
+        if any(
+            block.get("type") == "tool_result"
+            for message in r.json["messages"]
+            if isinstance(message["content"], list)
+            for block in message["content"]
+        )
+    )
+    assert second_turn["tools"][0]["name"] == "write_file"
+    assert "<goal>" in second_turn["messages"][0]["content"][0]["text"]
+
+
+async def test_a_bad_request_fails_the_task_with_the_providers_message(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    with FakeMessagesAPI() as api:
+        api.enqueue_error(400, "messages.0.content: field required")
+        provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
+        state = await run_to_end(dev_client, sqlite_db, provider, make_plan())
+        assert len(api.requests) == 1  # not retried
+
+    assert state.status == RunStatus.FAILED
+    requirements = state.task("requirements")
+    assert requirements.status == TaskStatus.FAILED
+    assert requirements.error is not None
+    assert "messages.0.content: field required" in requirements.error
+    assert {t.status for t in state.tasks[1:]} == {TaskStatus.FAILED}  # nothing could start
+    assert state.task("planning").error == "not run: an upstream task failed"

@@ -1,0 +1,124 @@
+"""The `orchestrator` command as a user runs it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "LLM_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [ORCHESTRATOR, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> dict[str, str]:
+    """A data directory and ports of its own, so the test never meets another stack."""
+    return {
+        "ORCHESTRATOR_DATA_DIR": str(tmp_path / "data"),
+        "ORCHESTRATOR_TEMPORAL_PORT": str(free_port()),
+        "ORCHESTRATOR_UI_PORT": str(free_port()),
+    }
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_invalid_template_file(tmp_path: Path, isolated: dict[str, str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\ntasks:\n  - {id: a, role: wizard}\n  - {id: b, role: tech_lead, depends_on: [b2]}\n"
+    )
+    result = cli("templates", "validate", str(bad), env=isolated)
+    assert_one_line_error(result, "unknown role 'wizard'", "unknown task 'b2'")
+    result = cli("run", "Build a todo API", "--template", str(bad), env=isolated)
+    assert_one_line_error(result, "unknown role 'wizard'")
+
+
+def test_empty_goal(isolated: dict[str, str]) -> None:
+    assert_one_line_error(cli("run", "   ", env=isolated), "goal is empty")
+
+
+def test_unknown_run_id(isolated: dict[str, str]) -> None:
+    assert_one_line_error(cli("status", "nope", env=isolated), "no run with id 'nope'")
+    assert_one_line_error(cli("artifacts", "nope", env=isolated), "no run with id 'nope'")
+
+
+def test_unreachable_temporal_address(isolated: dict[str, str]) -> None:
+    env = {**isolated, "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}
+    assert_one_line_error(cli("run", "Build a todo API", env=env), "cannot reach Temporal")
+
+
+def test_unreachable_database_url(isolated: dict[str, str]) -> None:
+    env = {**isolated, "DATABASE_URL": f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/x"}
+    assert_one_line_error(cli("run", "Build a todo API", env=env), "cannot use database")
+    assert_one_line_error(cli("status", "abc", env=env), "cannot use database")
+
+
+def test_templates_list_and_show(isolated: dict[str, str]) -> None:
+    listed = cli("templates", "list", env=isolated)
+    assert listed.returncode == 0 and "sdlc" in listed.stdout
+    shown = cli("templates", "show", "sdlc", env=isolated)
+    assert shown.returncode == 0
+    assert "backend" in shown.stdout and "gate security_review" in shown.stdout
+
+
+def test_run_with_the_embedded_stack_then_status_and_artifacts(
+    tmp_path: Path, isolated: dict[str, str]
+) -> None:
+    """What `make run` does: no settings, nothing running; the CLI brings the stack up."""
+    result = cli(
+        "run", "Build a task management API with user authentication", env=isolated, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "offline model" in result.stdout
+    assert "Temporal Web UI: http://127.0.0.1:" in result.stdout
+    run_id = result.stdout.split("Run ", 1)[1].split()[0]
+    assert (tmp_path / "deliverables" / run_id / "backend" / "app.py").exists()
+
+    status = cli("status", run_id, env=isolated, cwd=tmp_path)
+    assert status.returncode == 0 and "completed" in status.stdout and "backend" in status.stdout
+
+    out = tmp_path / "x"
+    exported = cli("artifacts", run_id, "--out", str(out), env=isolated, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=out / "backend",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+
+    listing = cli("artifacts", run_id, env=isolated, cwd=tmp_path)
+    assert "backend/app.py" in listing.stdout and "offline-sim-1" in listing.stdout

@@ -1,0 +1,89 @@
+"""Kill the worker with SIGKILL mid-run: the run completes and no finished model call repeats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from core import storage
+from core.contracts import RunStatus
+from core.db import Database
+from core.temporal import start_run
+from tests.helpers import make_plan
+
+ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [ORCHESTRATOR, "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+
+
+def invocations(call_log: Path) -> Counter[tuple[str, int]]:
+    lines = [json.loads(line) for line in call_log.read_text().splitlines() if line.strip()]
+    return Counter((line["role"], int(line["turn"])) for line in lines)
+
+
+async def test_sigkilled_worker_loses_nothing_and_repeats_no_finished_call(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'orchestrator.db'}"
+    call_log = tmp_path / "calls.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "LLM_"))},
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "DATABASE_URL": db_url,
+        "OFFLINE_LATENCY_SECONDS": "0.4",
+        "OFFLINE_CALL_LOG": str(call_log),
+    }
+    db = Database(db_url)
+    plan = make_plan(model_heartbeat_timeout_seconds=2.0)
+    workflow_id = f"run-{plan.run_id}"
+    first = start_worker(env, tmp_path / "worker1.log")
+    try:
+        handle = await start_run(dev_env.client, plan)
+        while len(await storage.ledger_entries(db, workflow_id)) < 7:
+            assert first.poll() is None, (tmp_path / "worker1.log").read_text()
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        finished_before_kill = {
+            (e.role, e.turn) for e in await storage.ledger_entries(db, workflow_id)
+        }
+        versions_before_kill = len(await storage.all_artifact_versions(db, plan.run_id))
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    second = start_worker(env, tmp_path / "worker2.log")
+    try:
+        state = await asyncio.wait_for(handle.result(), timeout=180)
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+
+    assert state.status == RunStatus.COMPLETED, state.error
+    calls = invocations(call_log)
+    ledger = await storage.ledger_entries(db, workflow_id)
+    assert len(ledger) == sum(t.turns for t in state.tasks)
+    assert len({(e.task_id, e.turn) for e in ledger}) == len(ledger)
+    # every call that had finished before the kill was made exactly once
+    assert all(calls[key] == 1 for key in finished_before_kill), calls
+    # only calls in flight at the kill (at most one per running task) were made twice
+    repeated = [key for key, count in calls.items() if count > 1]
+    assert len(repeated) <= 3, repeated
+    assert sum(calls.values()) == len(ledger) + len(repeated)
+    # no artifact was written twice: one version per path, as in an uninterrupted run
+    versions = await storage.all_artifact_versions(db, plan.run_id)
+    latest = await storage.latest_artifacts(db, plan.run_id)
+    assert len(versions) == len(latest) and len(versions) > versions_before_kill
+    await db.dispose()

@@ -1,0 +1,102 @@
+"""Whole goals through `GoalWorkflow` on real Temporal servers with the offline model."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from agents.providers.offline import OfflineProvider
+from core import storage
+from core.contracts import RunState, RunStatus, TaskStatus
+from core.db import Database
+from core.export import export_repository
+from tests.helpers import make_plan, run_to_end, started
+
+
+async def test_sdlc_run_delivers_a_repository_whose_tests_pass(
+    dev_client: Client, sqlite_db: Database, tmp_path: Path
+) -> None:
+    plan = make_plan()
+    state = await run_to_end(dev_client, sqlite_db, OfflineProvider(), plan)
+
+    assert state.status == RunStatus.COMPLETED, state.error
+    statuses = {t.id: t.status for t in state.tasks}
+    assert statuses.pop("data_science") == TaskStatus.SKIPPED  # the goal asks for no analytics
+    assert set(statuses.values()) == {TaskStatus.COMPLETED}
+    assert state.task("requirements").outputs["needs_auth"] is True
+    assert state.usage.total > 0 and state.cost_usd == 0.0
+
+    # the ledger holds one row per model call, and the run's totals are its sum
+    entries = await storage.ledger_entries(sqlite_db, f"run-{plan.run_id}")
+    assert len(entries) == sum(t.turns for t in state.tasks)
+    run = await storage.get_run(sqlite_db, plan.run_id)
+    assert run is not None and run.status == "completed"
+    assert run.input_tokens == sum(e.input_tokens for e in entries) == state.usage.input_tokens
+
+    out = tmp_path / "repo"
+    await export_repository(sqlite_db, plan.run_id, f"run-{plan.run_id}", out)
+    provenance = (out / "PROVENANCE.md").read_text()
+    assert "offline" in provenance and "backend/app.py" in provenance
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=out / "backend",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert " passed" in tests.stdout
+
+
+async def test_backend_and_frontend_run_in_parallel_and_status_is_queryable(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    plan = make_plan()
+    provider = OfflineProvider(latency_seconds=0.3)
+    seen_running: set[frozenset[str]] = set()
+    async with started(dev_client, sqlite_db, provider, plan) as handle:
+        while True:
+            state = await handle.query("status", result_type=RunState)
+            if state is not None:
+                running = frozenset(t.id for t in state.tasks if t.status == TaskStatus.RUNNING)
+                seen_running.add(running)
+                if state.status != RunStatus.RUNNING:
+                    break
+            await asyncio.sleep(0.05)
+        await handle.result()
+
+    assert any({"backend", "frontend"} <= running for running in seen_running)
+    history = await handle.fetch_history()
+    summaries = [
+        event.user_metadata.summary.data.decode()
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and event.HasField("user_metadata")
+    ]
+    assert '"backend: turn 1"' in summaries and '"frontend: turn 2"' in summaries
+
+    listed = [
+        w.id
+        async for w in dev_client.list_workflows(
+            f'WorkflowType="GoalWorkflow" AND WorkflowId="run-{plan.run_id}"'
+            ' AND Template="sdlc" AND RunStatus="completed"'
+        )
+    ]
+    assert listed == [f"run-{plan.run_id}"]
+
+
+async def test_a_goal_on_the_time_skipping_server_with_postgres(
+    time_skipping_env: WorkflowEnvironment, postgres_db: Database
+) -> None:
+    plan = make_plan("Build a recipe catalog service with sales forecasting analytics")
+    state = await run_to_end(time_skipping_env.client, postgres_db, OfflineProvider(), plan)
+    assert state.status == RunStatus.COMPLETED, state.error
+    assert state.task("data_science").status == TaskStatus.COMPLETED  # the goal asks for analytics
+    files = {a.path for a in await storage.latest_artifacts(postgres_db, plan.run_id)}
+    assert {"backend/app.py", "db/schema.sql", "analytics/metrics.py", "README.md"} <= files

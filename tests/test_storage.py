@@ -1,0 +1,114 @@
+"""Idempotent storage on both databases: retries never double-count or duplicate."""
+
+from __future__ import annotations
+
+from core import storage
+from core.contracts import RunPlan, RunState, RunStatus, TurnKey, Usage
+from core.db import Database
+
+
+def key(turn: int, task: str = "backend", run: str = "r1") -> TurnKey:
+    return TurnKey(run_id=run, workflow_id=f"run-{run}", task_id=task, turn=turn)
+
+
+async def test_ledger_row_is_written_once_per_turn(any_db: Database) -> None:
+    usage = Usage(input_tokens=100, output_tokens=20, cache_read_input_tokens=5)
+    for attempt_cost in (0.5, 0.9):  # a retry after the first write must not change anything
+        entry = await storage.record_model_call(
+            any_db,
+            key(0),
+            tenant="acme",
+            role="backend_engineer",
+            provider="offline",
+            model="offline-sim-1",
+            usage=usage,
+            cost_usd=attempt_cost,
+            stop_reason="tool_use",
+            response_json="{}",
+        )
+        assert entry.cost_usd == 0.5
+    await storage.record_model_call(
+        any_db,
+        key(1),
+        tenant="acme",
+        role="backend_engineer",
+        provider="offline",
+        model="offline-sim-1",
+        usage=usage,
+        cost_usd=0.25,
+        stop_reason="end_turn",
+        response_json="{}",
+    )
+    entries = await storage.ledger_entries(any_db, "run-r1")
+    assert [(e.turn, e.cost_usd) for e in entries] == [(0, 0.5), (1, 0.25)]
+    async with any_db.session() as session:
+        totals, cost = await storage.ledger_totals(session, "run-r1")
+    assert totals.input_tokens == 200 and totals.cache_read_input_tokens == 10
+    assert cost == 0.75
+
+
+async def test_artifact_writes_are_keyed_by_turn_and_versioned_by_path(any_db: Database) -> None:
+    first = await storage.write_artifact(
+        any_db, key(0), path="backend/app.py", content="v1", role="backend_engineer", model="m"
+    )
+    again = await storage.write_artifact(
+        any_db, key(0), path="backend/app.py", content="v1", role="backend_engineer", model="m"
+    )
+    assert again == first and first.version == 1
+    second = await storage.write_artifact(
+        any_db, key(2), path="backend/app.py", content="v2!", role="backend_engineer", model="m"
+    )
+    assert second.version == 2 and second.size == 3
+    assert second.sha256 == storage.sha256_text("v2!")
+    await storage.write_artifact(
+        any_db,
+        key(0, task="frontend"),
+        path="frontend/index.html",
+        content="<html>",
+        role="frontend_engineer",
+        model="m",
+    )
+    latest = await storage.latest_artifacts(any_db, "r1")
+    assert [(a.path, a.content) for a in latest] == [
+        ("backend/app.py", "v2!"),
+        ("frontend/index.html", "<html>"),
+    ]
+    assert [a.path for a in await storage.latest_artifacts(any_db, "r1", "frontend/")] == [
+        "frontend/index.html"
+    ]
+    assert len(await storage.all_artifact_versions(any_db, "r1")) == 3
+    loaded = await storage.artifacts_by_id(any_db, [second.id, first.id])
+    assert [a.content for a in loaded] == ["v2!", "v1"]
+
+
+async def test_run_row_from_start_to_finish(any_db: Database) -> None:
+    plan = RunPlan(run_id="r9", goal="Build a todo API", template="sdlc", tasks=[], tenant="acme")
+    await storage.record_run_started(any_db, plan, "run-r9")
+    await storage.record_run_started(any_db, plan, "run-r9")  # retried activity
+    run = await storage.get_run(any_db, "r9")
+    assert run is not None and run.status == "running" and run.tenant == "acme"
+    await storage.record_model_call(
+        any_db,
+        key(0, run="r9"),
+        tenant="acme",
+        role="tech_lead",
+        provider="anthropic",
+        model="claude",
+        usage=Usage(input_tokens=7, output_tokens=3),
+        cost_usd=0.01,
+        stop_reason="end_turn",
+        response_json="{}",
+    )
+    state = RunState(run_id="r9", goal=plan.goal, template="sdlc", status=RunStatus.COMPLETED)
+    await storage.record_run_finished(any_db, state, "run-r9")
+    run = await storage.get_run(any_db, "r9")
+    assert run is not None
+    assert (run.status, run.input_tokens, run.output_tokens, run.cost_usd) == (
+        "completed",
+        7,
+        3,
+        0.01,
+    )
+    assert run.completed_at is not None
+    assert RunState.model_validate_json(run.final_state or "").status == RunStatus.COMPLETED
+    assert [r.id for r in await storage.list_runs(any_db)] == ["r9"]

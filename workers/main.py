@@ -1,0 +1,112 @@
+"""Worker processes: which workflows and activities run on which task queues.
+
+One process can serve every queue (the local default) or a subset, so production
+scales the orchestration queue and each role's model-call queue apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.model_calls import ModelActivities
+from activities.runs import RunActivities
+from activities.workspace import WorkspaceActivities
+from agents.llm import make_provider
+from agents.protocol import LLMProvider
+from agents.roles import ROLES
+from core.contracts import TASK_QUEUE, agent_queue
+from core.db import Database, get_database
+from core.settings import Settings
+from workflows.goal import GoalWorkflow
+
+ALL_QUEUES = (TASK_QUEUE, *(agent_queue(role) for role in ROLES))
+
+
+class UnknownQueueError(ValueError):
+    pass
+
+
+def parse_queues(spec: Iterable[str] | None) -> list[str]:
+    """`None` or `all` -> every queue; otherwise the named ones, checked."""
+    names = [q.strip() for item in (spec or ["all"]) for q in item.split(",") if q.strip()]
+    if not names or "all" in names:
+        return list(ALL_QUEUES)
+    unknown = [q for q in names if q not in ALL_QUEUES]
+    if unknown:
+        raise UnknownQueueError(
+            f"unknown task queue {unknown[0]!r}; known: {', '.join(ALL_QUEUES)}"
+        )
+    return names
+
+
+def build_workers(
+    client: Client,
+    *,
+    db: Database,
+    provider: LLMProvider,
+    queues: Iterable[str] = ALL_QUEUES,
+    max_concurrent_activities: int = 100,
+) -> list[Worker]:
+    models = ModelActivities(db, provider)
+    workspace = WorkspaceActivities(db)
+    runs = RunActivities(db)
+    workers = []
+    for queue in queues:
+        if queue == TASK_QUEUE:
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=queue,
+                    workflows=[GoalWorkflow],
+                    activities=[
+                        workspace.run_tool_calls,
+                        runs.record_run_started,
+                        runs.record_run_finished,
+                    ],
+                    max_concurrent_activities=max_concurrent_activities,
+                )
+            )
+        else:
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=queue,
+                    activities=[models.call_model],
+                    max_concurrent_activities=max_concurrent_activities,
+                )
+            )
+    return workers
+
+
+@asynccontextmanager
+async def serving(
+    client: Client,
+    *,
+    db: Database,
+    provider: LLMProvider,
+    queues: Iterable[str] = ALL_QUEUES,
+) -> AsyncIterator[list[Worker]]:
+    """Poll the queues for as long as the block runs."""
+    workers = build_workers(client, db=db, provider=provider, queues=queues)
+    async with AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield workers
+
+
+async def run_workers(
+    client: Client,
+    settings: Settings,
+    queues: Iterable[str] = ALL_QUEUES,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the queues until `stop` is set (or forever)."""
+    db = get_database(settings.resolved_database_url)
+    await db.ensure_schema()
+    async with serving(client, db=db, provider=make_provider(settings), queues=queues):
+        await (stop or asyncio.Event()).wait()

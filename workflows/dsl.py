@@ -1,0 +1,258 @@
+"""The Task DSL: YAML templates, their validation, and compilation into a `RunPlan`.
+
+Validation collects every problem and names each exactly (unknown role, unknown
+dependency, duplicate id, the path of a cycle, a gate with nothing to revise), so
+a user fixes a template in one pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.contracts import RunPlan, TaskPlan
+from workflows.conditions import ConditionError, parse_condition
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+DEFAULT_TEMPLATE = "sdlc"
+
+GateKind = Literal["code_review", "security_review", "human_approval"]
+
+
+class TemplateError(ValueError):
+    """A template that cannot run; `problems` lists every reason, each one sentence."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid template {source}: " + "; ".join(problems))
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z_][\w-]*$", max_length=100)
+    role: str
+    description: str = ""
+    depends_on: list[str] = Field(default_factory=list)
+    gate: GateKind | None = None
+    revises: list[str] | None = None
+    when: str | None = None
+    max_revisions: int = Field(default=2, ge=0, le=10)
+    model: str | None = None
+    max_turns: int | None = Field(default=None, ge=1, le=100)
+
+
+class TemplateSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_turns: int = Field(default=12, ge=1, le=100)
+    model: str | None = None
+
+
+class Template(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    settings: TemplateSettings = Field(default_factory=TemplateSettings)
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+
+def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A dependency cycle as a path that returns to its start, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = fully explored
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in edges.get(node, []):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and dep in edges:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in edges:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def ancestors(edges: dict[str, list[str]], task_id: str) -> set[str]:
+    seen: set[str] = set()
+    stack = list(edges.get(task_id, []))
+    while stack:
+        dep = stack.pop()
+        if dep not in seen:
+            seen.add(dep)
+            stack.extend(edges.get(dep, []))
+    return seen
+
+
+def validate(template: Template, roles: Collection[str], source: str = "template") -> None:
+    problems: list[str] = []
+    by_id: dict[str, TaskSpec] = {}
+    for task in template.tasks:
+        if task.id in by_id:
+            problems.append(f"duplicate task id {task.id!r}")
+        by_id[task.id] = task
+        if task.role not in roles:
+            problems.append(
+                f"task {task.id!r} has unknown role {task.role!r} (known: {', '.join(sorted(roles))})"
+            )
+        for dep in task.depends_on:
+            if dep == task.id:
+                problems.append(f"task {task.id!r} depends on itself")
+    for task in template.tasks:
+        for dep in task.depends_on:
+            if dep not in by_id:
+                problems.append(f"task {task.id!r} depends on unknown task {dep!r}")
+
+    edges = {t.id: [d for d in t.depends_on if d in by_id and d != t.id] for t in template.tasks}
+    cycle = find_cycle(edges)
+    if cycle:
+        problems.append("dependency cycle: " + " -> ".join(cycle))
+    else:
+        for task in template.tasks:
+            problems.extend(_check_task_references(task, by_id, ancestors(edges, task.id)))
+    if problems:
+        raise TemplateError(source, problems)
+
+
+def _check_task_references(
+    task: TaskSpec, by_id: dict[str, TaskSpec], upstream: set[str]
+) -> list[str]:
+    problems: list[str] = []
+    if task.when:
+        try:
+            condition = parse_condition(task.when)
+        except ConditionError as exc:
+            problems.append(f"task {task.id!r}: {exc}")
+        else:
+            if condition.task not in upstream:
+                problems.append(
+                    f"task {task.id!r} has condition on {condition.task!r}, "
+                    "which is not one of its (transitive) dependencies"
+                )
+    if task.gate:
+        revisable = revisable_tasks(task, by_id, upstream)
+        if task.revises:
+            for target in task.revises:
+                if target not in upstream or by_id[target].gate:
+                    problems.append(
+                        f"gate {task.id!r} revises {target!r}, which is not an upstream non-gate task"
+                    )
+        elif not revisable:
+            problems.append(
+                f"gate {task.id!r} has no task to revise: it must depend on a task that is not a gate"
+            )
+    elif task.revises:
+        problems.append(f"task {task.id!r} has 'revises' but is not a gate")
+    return problems
+
+
+IMPLEMENTER_ROLES = ("backend_engineer", "frontend_engineer", "database_engineer", "data_scientist")
+
+
+def revisable_tasks(task: TaskSpec, by_id: dict[str, TaskSpec], upstream: set[str]) -> list[str]:
+    """Which tasks a blocking verdict of this gate sends back: explicit, else implementers upstream."""
+    if task.revises:
+        return list(task.revises)
+    candidates = [t for t in sorted(upstream) if t in by_id and not by_id[t].gate]
+    implementers = [t for t in candidates if by_id[t].role in IMPLEMENTER_ROLES]
+    return implementers or candidates
+
+
+def parse_template(text: str, source: str = "template") -> Template:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise TemplateError(
+            source, [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]
+        ) from None
+    if not isinstance(data, dict):
+        raise TemplateError(source, ["a template is a YAML mapping with 'name' and 'tasks'"])
+    try:
+        return Template.model_validate(data)
+    except ValidationError as exc:
+        raise TemplateError(source, [_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(error: object) -> str:
+    err = error if isinstance(error, dict) else {}
+    location = ".".join(str(part) for part in err.get("loc", ()))
+    return f"{location}: {err.get('msg', 'invalid')}" if location else str(err.get("msg"))
+
+
+def available_templates() -> dict[str, Path]:
+    return {path.stem: path for path in sorted(TEMPLATES_DIR.glob("*.yaml"))}
+
+
+def load_template(name_or_path: str, roles: Collection[str]) -> Template:
+    """A built-in template by name, or a YAML file by path; parsed and validated."""
+    builtin = available_templates()
+    if name_or_path in builtin:
+        path = builtin[name_or_path]
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise TemplateError(
+                name_or_path,
+                [f"no such template or file (built-in templates: {', '.join(builtin)})"],
+            )
+    template = parse_template(path.read_text(encoding="utf-8"), str(path))
+    validate(template, roles, str(path))
+    return template
+
+
+def compile_plan(
+    template: Template,
+    *,
+    goal: str,
+    run_id: str,
+    tenant: str = "default",
+    model: str | None = None,
+    heartbeat_timeout_seconds: float = 60.0,
+) -> RunPlan:
+    goal = goal.strip()
+    if not goal:
+        raise ValueError("the goal is empty: say what to build, e.g. 'Build a todo API'")
+    by_id = {t.id: t for t in template.tasks}
+    edges = {t.id: list(t.depends_on) for t in template.tasks}
+    return RunPlan(
+        run_id=run_id,
+        goal=goal,
+        template=template.name,
+        tenant=tenant,
+        model=model or template.settings.model,
+        model_heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+        tasks=[
+            TaskPlan(
+                id=t.id,
+                role=t.role,
+                depends_on=list(t.depends_on),
+                gate=t.gate,
+                revises=revisable_tasks(t, by_id, ancestors(edges, t.id)) if t.gate else [],
+                when=t.when,
+                max_revisions=t.max_revisions,
+                model=t.model,
+                max_turns=t.max_turns or template.settings.max_turns,
+                description=t.description,
+            )
+            for t in template.tasks
+        ],
+    )

@@ -27,8 +27,8 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/overhead.py
-	$(BIN)/python bench/makespan.py
+	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.makespan
 
 clean:
 	rm -rf $(VENV) .orchestrator deliverables .pytest_cache .mypy_cache .ruff_cache

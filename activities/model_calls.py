@@ -42,16 +42,16 @@ class ModelActivities:
 
     @activity.defn(name=CALL_MODEL)
     async def call_model(self, call: ModelCallInput) -> ModelCallResult:
-        recorded = await storage.get_model_call(self.db, call.key)
-        if recorded is not None:
+        context = await storage.turn_context(self.db, call.key, [ref.id for ref in call.upstream])
+        if context.recorded is not None:
             # The call completed before (e.g. the worker died before reporting it): reuse it.
-            return _result(recorded, replayed=True)
+            return _result(context.recorded, replayed=True)
 
         role = get_role(call.role)
         request = ModelRequest(
             model=call.model or self.provider.default_model,
             system=role.system_prompt(),
-            messages=await self._conversation(call),
+            messages=_conversation(call, context),
             tools=[TOOL_DEFINITIONS[name] for name in role.tools],
             max_tokens=role.max_tokens,
             role=call.role,
@@ -70,22 +70,6 @@ class ModelActivities:
             response_json=response_json(response),
         )
         return _result(entry, replayed=False)
-
-    async def _conversation(self, call: ModelCallInput) -> list[Message]:
-        upstream = await storage.artifacts_by_id(self.db, [ref.id for ref in call.upstream])
-        first = build_task_message(
-            goal=call.goal,
-            task_id=call.key.task_id,
-            role=call.role,
-            description=call.description,
-            upstream=[UpstreamFile(a.path, a.task_id, a.content) for a in upstream],
-        )
-        calls, results = await storage.task_history(self.db, call.key)
-        return build_messages(
-            first,
-            [response_from_json(entry.response) for entry in calls],
-            [tool_results_from_json(entry.results) for entry in results],
-        )
 
     async def _complete(self, request: ModelRequest) -> ModelResponse:
         try:
@@ -111,6 +95,21 @@ async def _with_heartbeats(work: Coroutine[Any, Any, ModelResponse]) -> ModelRes
             activity.heartbeat()
     finally:
         task.cancel()
+
+
+def _conversation(call: ModelCallInput, context: storage.TurnContext) -> list[Message]:
+    first = build_task_message(
+        goal=call.goal,
+        task_id=call.key.task_id,
+        role=call.role,
+        description=call.description,
+        upstream=[UpstreamFile(a.path, a.task_id, a.content) for a in context.upstream],
+    )
+    return build_messages(
+        first,
+        [response_from_json(entry.response) for entry in context.earlier_calls],
+        [tool_results_from_json(entry.results) for entry in context.earlier_results],
+    )
 
 
 def _result(entry: LedgerEntry, *, replayed: bool) -> ModelCallResult:

@@ -7,9 +7,11 @@ tool call into workspace operations and back into a tool result.
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agents.protocol import ToolDefinition
+from core.contracts import ArtifactRef
 
 TOOL_DEFINITIONS: dict[str, ToolDefinition] = {
     tool.name: tool
@@ -77,6 +79,58 @@ def normalize_path(path: Any) -> str:
 
 
 class Workspace(Protocol):
-    async def write(self, path: str, content: str) -> str: ...
+    """The run's files as the tools see them (implemented by `core.storage.RunWorkspace`)."""
+
+    async def write(self, path: str, content: str) -> ArtifactRef: ...
     async def read(self, path: str) -> str | None: ...
-    async def list(self, prefix: str) -> list[str]: ...
+    async def list(self, prefix: str) -> list[tuple[str, int]]: ...
+
+
+MAX_READ_CHARS = 100_000
+
+
+@dataclass
+class ToolOutcome:
+    content: str
+    is_error: bool = False
+    written: ArtifactRef | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+async def run_tool(workspace: Workspace, name: str, args: dict[str, Any]) -> ToolOutcome:
+    """Run one tool call; a mistake of the agent's becomes an error result, not an exception."""
+    try:
+        return await _dispatch(workspace, name, args)
+    except ToolInputError as exc:
+        return ToolOutcome(content=str(exc), is_error=True)
+
+
+async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> ToolOutcome:
+    if name == "write_file":
+        path = normalize_path(args.get("path"))
+        content = args.get("content")
+        if not isinstance(content, str):
+            raise ToolInputError("write_file needs 'content' as a string")
+        ref = await workspace.write(path, content)
+        return ToolOutcome(
+            content=f"wrote {path} ({ref.size} bytes, version {ref.version})", written=ref
+        )
+    if name == "read_file":
+        path = normalize_path(args.get("path"))
+        text = await workspace.read(path)
+        if text is None:
+            raise ToolInputError(f"no file {path!r} in the workspace")
+        return ToolOutcome(content=text[:MAX_READ_CHARS])
+    if name == "list_files":
+        files = await workspace.list(str(args.get("prefix") or ""))
+        return ToolOutcome(
+            content="\n".join(f"{path} ({size} bytes)" for path, size in files) or "(no files)"
+        )
+    if name == "set_outputs":
+        outputs = args.get("outputs")
+        if not isinstance(outputs, dict):
+            raise ToolInputError("set_outputs needs 'outputs' as an object")
+        return ToolOutcome(
+            content=f"recorded outputs: {', '.join(sorted(outputs))}", outputs=outputs
+        )
+    raise ToolInputError(f"unknown tool {name!r}")

@@ -1,6 +1,6 @@
 """Makespan of an `sdlc` run against its critical path, with a simulated model latency.
 
-    .venv/bin/python bench/makespan.py [--latency 1.0]
+    .venv/bin/python -m bench.makespan [--latency 1.0]
 
 Every offline model call sleeps `--latency` seconds. The critical path is the
 longest chain of tasks weighted by (turns x latency); a scheduler that truly runs
@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.providers.offline import OfflineProvider
 from agents.roles import ROLES

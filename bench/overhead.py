@@ -1,6 +1,6 @@
 """Orchestration overhead per model call, against the engine floor on the same server.
 
-    .venv/bin/python bench/overhead.py [--floor-runs 20]
+    .venv/bin/python -m bench.overhead [--floor-runs 20]
 
 Prints: the engine floor (median wall time of a workflow running one no-op
 activity), the wall time of a whole offline `sdlc` run at zero model latency, and
@@ -12,34 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
-from temporalio import activity, workflow
 from temporalio.worker import Worker
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.providers.offline import OfflineProvider
 from bench.common import dev_server, sqlite_database, timed_sdlc_run
+from bench.floor import FloorWorkflow, noop
 
 FLOOR_QUEUE = "bench-floor"
-
-
-@activity.defn
-async def noop() -> None:
-    return None
-
-
-@workflow.defn
-class FloorWorkflow:
-    @workflow.run
-    async def run(self) -> None:
-        await workflow.execute_activity(noop, start_to_close_timeout=timedelta(seconds=10))
 
 
 async def main(floor_runs: int) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -134,13 +134,17 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        is_sqlite = url.startswith("sqlite")
         connect_args: dict[str, Any] = {}
-        if url.startswith("sqlite"):
+        if is_sqlite:
             _ensure_sqlite_dir(url)
             connect_args["timeout"] = 30
+        # A ping per checkout guards against dropped server connections; a file has none.
         self.engine: AsyncEngine = create_async_engine(
-            url, connect_args=connect_args, pool_pre_ping=True
+            url, connect_args=connect_args, pool_pre_ping=not is_sqlite
         )
+        if is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._ready = False
         self._lock = asyncio.Lock()
@@ -168,6 +172,15 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the CLI read while a worker writes; NORMAL sync is still crash-safe in WAL
+    # mode and makes each small commit (one per tool call) far cheaper than a full fsync.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _ensure_sqlite_dir(url: str) -> None:

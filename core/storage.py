@@ -8,7 +8,9 @@ counting tokens twice or adding an artifact version.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, func
@@ -116,8 +118,8 @@ async def list_runs(db: Database, limit: int = 20) -> list[Run]:
 
 async def get_model_call(db: Database, key: TurnKey) -> LedgerEntry | None:
     async with db.session() as session:
-        result = await session.execute(select(LedgerEntry).where(*_key_filter(LedgerEntry, key)))
-        return result.scalars().first()
+        entry: LedgerEntry | None = await _first(session, LedgerEntry, key)
+        return entry
 
 
 async def record_model_call(
@@ -160,8 +162,8 @@ async def record_model_call(
             ["workflow_id", "task_id", "attempt", "turn"],
         )
         await session.commit()
-        result = await session.execute(select(LedgerEntry).where(*_key_filter(LedgerEntry, key)))
-        return result.scalars().one()
+        entry: LedgerEntry = await _first(session, LedgerEntry, key)
+        return entry
 
 
 def entry_usage(entry: LedgerEntry) -> Usage:
@@ -203,60 +205,47 @@ async def ledger_entries(db: Database, workflow_id: str) -> list[LedgerEntry]:
         return list(result.scalars())
 
 
-async def task_history(
-    db: Database, key: TurnKey
-) -> tuple[list[LedgerEntry], list[ToolResultsEntry]]:
-    """The earlier turns of this task attempt: model responses and the tool results that followed."""
+@dataclass
+class TurnContext:
+    """Everything a model call needs from storage, read in one session."""
+
+    recorded: LedgerEntry | None
+    upstream: list[Artifact] = field(default_factory=list)
+    earlier_calls: list[LedgerEntry] = field(default_factory=list)
+    earlier_results: list[ToolResultsEntry] = field(default_factory=list)
+
+
+async def turn_context(db: Database, key: TurnKey, upstream_ids: Sequence[int]) -> TurnContext:
+    """The turn's ledger row if it already ran; else upstream files and the earlier turns."""
     async with db.session() as session:
-        same_attempt = [
-            LedgerEntry.workflow_id == key.workflow_id,
-            LedgerEntry.task_id == key.task_id,
-            LedgerEntry.attempt == key.attempt,
-            LedgerEntry.turn < key.turn,
-        ]
-        calls = await session.execute(
-            select(LedgerEntry).where(*same_attempt).order_by(col(LedgerEntry.turn))
+        recorded = await _first(session, LedgerEntry, key)
+        if recorded is not None:
+            return TurnContext(recorded=recorded)
+        return TurnContext(
+            recorded=None,
+            upstream=await _artifacts_by_id(session, upstream_ids),
+            earlier_calls=await _earlier_turns(session, LedgerEntry, key),
+            earlier_results=await _earlier_turns(session, ToolResultsEntry, key),
         )
-        results = await session.execute(
-            select(ToolResultsEntry)
-            .where(
-                ToolResultsEntry.workflow_id == key.workflow_id,
-                ToolResultsEntry.task_id == key.task_id,
-                ToolResultsEntry.attempt == key.attempt,
-                ToolResultsEntry.turn < key.turn,
-            )
-            .order_by(col(ToolResultsEntry.turn))
+
+
+async def _first(session: AsyncSession, model: Any, key: TurnKey) -> Any:
+    result = await session.execute(select(model).where(*_key_filter(model, key)))
+    return result.scalars().first()
+
+
+async def _earlier_turns(session: AsyncSession, model: Any, key: TurnKey) -> list[Any]:
+    result = await session.execute(
+        select(model)
+        .where(
+            model.workflow_id == key.workflow_id,
+            model.task_id == key.task_id,
+            model.attempt == key.attempt,
+            model.turn < key.turn,
         )
-        return list(calls.scalars()), list(results.scalars())
-
-
-# --- tool results -----------------------------------------------------------------------
-
-
-async def get_tool_results(db: Database, key: TurnKey) -> ToolResultsEntry | None:
-    async with db.session() as session:
-        result = await session.execute(
-            select(ToolResultsEntry).where(*_key_filter(ToolResultsEntry, key))
-        )
-        return result.scalars().first()
-
-
-async def record_tool_results(db: Database, key: TurnKey, results_json: str) -> None:
-    async with db.session() as session:
-        await _insert_ignore(
-            session,
-            ToolResultsEntry,
-            {
-                "workflow_id": key.workflow_id,
-                "task_id": key.task_id,
-                "attempt": key.attempt,
-                "turn": key.turn,
-                "results": results_json,
-                "created_at": utcnow(),
-            },
-            ["workflow_id", "task_id", "attempt", "turn"],
-        )
-        await session.commit()
+        .order_by(col(model.turn))
+    )
+    return list(result.scalars())
 
 
 # --- artifacts (the run's workspace) ----------------------------------------------------
@@ -274,82 +263,143 @@ def artifact_ref(artifact: Artifact) -> ArtifactRef:
     )
 
 
-async def write_artifact(
-    db: Database, key: TurnKey, *, path: str, content: str, role: str, model: str
-) -> ArtifactRef:
-    async with db.session() as session:
-        where = [
-            Artifact.run_id == key.run_id,
-            Artifact.task_id == key.task_id,
-            Artifact.attempt == key.attempt,
-            Artifact.turn == key.turn,
-            Artifact.path == path,
-        ]
-        existing = (await session.execute(select(Artifact).where(*where))).scalars().first()
+class RunWorkspace:
+    """One turn's view of a run's workspace: reads see its own writes; one transaction.
+
+    Writes are keyed by (run, task, attempt, turn, path), so replaying the turn's tool
+    calls after a retry finds the rows it wrote instead of adding versions.
+    """
+
+    def __init__(self, session: AsyncSession, key: TurnKey, *, role: str, model: str) -> None:
+        self.session = session
+        self.key = key
+        self.role = role
+        self.model = model
+
+    async def write(self, path: str, content: str) -> ArtifactRef:
+        existing = await self._written(path)
         if existing is None:
-            previous = await session.execute(
+            previous = await self.session.execute(
                 select(func.coalesce(func.max(Artifact.version), 0)).where(
-                    Artifact.run_id == key.run_id, Artifact.path == path
+                    Artifact.run_id == self.key.run_id, Artifact.path == path
                 )
             )
             data = content.encode("utf-8")
             await _insert_ignore(
-                session,
+                self.session,
                 Artifact,
                 {
-                    "run_id": key.run_id,
-                    "task_id": key.task_id,
-                    "attempt": key.attempt,
-                    "turn": key.turn,
+                    "run_id": self.key.run_id,
+                    "task_id": self.key.task_id,
+                    "attempt": self.key.attempt,
+                    "turn": self.key.turn,
                     "path": path,
                     "version": int(previous.scalar_one()) + 1,
                     "sha256": hashlib.sha256(data).hexdigest(),
                     "size": len(data),
                     "content": content,
-                    "role": role,
-                    "model": model,
+                    "role": self.role,
+                    "model": self.model,
                     "created_at": utcnow(),
                 },
                 ["run_id", "task_id", "attempt", "turn", "path"],
             )
-            await session.commit()
-            existing = (await session.execute(select(Artifact).where(*where))).scalars().one()
+            existing = await self._written(path)
+            assert existing is not None
         return artifact_ref(existing)
+
+    async def read(self, path: str) -> str | None:
+        found = [a for a in await _latest(self.session, self.key.run_id, path) if a.path == path]
+        return found[0].content if found else None
+
+    async def list(self, prefix: str) -> list[tuple[str, int]]:
+        return [(a.path, a.size) for a in await _latest(self.session, self.key.run_id, prefix)]
+
+    async def record_results(self, results_json: str) -> None:
+        """The turn's tool results, for the next model call; kept from the first try."""
+        await _insert_ignore(
+            self.session,
+            ToolResultsEntry,
+            {
+                "workflow_id": self.key.workflow_id,
+                "task_id": self.key.task_id,
+                "attempt": self.key.attempt,
+                "turn": self.key.turn,
+                "results": results_json,
+                "created_at": utcnow(),
+            },
+            ["workflow_id", "task_id", "attempt", "turn"],
+        )
+
+    async def _written(self, path: str) -> Artifact | None:
+        result = await self.session.execute(
+            select(Artifact).where(
+                Artifact.run_id == self.key.run_id,
+                Artifact.task_id == self.key.task_id,
+                Artifact.attempt == self.key.attempt,
+                Artifact.turn == self.key.turn,
+                Artifact.path == path,
+            )
+        )
+        return result.scalars().first()
+
+
+@asynccontextmanager
+async def turn_workspace(
+    db: Database, key: TurnKey, *, role: str, model: str
+) -> AsyncIterator[RunWorkspace]:
+    """A workspace for one turn's tool calls, committed when the block ends without error."""
+    async with db.session() as session:
+        yield RunWorkspace(session, key, role=role, model=model)
+        await session.commit()
+
+
+async def write_artifact(
+    db: Database, key: TurnKey, *, path: str, content: str, role: str, model: str
+) -> ArtifactRef:
+    async with turn_workspace(db, key, role=role, model=model) as workspace:
+        return await workspace.write(path, content)
 
 
 async def artifacts_by_id(db: Database, ids: Sequence[int]) -> list[Artifact]:
+    async with db.session() as session:
+        return await _artifacts_by_id(session, ids)
+
+
+async def _artifacts_by_id(session: AsyncSession, ids: Sequence[int]) -> list[Artifact]:
     if not ids:
         return []
-    async with db.session() as session:
-        result = await session.execute(select(Artifact).where(col(Artifact.id).in_(list(ids))))
-        by_id = {a.id: a for a in result.scalars()}
-        return [by_id[i] for i in ids if i in by_id]
+    result = await session.execute(select(Artifact).where(col(Artifact.id).in_(list(ids))))
+    by_id = {a.id: a for a in result.scalars()}
+    return [by_id[i] for i in ids if i in by_id]
 
 
 async def latest_artifacts(db: Database, run_id: str, prefix: str = "") -> list[Artifact]:
     """The workspace as it stands: the newest version of every path (optionally under a folder)."""
     async with db.session() as session:
-        newest = (
-            select(Artifact.path, func.max(Artifact.version).label("version"))
-            .where(Artifact.run_id == run_id)
-            .group_by(col(Artifact.path))
-            .subquery()
+        return await _latest(session, run_id, prefix)
+
+
+async def _latest(session: AsyncSession, run_id: str, prefix: str = "") -> list[Artifact]:
+    newest = (
+        select(Artifact.path, func.max(Artifact.version).label("version"))
+        .where(Artifact.run_id == run_id)
+        .group_by(col(Artifact.path))
+        .subquery()
+    )
+    query = (
+        select(Artifact)
+        .join(
+            newest,
+            and_(col(Artifact.path) == newest.c.path, col(Artifact.version) == newest.c.version),
         )
-        query = (
-            select(Artifact)
-            .join(
-                newest,
-                and_(
-                    col(Artifact.path) == newest.c.path, col(Artifact.version) == newest.c.version
-                ),
-            )
-            .where(Artifact.run_id == run_id)
-            .order_by(col(Artifact.path))
-        )
-        if prefix:
-            query = query.where(col(Artifact.path).startswith(prefix))
-        result = await session.execute(query)
-        return list(result.scalars())
+        .where(Artifact.run_id == run_id)
+        .order_by(col(Artifact.path))
+    )
+    if prefix:
+        query = query.where(col(Artifact.path).startswith(prefix))
+    result = await session.execute(query)
+    return list(result.scalars())
 
 
 async def all_artifact_versions(db: Database, run_id: str) -> list[Artifact]:

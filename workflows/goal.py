@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
         SEARCH_ATTRIBUTE_RUN_STATUS,
         SEARCH_ATTRIBUTE_TEMPLATE,
         SEARCH_ATTRIBUTE_TENANT,
-        TASK_QUEUE,
         ArtifactRef,
         FinalizeRunInput,
         ModelCallInput,
@@ -183,11 +182,14 @@ class GoalWorkflow:
         result_type: type | None = None,
         summary: str | None = None,
     ) -> Any:
-        """Activities on the orchestrator queue: storage and tools, quick and idempotent."""
-        return await workflow.execute_activity(
+        """Storage and tool calls: quick, idempotent database work, run as local activities.
+
+        They execute on the worker that runs this workflow task, which saves a server
+        round trip per turn; their results are still recorded in history.
+        """
+        return await workflow.execute_local_activity(
             activity,
             arg,
-            task_queue=TASK_QUEUE,
             result_type=result_type,
             start_to_close_timeout=STORAGE_TIMEOUT,
             retry_policy=STORAGE_RETRY,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -45,3 +47,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--latency", type=float, default=1.0)
     asyncio.run(main(parser.parse_args().latency))
+    # Leave without interpreter teardown: the Temporal runtime can abort it (sdk-python#300).
+    sys.stdout.flush()
+    os._exit(0)

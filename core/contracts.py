@@ -70,21 +70,6 @@ class TaskPlan(BaseModel):
     description: str = ""
 
 
-class RunPlan(BaseModel):
-    """A validated template bound to one goal: the input of `GoalWorkflow`."""
-
-    run_id: str
-    goal: str
-    template: str
-    tasks: list[TaskPlan]
-    tenant: str = "default"
-    model: str | None = None
-    """Model for every task without its own; None means the provider's default."""
-    model_call_timeout_seconds: float = 600.0
-    model_heartbeat_timeout_seconds: float = 60.0
-    model_max_attempts: int = 5
-
-
 class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
@@ -145,6 +130,25 @@ class RunState(BaseModel):
     @property
     def artifacts(self) -> list[ArtifactRef]:
         return [ref for task in self.tasks for ref in task.artifacts]
+
+
+class RunPlan(BaseModel):
+    """A validated template bound to one goal: the input of `GoalWorkflow`."""
+
+    run_id: str
+    goal: str
+    template: str
+    tasks: list[TaskPlan]
+    tenant: str = "default"
+    model: str | None = None
+    """Model for every task without its own; None means the provider's default."""
+    model_call_timeout_seconds: float = 600.0
+    model_heartbeat_timeout_seconds: float = 60.0
+    model_max_attempts: int = 5
+    history_event_limit: int | None = None
+    """Continue-as-new once history reaches this many events, besides when Temporal suggests it."""
+    resume: RunState | None = None
+    """State carried over by continue-as-new; None when the run starts."""
 
 
 class TurnKey(BaseModel):

@@ -75,7 +75,17 @@ class Artifact(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class LedgerEntry(SQLModel, table=True):
+class TurnKeyed(SQLModel):
+    """Columns of the idempotency key of one agent turn: workflow, task, attempt, turn."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(index=True, max_length=80)
+    task_id: str = Field(max_length=100)
+    attempt: int = 0
+    turn: int = 0
+
+
+class LedgerEntry(TurnKeyed, table=True):
     """One model call: tokens, cost and the response, keyed so a retry never counts twice."""
 
     __tablename__ = "ledger"
@@ -83,13 +93,8 @@ class LedgerEntry(SQLModel, table=True):
         UniqueConstraint("workflow_id", "task_id", "attempt", "turn", name="uq_ledger_turn"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
-    workflow_id: str = Field(index=True, max_length=80)
     run_id: str = Field(index=True, max_length=64)
     tenant: str = Field(default="default", max_length=64)
-    task_id: str = Field(max_length=100)
-    attempt: int = 0
-    turn: int = 0
     role: str = Field(max_length=64)
     provider: str = Field(max_length=40)
     model: str = Field(max_length=200)
@@ -103,7 +108,7 @@ class LedgerEntry(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class ToolResultsEntry(SQLModel, table=True):
+class ToolResultsEntry(TurnKeyed, table=True):
     """The tool results of one turn, so the next model call can rebuild the conversation."""
 
     __tablename__ = "tool_results"
@@ -111,11 +116,6 @@ class ToolResultsEntry(SQLModel, table=True):
         UniqueConstraint("workflow_id", "task_id", "attempt", "turn", name="uq_tool_results_turn"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
-    workflow_id: str = Field(index=True, max_length=80)
-    task_id: str = Field(max_length=100)
-    attempt: int = 0
-    turn: int = 0
     results: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -54,7 +54,6 @@ class DevServer:
         return f"127.0.0.1:{self.settings.temporal_port}"
 
     def command(self) -> list[str]:
-        data_dir = self.settings.data_dir
         args = [
             temporal_binary(),
             "server",
@@ -74,12 +73,12 @@ class DevServer:
         ]
         for name in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{name}=Keyword"]
-        data_dir.mkdir(parents=True, exist_ok=True)
         return args
 
     async def start(self, timeout: float = 30.0) -> None:
         if is_listening("127.0.0.1", self.settings.temporal_port):
             raise LocalStackError(f"port {self.settings.temporal_port} is already in use")
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.settings.data_dir / "temporal.log").open("ab")
         self.process = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
@@ -38,3 +41,14 @@ async def run_to_end(
 ) -> RunState:
     async with started(client, db, provider, plan) as handle:
         return await handle.result()
+
+
+def run_generated_tests(backend_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run a delivered backend's own pytest suite, as a user would, in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=backend_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from core.local_stack import is_listening
+from tests.helpers import run_generated_tests
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
 
@@ -111,14 +119,75 @@ def test_run_with_the_embedded_stack_then_status_and_artifacts(
     out = tmp_path / "x"
     exported = cli("artifacts", run_id, "--out", str(out), env=isolated, cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=out / "backend",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    tests = run_generated_tests(out / "backend")
     assert tests.returncode == 0, tests.stdout + tests.stderr
 
     listing = cli("artifacts", run_id, env=isolated, cwd=tmp_path)
     assert "backend/app.py" in listing.stdout and "offline-sim-1" in listing.stdout
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_up_serves_detached_runs_visible_to_temporal_cli_and_web_ui(
+    tmp_path: Path, isolated: dict[str, str]
+) -> None:
+    """`orchestrator up` in one terminal, `run --detach`, then Temporal's own tools."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "LLM_"))}
+    env.update(isolated)
+    port, ui_port = isolated["ORCHESTRATOR_TEMPORAL_PORT"], isolated["ORCHESTRATOR_UI_PORT"]
+    up = subprocess.Popen(
+        [ORCHESTRATOR, "up"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: is_listening("127.0.0.1", int(port)), 60, "the dev server")
+        started = cli(
+            "run", "Build a bookstore inventory service", "--detach", env=isolated, cwd=tmp_path
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        run_id = started.stdout.split("Run ", 1)[1].split()[0]
+        wait_for(
+            lambda: "completed" in cli("status", run_id, env=isolated, cwd=tmp_path).stdout,
+            120,
+            "the run to complete",
+        )
+
+        listed = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "temporal"),
+                "workflow",
+                "list",
+                "--address",
+                f"127.0.0.1:{port}",
+                "--query",
+                'WorkflowType="GoalWorkflow"',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert f"run-{run_id}" in listed.stdout
+
+        query = urllib.parse.quote(f'WorkflowId="run-{run_id}" AND RunStatus="completed"')
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{ui_port}/api/v1/namespaces/default/workflows?query={query}",
+            timeout=30,
+        ) as response:
+            assert f"run-{run_id}" in response.read().decode()
+    finally:
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+    assert "Temporal Web UI: http://127.0.0.1:" in output
+    assert up.returncode in (0, 130), output
+    assert "Traceback" not in output

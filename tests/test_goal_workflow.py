@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
@@ -16,7 +14,7 @@ from core import storage
 from core.contracts import RunState, RunStatus, TaskStatus
 from core.db import Database
 from core.export import export_repository
-from tests.helpers import make_plan, run_to_end, started
+from tests.helpers import make_plan, run_generated_tests, run_to_end, started
 
 
 async def test_sdlc_run_delivers_a_repository_whose_tests_pass(
@@ -43,13 +41,7 @@ async def test_sdlc_run_delivers_a_repository_whose_tests_pass(
     await export_repository(sqlite_db, plan.run_id, f"run-{plan.run_id}", out)
     provenance = (out / "PROVENANCE.md").read_text()
     assert "offline" in provenance and "backend/app.py" in provenance
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=out / "backend",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    tests = run_generated_tests(out / "backend")
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert " passed" in tests.stdout
 
@@ -79,7 +71,8 @@ async def test_backend_and_frontend_run_in_parallel_and_status_is_queryable(
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         and event.HasField("user_metadata")
     ]
-    assert '"backend: turn 1"' in summaries and '"frontend: turn 2"' in summaries
+    assert '"backend (backend_engineer): turn 1"' in summaries
+    assert '"frontend (frontend_engineer): turn 2"' in summaries
 
     listed = [
         w.id
@@ -100,3 +93,23 @@ async def test_a_goal_on_the_time_skipping_server_with_postgres(
     assert state.task("data_science").status == TaskStatus.COMPLETED  # the goal asks for analytics
     files = {a.path for a in await storage.latest_artifacts(postgres_db, plan.run_id)}
     assert {"backend/app.py", "db/schema.sql", "analytics/metrics.py", "README.md"} <= files
+
+
+async def test_a_long_history_continues_as_new_and_carries_the_state(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    plan = make_plan(history_event_limit=40)
+    async with started(dev_client, sqlite_db, OfflineProvider(), plan) as handle:
+        state = await handle.result()
+        first_run = dev_client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+        first_history = await first_run.fetch_history()
+
+    assert (
+        first_history.events[-1].event_type
+        == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    )
+    assert state.status == RunStatus.COMPLETED, state.error
+    assert state.task("requirements").turns == 2  # finished in the first run, carried over
+    entries = await storage.ledger_entries(sqlite_db, handle.id)
+    assert len(entries) == sum(t.turns for t in state.tasks)
+    assert state.usage.input_tokens == sum(e.input_tokens for e in entries)

@@ -112,3 +112,16 @@ async def test_run_row_from_start_to_finish(any_db: Database) -> None:
     assert run.completed_at is not None
     assert RunState.model_validate_json(run.final_state or "").status == RunStatus.COMPLETED
     assert [r.id for r in await storage.list_runs(any_db)] == ["r9"]
+
+
+async def test_migrations_create_exactly_the_models_tables(any_db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    await any_db.ensure_schema()
+    async with any_db.engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), SQLModel.metadata)
+        )
+    assert diff == []

@@ -59,25 +59,34 @@ class GoalWorkflow:
 
     @workflow.run
     async def run(self, plan: RunPlan) -> RunState:
-        self._state = state = RunState(
-            run_id=plan.run_id,
-            goal=plan.goal,
-            template=plan.template,
-            tasks=[TaskState(id=t.id, role=t.role) for t in plan.tasks],
-        )
-        workflow.upsert_search_attributes(
-            [
-                RUN_STATUS.value_set(RunStatus.RUNNING.value),
-                TEMPLATE.value_set(plan.template),
-                TENANT.value_set(plan.tenant),
-            ]
-        )
-        await self._storage(RECORD_RUN_STARTED, plan)
+        if plan.resume is not None:
+            self._state = state = plan.resume
+        else:
+            self._state = state = RunState(
+                run_id=plan.run_id,
+                goal=plan.goal,
+                template=plan.template,
+                tasks=[TaskState(id=t.id, role=t.role) for t in plan.tasks],
+            )
+            workflow.upsert_search_attributes(
+                [
+                    RUN_STATUS.value_set(RunStatus.RUNNING.value),
+                    TEMPLATE.value_set(plan.template),
+                    TENANT.value_set(plan.tenant),
+                ]
+            )
+            await self._storage(RECORD_RUN_STARTED, plan)
 
         running: dict[str, asyncio.Task[None]] = {}
         while True:
-            self._start_ready_tasks(plan, running)
+            # Near the history limit, start nothing new; once in-flight tasks finish, carry
+            # the state into a fresh run.
+            draining = self._history_is_long(plan)
+            if not draining:
+                self._start_ready_tasks(plan, running)
             if not running:
+                if draining and any(t.status == TaskStatus.PENDING for t in state.tasks):
+                    workflow.continue_as_new(plan.model_copy(update={"resume": state}))
                 break
             await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
             for task_id in [tid for tid, t in running.items() if t.done()]:
@@ -93,6 +102,14 @@ class GoalWorkflow:
             FinalizeRunInput(state=state, workflow_id=workflow.info().workflow_id),
         )
         return state
+
+    @staticmethod
+    def _history_is_long(plan: RunPlan) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        limit = plan.history_event_limit
+        return limit is not None and info.get_current_history_length() >= limit
 
     def _start_ready_tasks(self, plan: RunPlan, running: dict[str, asyncio.Task[None]]) -> None:
         """Start every task whose dependencies are done; settle skipped and blocked ones first."""
@@ -157,7 +174,7 @@ class GoalWorkflow:
                     maximum_attempts=plan.model_max_attempts,
                     maximum_interval=timedelta(seconds=60),
                 ),
-                summary=f"{task.id}: turn {turn + 1}",
+                summary=f"{task.id} ({task.role}): turn {turn + 1}",
             )
             self._account(task_state, call)
             if call.tool_calls:
@@ -165,7 +182,7 @@ class GoalWorkflow:
                     RUN_TOOL_CALLS,
                     ToolCallsInput(key=key, role=task.role, model=call.model),
                     result_type=ToolCallsResult,
-                    summary=f"{task.id}: tools of turn {turn + 1}",
+                    summary=f"{task.id} ({task.role}): tools of turn {turn + 1}",
                 )
                 task_state.artifacts = merge_artifacts(task_state.artifacts, tools.written)
                 task_state.outputs.update(tools.outputs)

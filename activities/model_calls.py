@@ -52,7 +52,7 @@ class ModelActivities:
             model=call.model or self.provider.default_model,
             system=role.system_prompt(),
             messages=_conversation(call, context),
-            tools=[TOOL_DEFINITIONS[name] for name in role.tools],
+            tools=[TOOL_DEFINITIONS[name] for name in _tools(role.tools, call)],
             max_tokens=role.max_tokens,
             role=call.role,
         )
@@ -97,6 +97,13 @@ async def _with_heartbeats(work: Coroutine[Any, Any, ModelResponse]) -> ModelRes
         task.cancel()
 
 
+def _tools(role_tools: tuple[str, ...], call: ModelCallInput) -> list[str]:
+    """A reviewing agent gets the verdict tool whatever its role."""
+    if call.review_of and "submit_verdict" not in role_tools:
+        return [*role_tools, "submit_verdict"]
+    return list(role_tools)
+
+
 def _conversation(call: ModelCallInput, context: storage.TurnContext) -> list[Message]:
     first = build_task_message(
         goal=call.goal,
@@ -104,6 +111,8 @@ def _conversation(call: ModelCallInput, context: storage.TurnContext) -> list[Me
         role=call.role,
         description=call.description,
         upstream=[UpstreamFile(a.path, a.task_id, a.content) for a in context.upstream],
+        feedback=call.feedback,
+        review_of=call.review_of,
     )
     return build_messages(
         first,

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 GOAL_RE = re.compile(r"<goal>\n?(.*?)\n?</goal>", re.S)
+REVIEW_RE = re.compile(r'<review-request task="([^"]+)">')
 ARTIFACT_RE = re.compile(r'<artifact path="([^"]+)"[^>]*>\n?(.*?)\n?</artifact>', re.S)
 
 
@@ -20,12 +21,29 @@ class UpstreamFile:
 
 
 def build_task_message(
-    *, goal: str, task_id: str, role: str, description: str, upstream: list[UpstreamFile]
+    *,
+    goal: str,
+    task_id: str,
+    role: str,
+    description: str,
+    upstream: list[UpstreamFile],
+    feedback: str = "",
+    review_of: str | None = None,
 ) -> str:
+    """The task's first message; `feedback` carries findings to fix, `review_of` asks for a review."""
     parts = [
         f"<goal>\n{goal}\n</goal>",
         f'<task id="{task_id}" role="{role}">\n{description or task_id}\n</task>',
     ]
+    if feedback:
+        parts.append(f"<feedback>\n{feedback}\n</feedback>")
+    if review_of:
+        parts.append(
+            f'<review-request task="{review_of}">\nReview the work of task {review_of!r} in '
+            "the upstream artifacts and call submit_verdict: 'pass' to accept it, 'block' "
+            "with findings (file, line, severity, suggested fix) to send it back.\n"
+            "</review-request>"
+        )
     if upstream:
         files = "\n".join(
             f'<artifact path="{f.path}" task="{f.task_id}">\n{f.content}\n</artifact>'
@@ -38,6 +56,11 @@ def build_task_message(
         "turn with a short summary when you are done."
     )
     return "\n\n".join(parts)
+
+
+def parse_review_request(message: str) -> str | None:
+    match = REVIEW_RE.search(message)
+    return match.group(1) if match else None
 
 
 def parse_goal(message: str) -> str:

@@ -12,6 +12,7 @@ from core.contracts import agent_queue
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 WORKSPACE_TOOLS = ("write_file", "read_file", "list_files", "set_outputs")
+REVIEW_TOOLS = (*WORKSPACE_TOOLS, "submit_verdict")
 
 
 class Role(BaseModel):
@@ -42,8 +43,8 @@ ROLES: dict[str, Role] = {
         Role(name="database_engineer", title="Database engineer"),
         Role(name="backend_engineer", title="Backend engineer", max_tokens=16384),
         Role(name="frontend_engineer", title="Frontend engineer", max_tokens=16384),
-        Role(name="code_reviewer", title="Code reviewer"),
-        Role(name="security_reviewer", title="Security reviewer"),
+        Role(name="code_reviewer", title="Code reviewer", tools=REVIEW_TOOLS),
+        Role(name="security_reviewer", title="Security reviewer", tools=REVIEW_TOOLS),
         Role(name="data_scientist", title="Data scientist"),
         Role(name="cleanup_agent", title="Cleanup agent"),
     )

@@ -10,8 +10,10 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from agents.protocol import ToolDefinition
-from core.contracts import ArtifactRef
+from core.contracts import VERDICT_OUTPUT, ArtifactRef, ReviewVerdict
 
 TOOL_DEFINITIONS: dict[str, ToolDefinition] = {
     tool.name: tool
@@ -59,6 +61,15 @@ TOOL_DEFINITIONS: dict[str, ToolDefinition] = {
                 "properties": {"outputs": {"type": "object"}},
                 "required": ["outputs"],
             },
+        ),
+        ToolDefinition(
+            name="submit_verdict",
+            description=(
+                "Reviewers only: submit your verdict on the work under review, 'pass' or "
+                "'block', with every finding (severity high blocks; say file, line and a "
+                "suggested fix)."
+            ),
+            input_schema=ReviewVerdict.model_json_schema(),
         ),
     )
 }
@@ -132,5 +143,16 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
             raise ToolInputError("set_outputs needs 'outputs' as an object")
         return ToolOutcome(
             content=f"recorded outputs: {', '.join(sorted(outputs))}", outputs=outputs
+        )
+    if name == "submit_verdict":
+        try:
+            verdict = ReviewVerdict.model_validate(args)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ToolInputError(f"submit_verdict: {first['msg']} at {where}") from None
+        return ToolOutcome(
+            content=f"verdict recorded: {verdict.verdict} with {len(verdict.findings)} findings",
+            outputs={VERDICT_OUTPUT: verdict.model_dump(mode="json")},
         )
     raise ToolInputError(f"unknown tool {name!r}")

@@ -16,6 +16,7 @@ from agents.roles import ROLES
 from core.contracts import RunState
 from core.db import Database
 from core.local_stack import temporal_binary
+from core.settings import Settings
 from core.temporal import ensure_search_attributes, start_run
 from workers.main import serving
 from workflows.dsl import compile_plan, load_template
@@ -45,8 +46,10 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 async def timed_sdlc_run(
     env: WorkflowEnvironment, db: Database, provider: LLMProvider
 ) -> tuple[float, RunState]:
-    plan = compile_plan(load_template("sdlc", ROLES), goal=GOAL, run_id=uuid.uuid4().hex)
-    async with serving(env.client, db=db, provider=provider):
+    plan = compile_plan(
+        load_template("sdlc", ROLES), goal=GOAL, run_id=uuid.uuid4().hex, roles=ROLES
+    )
+    async with serving(env.client, db=db, provider=provider, settings=Settings()):
         started = time.perf_counter()
         handle = await start_run(env.client, plan)
         state = await handle.result()

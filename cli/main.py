@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,12 +18,17 @@ from temporalio.service import RPCError
 
 from agents.llm import ProviderConfigError
 from agents.roles import ROLES
+from cli import steer
 from cli.render import OFFLINE_MODEL_NOTE, failures, run_table
 from cli.stack import temporal_stack
 from core import storage
 from core.contracts import (
+    DecisionKind,
+    NewTask,
     RunState,
     RunStatus,
+    TaskModification,
+    TaskRemoval,
     workflow_id_for,
 )
 from core.db import DatabaseUnavailable, get_database
@@ -61,6 +66,7 @@ USER_ERRORS = (
     UnknownQueueError,
     ProviderConfigError,
     RunNotFound,
+    steer.SteeringError,
     ValueError,
 )
 
@@ -141,6 +147,7 @@ async def _run_goal(
         template,
         goal=goal,
         run_id=run_id,
+        roles=ROLES,
         model=model or settings.llm_model,
         heartbeat_timeout_seconds=settings.model_heartbeat_timeout_seconds,
     )
@@ -186,28 +193,31 @@ async def _run_goal(
 
 
 async def load_state(settings: Settings, run_id: str) -> RunState:
-    """A closed run from the database; a running one from the workflow's `status` query."""
+    """A running run from the workflow's `status` query; a closed one from the database."""
     db = get_database(settings.resolved_database_url)
     run = await storage.get_run(db, run_id)
     if run is None:
         raise RunNotFound(f"no run with id {run_id!r}")
+    try:
+        client = await connect(settings)
+        handle = client.get_workflow_handle(workflow_id_for(run_id))
+        description = await handle.describe()
+    except (TemporalUnavailable, RPCError):
+        description = None  # Temporal is gone (the embedded stack stopped): the DB knows
+    if description is not None and description.status == WorkflowExecutionStatus.RUNNING:
+        state = await handle.query("status", result_type=RunState)
+        if state is not None:
+            return state
     if run.final_state:
         return RunState.model_validate_json(run.final_state)
-    client = await connect(settings)
-    handle = client.get_workflow_handle(workflow_id_for(run_id))
-    description = await handle.describe()
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        return RunState(
-            run_id=run_id,
-            goal=run.goal,
-            template=run.template,
-            status=RunStatus.FAILED,
-            error=f"workflow is {description.status.name if description.status else 'unknown'}",
-        )
-    state = await handle.query("status", result_type=RunState)
-    if state is None:
-        return RunState(run_id=run_id, goal=run.goal, template=run.template)
-    return state
+    closed = description.status.name.lower() if description and description.status else "unknown"
+    return RunState(
+        run_id=run_id,
+        goal=run.goal,
+        template=run.template,
+        status=RunStatus.FAILED,
+        error=f"the workflow is {closed} and recorded no final state",
+    )
 
 
 @app.command()
@@ -325,6 +335,197 @@ def up() -> None:
         return 0
 
     _run(serve())
+
+
+# --- steering a running goal -------------------------------------------------------------
+
+By = Annotated[str, typer.Option("--by", help="Who decides (recorded in the run).")]
+Comment = Annotated[str, typer.Option("--comment", help="Why; reaches the implementers.")]
+
+
+def _steer(work: Callable[[Client], Coroutine[Any, Any, int | None]]) -> None:
+    async def connected() -> int | None:
+        return await work(await connect(get_settings()))
+
+    _run(connected())
+
+
+def _decide(run_id: str, gate: str, kind: DecisionKind, comment: str, by: str) -> None:
+    async def send(client: Client) -> int:
+        await steer.decide(client, run_id, gate, kind, comment, by)
+        console.print(f"{kind.value} sent to gate {gate} of run {run_id}")
+        return 0
+
+    _steer(send)
+
+
+@app.command()
+def approve(run_id: str, gate: str, comment: Comment = "", by: By = "cli") -> None:
+    """Approve a gate that waits for a human decision."""
+    _decide(run_id, gate, DecisionKind.APPROVE, comment, by)
+
+
+@app.command()
+def reject(run_id: str, gate: str, comment: Comment = "", by: By = "cli") -> None:
+    """Reject a gate that waits for a human decision (its run fails)."""
+    _decide(run_id, gate, DecisionKind.REJECT, comment, by)
+
+
+@app.command("request-changes")
+def request_changes(run_id: str, gate: str, comment: Comment = "", by: By = "cli") -> None:
+    """Send a waiting gate's findings (and your comment) back to the implementers."""
+    _decide(run_id, gate, DecisionKind.REQUEST_CHANGES, comment, by)
+
+
+@app.command()
+def pending(run_id: str) -> None:
+    """What a run waits for: gate decisions and dead-lettered tasks."""
+
+    async def show(client: Client) -> int:
+        waiting = await steer.pending(client, run_id)
+        for p in waiting:
+            console.print(
+                f"{p.kind:<12} {p.key:<18} tier {p.tier} since {p.since:%Y-%m-%d %H:%M:%S} "
+                f"[dim]({' | '.join(p.options)})[/dim] {p.reason}",
+                highlight=False,
+            )
+        if not waiting:
+            console.print(f"run {run_id} waits for nothing")
+        return 0
+
+    _steer(show)
+
+
+dlq_app = typer.Typer(help="Dead-lettered tasks and failed runs.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list() -> None:
+    """Dead-lettered tasks of running runs, and failed runs (from Temporal visibility)."""
+
+    async def show(client: Client) -> int:
+        rows = await steer.dead_letters(client)
+        for run_id, task, why in rows:
+            console.print(f"{run_id}  {task:<18} {why}", highlight=False)
+        if not rows:
+            console.print("no dead-lettered tasks or failed runs")
+        return 0
+
+    _steer(show)
+
+
+def _resolve(run_id: str, task: str, action: str, comment: str, by: str) -> None:
+    async def send(client: Client) -> int:
+        await steer.resolve(client, run_id, task, action, comment, by)
+        console.print(f"{action} sent for task {task} of run {run_id}")
+        return 0
+
+    _steer(send)
+
+
+@dlq_app.command("retry")
+def dlq_retry(run_id: str, task: str, comment: Comment = "", by: By = "cli") -> None:
+    """Run a dead-lettered task again from the turn that failed."""
+    _resolve(run_id, task, "retry", comment, by)
+
+
+@dlq_app.command("skip")
+def dlq_skip(run_id: str, task: str, comment: Comment = "", by: By = "cli") -> None:
+    """Skip a dead-lettered task; its dependants go on without it."""
+    _resolve(run_id, task, "skip", comment, by)
+
+
+@dlq_app.command("abort")
+def dlq_abort(run_id: str, task: str, comment: Comment = "", by: By = "cli") -> None:
+    """Give up on a dead-lettered task; its dependants cannot run and the run fails."""
+    _resolve(run_id, task, "abort", comment, by)
+
+
+@app.command()
+def reset(
+    run_id: str,
+    to: Annotated[str, typer.Option("--to", help="Re-run from just before this task.")],
+) -> None:
+    """Reset a run (Temporal workflow reset) to before TASK; earlier work is replayed, not redone."""
+
+    async def send(client: Client) -> int:
+        new_run = await steer.reset_to_task(client, run_id, to)
+        console.print(f"run {run_id} reset to before task {to} (Temporal run {new_run})")
+        return 0
+
+    _steer(send)
+
+
+tasks_app = typer.Typer(help="Change the plan of a running goal.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+
+
+def _ids(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _change(run_id: str, name: str, change: Any) -> None:
+    async def send(client: Client) -> int:
+        task = await steer.update(client, run_id, name, change)
+        console.print(f"{name}: done" + (f" ({task.id}: {task.status.value})" if task else ""))
+        return 0
+
+    _steer(send)
+
+
+@tasks_app.command("add")
+def tasks_add(
+    run_id: str,
+    task_id: Annotated[str, typer.Option("--id", help="The new task's id.")],
+    role: Annotated[str, typer.Option(help="Its agent role.")],
+    after: Annotated[str | None, typer.Option(help="Tasks it waits for, comma-separated.")] = None,
+    before: Annotated[str | None, typer.Option(help="Pending tasks that must wait for it.")] = None,
+    description: Annotated[str, typer.Option(help="What the agent should do.")] = "",
+    model: Annotated[str | None, typer.Option(help="Model for this task.")] = None,
+) -> None:
+    """Add a task to a running goal."""
+    _change(
+        run_id,
+        "add_task",
+        NewTask(
+            id=task_id,
+            role=role,
+            depends_on=_ids(after),
+            before=_ids(before),
+            description=description,
+            model=model,
+        ),
+    )
+
+
+@tasks_app.command("remove")
+def tasks_remove(run_id: str, task: str) -> None:
+    """Remove a pending task; its dependants inherit its dependencies."""
+    _change(run_id, "remove_task", TaskRemoval(task=task))
+
+
+@tasks_app.command("modify")
+def tasks_modify(
+    run_id: str,
+    task: str,
+    role: Annotated[str | None, typer.Option(help="New role.")] = None,
+    after: Annotated[str | None, typer.Option(help="New dependencies, comma-separated.")] = None,
+    model: Annotated[str | None, typer.Option(help="New model.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Instructions added to its prompt.")] = None,
+) -> None:
+    """Change a pending task: role, dependencies, model, prompt additions."""
+    _change(
+        run_id,
+        "modify_task",
+        TaskModification(
+            task=task,
+            role=role,
+            depends_on=_ids(after) if after is not None else None,
+            model=model,
+            prompt_addition=prompt,
+        ),
+    )
 
 
 # --- templates --------------------------------------------------------------------------

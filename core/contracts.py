@@ -7,8 +7,9 @@ I/O), so everything here must stay free of side effects at import.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +29,10 @@ def workflow_id_for(run_id: str) -> str:
 class TaskStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
+    """A gate waits for a human decision."""
+    DEAD_LETTERED = "dead_lettered"
+    """Its model call failed for good; the run waits for `resolve_task`."""
     COMPLETED = "completed"
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -39,6 +44,8 @@ class TaskStatus(StrEnum):
 
 class RunStatus(StrEnum):
     RUNNING = "running"
+    WAITING = "waiting"
+    """Waits for a human: a gate decision or a dead-lettered task."""
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -68,6 +75,10 @@ class TaskPlan(BaseModel):
     model: str | None = None
     max_turns: int = 12
     description: str = ""
+    prompt_addition: str = ""
+    """Extra instructions for this task's agent, e.g. added by `modify_task`."""
+    review_by: list[str] = Field(default_factory=list)
+    """Roles that critique this task's work in turn before it counts as done."""
 
 
 class Usage(BaseModel):
@@ -95,10 +106,205 @@ class Usage(BaseModel):
         )
 
 
+# --- quality gates ------------------------------------------------------------------------
+
+CHECKS_QUEUE = "checks"
+"""Queue of the sandboxed checks, so they can run on separate, locked-down workers."""
+
+RUN_CHECKS = "run_checks"
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Finding(BaseModel):
+    """One problem found by a tool or a reviewer, precise enough for an implementer to fix."""
+
+    source: str
+    """Who found it: ruff, pytest, bandit, secrets, dependencies, sandbox, or a reviewer role."""
+    severity: Severity
+    message: str
+    file: str | None = None
+    line: int | None = None
+    rule: str | None = None
+    suggested_fix: str | None = None
+
+
+class ChecksInput(BaseModel):
+    run_id: str
+    gate: str
+    """code_review or security_review: which checks to run on the workspace."""
+
+
+class ChecksReport(BaseModel):
+    gate: str
+    findings: list[Finding] = Field(default_factory=list)
+    tests_passed: int = 0
+    tests_failed: int = 0
+    network_isolated: bool = False
+    notes: list[str] = Field(default_factory=list)
+    """What a human should know about how the checks ran (e.g. no network isolation)."""
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == Severity.HIGH]
+
+
+VERDICT_OUTPUT = "review"
+"""The task-outputs key under which a reviewer's submitted verdict reaches the workflow."""
+
+
+class ReviewVerdict(BaseModel):
+    """What a reviewer agent submits with its `submit_verdict` tool."""
+
+    verdict: Literal["pass", "block"]
+    summary: str = ""
+    findings: list[Finding] = Field(default_factory=list)
+
+
+class GateVerdict(BaseModel):
+    """One round of a gate: the deterministic outcome of tool checks and the reviewer."""
+
+    round: int
+    passed: bool
+    decided_by: str
+    """checks, reviewer, `human:<name>` or `policy`."""
+    findings: list[Finding] = Field(default_factory=list)
+    summary: str = ""
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == Severity.HIGH]
+
+
+# --- human decisions and escalation -------------------------------------------------------
+
+NOTIFY = "notify"
+
+
+class DecisionKind(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    REQUEST_CHANGES = "request_changes"
+
+
+class Decision(BaseModel):
+    """The `decide` signal: a plain JSON object, so `temporal workflow signal` can send it."""
+
+    gate: str
+    decision: DecisionKind
+    comment: str = ""
+    by: str = "unknown"
+
+
+class AutoDecision(StrEnum):
+    """What tier 3 of an escalation does when nobody decided in time."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    FAIL = "fail"
+
+
+class EscalationPolicy(BaseModel):
+    """When a run waits for a human: notify, notify wider, then decide by itself."""
+
+    tier1_after_seconds: float = 0.0
+    tier2_after_seconds: float = 4 * 3600.0
+    tier3_after_seconds: float = 24 * 3600.0
+    auto_decision: AutoDecision = AutoDecision.FAIL
+    webhook_url: str | None = None
+    """Tier 1: a JSON POST of the notification."""
+    slack_webhook_url: str | None = None
+    """Tier 2: a Slack incoming webhook."""
+    email_to: list[str] = Field(default_factory=list)
+    """Tier 2: escalation contacts by email (SMTP settings from the worker's environment)."""
+
+
+class TaskResolution(BaseModel):
+    """The `resolve_task` signal for a dead-lettered task."""
+
+    task: str
+    action: Literal["retry", "skip", "abort"]
+    comment: str = ""
+    by: str = "unknown"
+
+
+# --- changes to a running plan (updates) ------------------------------------------------
+
+
+class NewTask(BaseModel):
+    """The `add_task` update."""
+
+    id: str = Field(pattern=r"^[A-Za-z_][\w-]*$", max_length=100)
+    role: str
+    depends_on: list[str] = Field(default_factory=list)
+    before: list[str] = Field(default_factory=list)
+    """Pending tasks that must now wait for this one (inserts it into the DAG)."""
+    description: str = ""
+    model: str | None = None
+    max_turns: int = Field(default=12, ge=1, le=100)
+
+
+class TaskRemoval(BaseModel):
+    """The `remove_task` update."""
+
+    task: str
+
+
+class TaskModification(BaseModel):
+    """The `modify_task` update: only the fields given change."""
+
+    task: str
+    role: str | None = None
+    depends_on: list[str] | None = None
+    model: str | None = None
+    prompt_addition: str | None = None
+
+
+class PendingDecision(BaseModel):
+    """What a run waits for; answered by the `pending_decisions` query."""
+
+    kind: Literal["gate", "dead_letter"]
+    key: str
+    """The gate's task id (answer with `decide`) or the dead-lettered task (`resolve_task`)."""
+    reason: str
+    since: datetime
+    tier: int = 0
+    """Escalation tiers already reached."""
+    options: list[str]
+
+
+class NotificationChannel(StrEnum):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+    EMAIL = "email"
+
+
+class Notification(BaseModel):
+    """One message to a person or system about a run that waits for a decision."""
+
+    channel: NotificationChannel
+    target: str
+    """URL for webhook and Slack, address for email."""
+    run_id: str
+    tier: int
+    subject: str
+    text: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 class TaskState(BaseModel):
     id: str
     role: str
     status: TaskStatus = TaskStatus.PENDING
+    attempt: int = 0
+    """0 for the first run of the task, then one more per revision."""
+    next_turn: int = 0
+    """Turn of the current attempt to run next: a retried dead letter resumes here."""
     turns: int = 0
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
@@ -107,6 +313,8 @@ class TaskState(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     summary: str = ""
     error: str | None = None
+    verdicts: list[GateVerdict] = Field(default_factory=list)
+    """A gate's verdicts, one per round, newest last."""
 
 
 class RunState(BaseModel):
@@ -145,6 +353,9 @@ class RunPlan(BaseModel):
     model_call_timeout_seconds: float = 600.0
     model_heartbeat_timeout_seconds: float = 60.0
     model_max_attempts: int = 5
+    escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
+    roles: list[str] = Field(default_factory=list)
+    """Known role names, so updates that add or modify tasks can be validated in the workflow."""
     history_event_limit: int | None = None
     """Continue-as-new once history reaches this many events, besides when Temporal suggests it."""
     resume: RunState | None = None
@@ -156,6 +367,8 @@ class TurnKey(BaseModel):
 
     run_id: str
     workflow_id: str
+    execution_id: str = ""
+    """Temporal run id: a reset re-executes a task with fresh calls instead of replaying them."""
     task_id: str
     attempt: int = 0
     turn: int
@@ -166,6 +379,10 @@ class ModelCallInput(BaseModel):
     role: str
     goal: str
     description: str = ""
+    feedback: str = ""
+    """Findings or critique the agent must address in this attempt."""
+    review_of: str | None = None
+    """Set when the agent reviews another task's work (hierarchical supervision)."""
     model: str | None = None
     upstream: list[ArtifactRef] = Field(default_factory=list)
     tenant: str = "default"

@@ -57,11 +57,14 @@ class Artifact(SQLModel, table=True):
 
     __tablename__ = "artifacts"
     __table_args__ = (
-        UniqueConstraint("run_id", "task_id", "attempt", "turn", "path", name="uq_artifact_write"),
+        UniqueConstraint(
+            "run_id", "execution_id", "task_id", "attempt", "turn", "path", name="uq_artifact_write"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True, max_length=64)
+    execution_id: str = Field(default="", max_length=64)
     task_id: str = Field(max_length=100)
     attempt: int = 0
     turn: int = 0
@@ -80,6 +83,7 @@ class TurnKeyed(SQLModel):
 
     id: int | None = Field(default=None, primary_key=True)
     workflow_id: str = Field(index=True, max_length=80)
+    execution_id: str = Field(default="", max_length=64)
     task_id: str = Field(max_length=100)
     attempt: int = 0
     turn: int = 0
@@ -90,7 +94,9 @@ class LedgerEntry(TurnKeyed, table=True):
 
     __tablename__ = "ledger"
     __table_args__ = (
-        UniqueConstraint("workflow_id", "task_id", "attempt", "turn", name="uq_ledger_turn"),
+        UniqueConstraint(
+            "workflow_id", "execution_id", "task_id", "attempt", "turn", name="uq_ledger_turn"
+        ),
     )
 
     run_id: str = Field(index=True, max_length=64)
@@ -113,7 +119,14 @@ class ToolResultsEntry(TurnKeyed, table=True):
 
     __tablename__ = "tool_results"
     __table_args__ = (
-        UniqueConstraint("workflow_id", "task_id", "attempt", "turn", name="uq_tool_results_turn"),
+        UniqueConstraint(
+            "workflow_id",
+            "execution_id",
+            "task_id",
+            "attempt",
+            "turn",
+            name="uq_tool_results_turn",
+        ),
     )
 
     results: str = Field(sa_column=Column(Text, nullable=False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,9 +35,23 @@ class Settings(BaseSettings):
     offline_latency_seconds: float = Field(default=0.0, validation_alias="OFFLINE_LATENCY_SECONDS")
     offline_call_log: Path | None = Field(default=None, validation_alias="OFFLINE_CALL_LOG")
 
+    max_concurrent_checks: int = Field(
+        default=2, validation_alias="ORCHESTRATOR_MAX_CONCURRENT_CHECKS"
+    )
     model_heartbeat_timeout_seconds: float = Field(
         default=60.0, validation_alias="ORCHESTRATOR_MODEL_HEARTBEAT_TIMEOUT"
     )
+
+    smtp_host: str | None = Field(
+        default=None,
+        validation_alias="SMTP_HOST",
+        description="Mail server for email notifications; without it they fail for good.",
+    )
+    smtp_port: int = Field(default=25, validation_alias="SMTP_PORT")
+    smtp_from: str = Field(default="orchestrator@localhost", validation_alias="SMTP_FROM")
+    smtp_username: str | None = Field(default=None, validation_alias="SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(default=None, validation_alias="SMTP_PASSWORD")
+    smtp_starttls: bool = Field(default=False, validation_alias="SMTP_STARTTLS")
 
     @property
     def resolved_database_url(self) -> str:

@@ -28,11 +28,9 @@ def sha256_text(content: str) -> str:
 
 
 async def _insert_ignore(
-    session: AsyncSession,
-    model: type[SQLModel],
-    values: dict[str, Any],
-    keys: Sequence[str],
+    session: AsyncSession, model: type[SQLModel], values: dict[str, Any]
 ) -> None:
+    """Insert unless a row with the same unique key exists: the first write wins."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(model).values(**values).on_conflict_do_nothing()
@@ -46,6 +44,7 @@ async def _insert_ignore(
 def _key_filter(model: Any, key: TurnKey) -> list[Any]:
     return [
         model.workflow_id == key.workflow_id,
+        model.execution_id == key.execution_id,
         model.task_id == key.task_id,
         model.attempt == key.attempt,
         model.turn == key.turn,
@@ -70,7 +69,6 @@ async def record_run_started(db: Database, plan: RunPlan, workflow_id: str) -> N
                 "created_at": utcnow(),
                 "updated_at": utcnow(),
             },
-            ["id"],
         )
         await session.commit()
 
@@ -142,6 +140,7 @@ async def record_model_call(
             LedgerEntry,
             {
                 "workflow_id": key.workflow_id,
+                "execution_id": key.execution_id,
                 "run_id": key.run_id,
                 "tenant": tenant,
                 "task_id": key.task_id,
@@ -159,7 +158,6 @@ async def record_model_call(
                 "response": response_json,
                 "created_at": utcnow(),
             },
-            ["workflow_id", "task_id", "attempt", "turn"],
         )
         await session.commit()
         entry: LedgerEntry = await _first(session, LedgerEntry, key)
@@ -239,6 +237,7 @@ async def _earlier_turns(session: AsyncSession, model: Any, key: TurnKey) -> lis
         select(model)
         .where(
             model.workflow_id == key.workflow_id,
+            model.execution_id == key.execution_id,
             model.task_id == key.task_id,
             model.attempt == key.attempt,
             model.turn < key.turn,
@@ -290,6 +289,7 @@ class RunWorkspace:
                 Artifact,
                 {
                     "run_id": self.key.run_id,
+                    "execution_id": self.key.execution_id,
                     "task_id": self.key.task_id,
                     "attempt": self.key.attempt,
                     "turn": self.key.turn,
@@ -302,7 +302,6 @@ class RunWorkspace:
                     "model": self.model,
                     "created_at": utcnow(),
                 },
-                ["run_id", "task_id", "attempt", "turn", "path"],
             )
             existing = await self._written(path)
             assert existing is not None
@@ -322,19 +321,20 @@ class RunWorkspace:
             ToolResultsEntry,
             {
                 "workflow_id": self.key.workflow_id,
+                "execution_id": self.key.execution_id,
                 "task_id": self.key.task_id,
                 "attempt": self.key.attempt,
                 "turn": self.key.turn,
                 "results": results_json,
                 "created_at": utcnow(),
             },
-            ["workflow_id", "task_id", "attempt", "turn"],
         )
 
     async def _written(self, path: str) -> Artifact | None:
         result = await self.session.execute(
             select(Artifact).where(
                 Artifact.run_id == self.key.run_id,
+                Artifact.execution_id == self.key.execution_id,
                 Artifact.task_id == self.key.task_id,
                 Artifact.attempt == self.key.attempt,
                 Artifact.turn == self.key.turn,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,23 +17,40 @@ from agents.protocol import LLMProvider
 from agents.roles import ROLES
 from core.contracts import RunPlan, RunState
 from core.db import Database
+from core.settings import Settings
 from core.temporal import start_run
 from workers.main import serving
 from workflows.dsl import compile_plan, load_template
 
 TASK_MANAGER_GOAL = "Build a task management API with user authentication"
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
+    """Poll an async condition (a query, a table) until it holds; fail after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
 
 
 def make_plan(goal: str = TASK_MANAGER_GOAL, template: str = "sdlc", **overrides: Any) -> RunPlan:
-    plan = compile_plan(load_template(template, ROLES), goal=goal, run_id=uuid.uuid4().hex)
+    plan = compile_plan(
+        load_template(template, ROLES), goal=goal, run_id=uuid.uuid4().hex, roles=ROLES
+    )
     return plan.model_copy(update=overrides)
 
 
 @asynccontextmanager
 async def started(
-    client: Client, db: Database, provider: LLMProvider, plan: RunPlan
+    client: Client,
+    db: Database,
+    provider: LLMProvider,
+    plan: RunPlan,
+    settings: Settings | None = None,
 ) -> AsyncIterator[WorkflowHandle[Any, RunState]]:
-    async with serving(client, db=db, provider=provider):
+    async with serving(client, db=db, provider=provider, settings=settings or Settings()):
         yield await start_run(client, plan)
 
 

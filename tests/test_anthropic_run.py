@@ -6,10 +6,10 @@ from temporalio.client import Client
 
 from agents.providers.anthropic import AnthropicProvider
 from core import storage
-from core.contracts import RunStatus, TaskStatus
+from core.contracts import PendingDecision, RunStatus, TaskResolution, TaskStatus
 from core.db import Database
 from tests.fakes.messages_api import FakeMessagesAPI
-from tests.helpers import make_plan, run_to_end
+from tests.helpers import make_plan, run_to_end, started, wait_until
 
 
 async def test_tool_use_round_trips_and_a_429_the_retry_policy_survives(
@@ -50,19 +50,33 @@ async def test_tool_use_round_trips_and_a_429_the_retry_policy_survives(
     assert "<goal>" in second_turn["messages"][0]["content"][0]["text"]
 
 
-async def test_a_bad_request_fails_the_task_with_the_providers_message(
+async def test_a_bad_request_dead_letters_the_task_with_the_providers_message(
     dev_client: Client, sqlite_db: Database
 ) -> None:
     with FakeMessagesAPI() as api:
         api.enqueue_error(400, "messages.0.content: field required")
         provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
-        state = await run_to_end(dev_client, sqlite_db, provider, make_plan())
-        assert len(api.requests) == 1  # not retried
+        async with started(dev_client, sqlite_db, provider, make_plan()) as handle:
+
+            async def waits_for_a_human() -> bool:
+                pending = await handle.query("pending_decisions", result_type=list[PendingDecision])
+                return bool(pending)
+
+            await wait_until(waits_for_a_human)
+            pending = await handle.query("pending_decisions", result_type=list[PendingDecision])
+            assert [(p.kind, p.key) for p in pending] == [("dead_letter", "requirements")]
+            assert "messages.0.content: field required" in pending[0].reason
+            assert len(api.requests) == 1  # not retried
+
+            await handle.signal(
+                "resolve_task", TaskResolution(task="requirements", action="abort", by="alice")
+            )
+            state = await handle.result()
 
     assert state.status == RunStatus.FAILED
     requirements = state.task("requirements")
     assert requirements.status == TaskStatus.FAILED
-    assert requirements.error is not None
-    assert "messages.0.content: field required" in requirements.error
+    assert "aborted by alice" in (requirements.error or "")
+    assert "messages.0.content: field required" in (requirements.error or "")
     assert {t.status for t in state.tasks[1:]} == {TaskStatus.FAILED}  # nothing could start
     assert state.task("planning").error == "not run: an upstream task failed"

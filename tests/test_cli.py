@@ -180,11 +180,16 @@ def test_up_serves_detached_runs_visible_to_temporal_cli_and_web_ui(
         assert f"run-{run_id}" in listed.stdout
 
         query = urllib.parse.quote(f'WorkflowId="run-{run_id}" AND RunStatus="completed"')
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{ui_port}/api/v1/namespaces/default/workflows?query={query}",
-            timeout=30,
-        ) as response:
-            assert f"run-{run_id}" in response.read().decode()
+
+        def listed_by_web_ui() -> bool:
+            # visibility is eventually consistent: the final upsert may land a moment later
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{ui_port}/api/v1/namespaces/default/workflows?query={query}",
+                timeout=30,
+            ) as response:
+                return f"run-{run_id}" in response.read().decode()
+
+        wait_for(listed_by_web_ui, 30, "the Web UI to list the completed run")
     finally:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from agents.roles import ROLES
+from workflows.dag import find_cycle
 from workflows.dsl import (
     TemplateError,
     compile_plan,
-    find_cycle,
     load_template,
     parse_template,
     validate,

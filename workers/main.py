@@ -13,18 +13,20 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.checks import CheckActivities
 from activities.model_calls import ModelActivities
+from activities.notifications import NotificationActivities
 from activities.runs import RunActivities
 from activities.workspace import WorkspaceActivities
 from agents.llm import make_provider
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
-from core.contracts import TASK_QUEUE, agent_queue
+from core.contracts import CHECKS_QUEUE, TASK_QUEUE, agent_queue
 from core.db import Database, get_database
 from core.settings import Settings
 from workflows.goal import GoalWorkflow
 
-ALL_QUEUES = (TASK_QUEUE, *(agent_queue(role) for role in ROLES))
+ALL_QUEUES = (TASK_QUEUE, CHECKS_QUEUE, *(agent_queue(role) for role in ROLES))
 
 
 class UnknownQueueError(ValueError):
@@ -49,12 +51,14 @@ def build_workers(
     *,
     db: Database,
     provider: LLMProvider,
+    settings: Settings,
     queues: Iterable[str] = ALL_QUEUES,
     max_concurrent_activities: int = 100,
 ) -> list[Worker]:
     models = ModelActivities(db, provider)
     workspace = WorkspaceActivities(db)
     runs = RunActivities(db)
+    notifications = NotificationActivities(settings)
     workers = []
     for queue in queues:
         if queue == TASK_QUEUE:
@@ -67,8 +71,19 @@ def build_workers(
                         workspace.run_tool_calls,
                         runs.record_run_started,
                         runs.record_run_finished,
+                        notifications.notify,
                     ],
                     max_concurrent_activities=max_concurrent_activities,
+                )
+            )
+        elif queue == CHECKS_QUEUE:
+            # Checks run untrusted generated code: few at a time, each in its own sandbox.
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=queue,
+                    activities=[CheckActivities(db).run_checks],
+                    max_concurrent_activities=settings.max_concurrent_checks,
                 )
             )
         else:
@@ -89,10 +104,11 @@ async def serving(
     *,
     db: Database,
     provider: LLMProvider,
+    settings: Settings,
     queues: Iterable[str] = ALL_QUEUES,
 ) -> AsyncIterator[list[Worker]]:
     """Poll the queues for as long as the block runs."""
-    workers = build_workers(client, db=db, provider=provider, queues=queues)
+    workers = build_workers(client, db=db, provider=provider, settings=settings, queues=queues)
     async with AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
@@ -108,5 +124,7 @@ async def run_workers(
     """Serve the queues until `stop` is set (or forever)."""
     db = get_database(settings.resolved_database_url)
     await db.ensure_schema()
-    async with serving(client, db=db, provider=make_provider(settings), queues=queues):
+    async with serving(
+        client, db=db, provider=make_provider(settings), settings=settings, queues=queues
+    ):
         await (stop or asyncio.Event()).wait()

@@ -69,3 +69,30 @@ def critical_path(tasks: list[TaskPlan], cost: dict[str, float]) -> float:
         return finish[task_id]
 
     return max((finish_of(t.id) for t in tasks), default=0.0)
+
+
+def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A dependency cycle as a path that returns to its start, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = fully explored
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in edges.get(node, []):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and dep in edges:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in edges:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.contracts import RunPlan, TaskPlan
 from workflows.conditions import ConditionError, parse_condition
+from workflows.dag import find_cycle
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 DEFAULT_TEMPLATE = "sdlc"
@@ -41,6 +42,7 @@ class TaskSpec(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     gate: GateKind | None = None
     revises: list[str] | None = None
+    review_by: list[str] = Field(default_factory=list)
     when: str | None = None
     max_revisions: int = Field(default=2, ge=0, le=10)
     model: str | None = None
@@ -61,33 +63,6 @@ class Template(BaseModel):
     description: str = ""
     settings: TemplateSettings = Field(default_factory=TemplateSettings)
     tasks: list[TaskSpec] = Field(min_length=1)
-
-
-def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A dependency cycle as a path that returns to its start, or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = fully explored
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for dep in edges.get(node, []):
-            if state.get(dep) == 1:
-                return [*path[path.index(dep) :], dep]
-            if dep not in state and dep in edges:
-                found = visit(dep)
-                if found:
-                    return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in edges:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
 
 
 def ancestors(edges: dict[str, list[str]], task_id: str) -> set[str]:
@@ -112,6 +87,9 @@ def validate(template: Template, roles: Collection[str], source: str = "template
             problems.append(
                 f"task {task.id!r} has unknown role {task.role!r} (known: {', '.join(sorted(roles))})"
             )
+        for reviewer in task.review_by:
+            if reviewer not in roles:
+                problems.append(f"task {task.id!r} has unknown reviewer role {reviewer!r}")
         for dep in task.depends_on:
             if dep == task.id:
                 problems.append(f"task {task.id!r} depends on itself")
@@ -224,6 +202,7 @@ def compile_plan(
     *,
     goal: str,
     run_id: str,
+    roles: Collection[str] = (),
     tenant: str = "default",
     model: str | None = None,
     heartbeat_timeout_seconds: float = 60.0,
@@ -240,6 +219,7 @@ def compile_plan(
         tenant=tenant,
         model=model or template.settings.model,
         model_heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+        roles=sorted(roles),
         tasks=[
             TaskPlan(
                 id=t.id,
@@ -248,6 +228,7 @@ def compile_plan(
                 gate=t.gate,
                 revises=revisable_tasks(t, by_id, ancestors(edges, t.id)) if t.gate else [],
                 when=t.when,
+                review_by=list(t.review_by),
                 max_revisions=t.max_revisions,
                 model=t.model,
                 max_turns=t.max_turns or template.settings.max_turns,

@@ -1,4 +1,11 @@
-"""`GoalWorkflow`: one goal, run as a DAG of agent tasks with all the parallelism it allows."""
+"""`GoalWorkflow`: one goal, run as a DAG of agent tasks with all the parallelism it allows.
+
+A task is a coroutine inside the workflow: agent turns (model call, then that turn's
+tool calls) until the agent ends its turn. Gates check the workspace with tools, let a
+reviewer agent judge, send blocking findings back to the implementers, and ask a human
+when revisions run out. A task whose model call fails for good is dead-lettered and the
+run waits for `resolve_task` while independent work goes on.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +20,37 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
         CALL_MODEL,
+        CHECKS_QUEUE,
+        NOTIFY,
         RECORD_RUN_FINISHED,
         RECORD_RUN_STARTED,
+        RUN_CHECKS,
         RUN_TOOL_CALLS,
         SEARCH_ATTRIBUTE_RUN_STATUS,
         SEARCH_ATTRIBUTE_TEMPLATE,
         SEARCH_ATTRIBUTE_TENANT,
+        TASK_QUEUE,
+        VERDICT_OUTPUT,
         ArtifactRef,
+        AutoDecision,
+        ChecksInput,
+        ChecksReport,
+        Decision,
+        DecisionKind,
         FinalizeRunInput,
+        GateVerdict,
         ModelCallInput,
         ModelCallResult,
+        NewTask,
+        Notification,
+        PendingDecision,
         RunPlan,
         RunState,
         RunStatus,
+        TaskModification,
         TaskPlan,
+        TaskRemoval,
+        TaskResolution,
         TaskState,
         TaskStatus,
         ToolCallsInput,
@@ -34,7 +58,20 @@ with workflow.unsafe.imports_passed_through():
         TurnKey,
         agent_queue,
     )
+    from workflows import changes
     from workflows.dag import blocked_tasks, ready_tasks, should_run, upstream_ids
+    from workflows.gates import (
+        HUMAN_APPROVAL,
+        POLICY_BY,
+        automatic_decision,
+        automatic_resolution,
+        escalation_tiers,
+        gate_verdict,
+        offending_tasks,
+        render_findings,
+        submitted_review,
+        tier_channels,
+    )
 
 RUN_STATUS = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_RUN_STATUS)
 TEMPLATE = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_TEMPLATE)
@@ -42,6 +79,8 @@ TENANT = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_TENANT)
 
 STORAGE_TIMEOUT = timedelta(seconds=60)
 STORAGE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+CHECKS_TIMEOUT = timedelta(minutes=15)
+NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=20)
 
 
 class MaxTurnsExceeded(Exception):
@@ -52,13 +91,82 @@ class MaxTurnsExceeded(Exception):
 class GoalWorkflow:
     def __init__(self) -> None:
         self._state: RunState | None = None
+        self._plan: RunPlan | None = None
+        self._pending: dict[str, PendingDecision] = {}
+        self._answers: dict[str, Decision | TaskResolution] = {}
+        self._plan_changed = False
+        self._fail_reason: str | None = None
+        self._notifications: list[asyncio.Task[None]] = []
+
+    # --- what a client can ask and say ---------------------------------------------------
 
     @workflow.query
     def status(self) -> RunState | None:
         return self._state
 
+    @workflow.query
+    def pending_decisions(self) -> list[PendingDecision]:
+        return list(self._pending.values())
+
+    @workflow.signal
+    def decide(self, decision: Decision) -> None:
+        self._answer(decision.gate, "gate", decision)
+
+    @workflow.signal
+    def resolve_task(self, resolution: TaskResolution) -> None:
+        self._answer(resolution.task, "dead_letter", resolution)
+
+    def _answer(self, key: str, kind: str, answer: Decision | TaskResolution) -> None:
+        pending = self._pending.get(key)
+        if pending is None or pending.kind != kind:
+            # Nothing waits for it: say so in the log, never let a stray answer count later.
+            workflow.logger.warning("ignored %s for %r: nothing waits for it", kind, key)
+            return
+        self._answers[key] = answer
+
+    @workflow.update
+    async def add_task(self, new: NewTask) -> TaskState:
+        plan, state = self._require_plan(), self._require_state()
+        plan.tasks = changes.apply_add(plan.tasks, new)
+        state.tasks.append(TaskState(id=new.id, role=new.role))
+        self._plan_changed = True
+        return state.task(new.id)
+
+    @add_task.validator
+    def _check_add(self, new: NewTask) -> None:
+        plan = self._require_plan()
+        _reject(changes.check_add(plan.tasks, self._statuses(), plan.roles, new))
+
+    @workflow.update
+    async def remove_task(self, removal: TaskRemoval) -> None:
+        plan, state = self._require_plan(), self._require_state()
+        plan.tasks = changes.apply_remove(plan.tasks, removal)
+        state.tasks = [t for t in state.tasks if t.id != removal.task]
+        self._plan_changed = True
+
+    @remove_task.validator
+    def _check_remove(self, removal: TaskRemoval) -> None:
+        _reject(changes.check_remove(self._statuses(), removal))
+
+    @workflow.update
+    async def modify_task(self, change: TaskModification) -> TaskState:
+        plan, state = self._require_plan(), self._require_state()
+        plan.tasks = changes.apply_modify(plan.tasks, change)
+        if change.role is not None:
+            state.task(change.task).role = change.role
+        self._plan_changed = True
+        return state.task(change.task)
+
+    @modify_task.validator
+    def _check_modify(self, change: TaskModification) -> None:
+        plan = self._require_plan()
+        _reject(changes.check_modify(plan.tasks, self._statuses(), plan.roles, change))
+
+    # --- the run -------------------------------------------------------------------------
+
     @workflow.run
     async def run(self, plan: RunPlan) -> RunState:
+        self._plan = plan
         if plan.resume is not None:
             self._state = state = plan.resume
         else:
@@ -81,21 +189,21 @@ class GoalWorkflow:
         while True:
             # Near the history limit, start nothing new; once in-flight tasks finish, carry
             # the state into a fresh run.
-            draining = self._history_is_long(plan)
-            if not draining:
-                self._start_ready_tasks(plan, running)
+            draining = self._history_is_long()
+            if not draining and self._fail_reason is None:
+                self._start_ready_tasks(running)
             if not running:
                 if draining and any(t.status == TaskStatus.PENDING for t in state.tasks):
                     workflow.continue_as_new(plan.model_copy(update={"resume": state}))
                 break
-            await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+            await workflow.wait_condition(
+                lambda: self._plan_changed or any(t.done() for t in running.values())
+            )
+            self._plan_changed = False
             for task_id in [tid for tid, t in running.items() if t.done()]:
-                running.pop(task_id)
+                running.pop(task_id).result()  # re-raise a bug instead of hiding it
 
-        failed = [t.id for t in state.tasks if t.status == TaskStatus.FAILED]
-        state.status = RunStatus.FAILED if failed else RunStatus.COMPLETED
-        if failed:
-            state.error = f"tasks failed: {', '.join(failed)}"
+        state.status = self._final_status()
         workflow.upsert_search_attributes([RUN_STATUS.value_set(state.status.value)])
         await self._storage(
             RECORD_RUN_FINISHED,
@@ -103,29 +211,42 @@ class GoalWorkflow:
         )
         return state
 
-    @staticmethod
-    def _history_is_long(plan: RunPlan) -> bool:
+    def _final_status(self) -> RunStatus:
+        state = self._require_state()
+        for task in state.tasks:
+            if task.status == TaskStatus.PENDING:
+                task.status = TaskStatus.FAILED
+                task.error = f"not run: {self._fail_reason or 'an upstream task failed'}"
+        failed = [t.id for t in state.tasks if t.status == TaskStatus.FAILED]
+        if self._fail_reason:
+            state.error = self._fail_reason
+            return RunStatus.FAILED
+        if failed:
+            state.error = f"tasks failed: {', '.join(failed)}"
+            return RunStatus.FAILED
+        return RunStatus.COMPLETED
+
+    def _history_is_long(self) -> bool:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
             return True
-        limit = plan.history_event_limit
+        limit = self._require_plan().history_event_limit
         return limit is not None and info.get_current_history_length() >= limit
 
-    def _start_ready_tasks(self, plan: RunPlan, running: dict[str, asyncio.Task[None]]) -> None:
+    def _start_ready_tasks(self, running: dict[str, asyncio.Task[None]]) -> None:
         """Start every task whose dependencies are done; settle skipped and blocked ones first."""
-        state = self._require_state()
+        plan, state = self._require_plan(), self._require_state()
         while True:
-            statuses = {t.id: t.status for t in state.tasks}
-            for task in blocked_tasks(plan.tasks, statuses):
+            for task in blocked_tasks(plan.tasks, self._statuses()):
                 blocked = state.task(task.id)
                 blocked.status = TaskStatus.FAILED
                 blocked.error = "not run: an upstream task failed"
             outputs = {t.id: t.outputs for t in state.tasks}
             settled_any = False
-            for task in ready_tasks(plan.tasks, {t.id: t.status for t in state.tasks}):
+            for task in ready_tasks(plan.tasks, self._statuses()):
                 if should_run(task, outputs):
                     state.task(task.id).status = TaskStatus.RUNNING
-                    running[task.id] = asyncio.create_task(self._run_task(plan, task))
+                    running[task.id] = asyncio.create_task(self._run_task(task))
                 else:
                     state.task(task.id).status = TaskStatus.SKIPPED
                     state.task(task.id).summary = f"skipped: condition {task.when!r} is false"
@@ -133,35 +254,92 @@ class GoalWorkflow:
             if not settled_any:
                 return
 
-    async def _run_task(self, plan: RunPlan, task: TaskPlan) -> None:
+    async def _run_task(self, task: TaskPlan) -> None:
         task_state = self._require_state().task(task.id)
-        try:
-            await self._agent_loop(plan, task, task_state)
+        if task.gate:
+            done = await self._run_gate(task, task_state)
+        else:
+            done = await self._work(task, task_state) and await self._supervise(task, task_state)
+        if done:
             task_state.status = TaskStatus.COMPLETED
-        except (ActivityError, MaxTurnsExceeded) as exc:
-            task_state.status = TaskStatus.FAILED
-            task_state.error = _describe_failure(exc)
 
-    async def _agent_loop(self, plan: RunPlan, task: TaskPlan, task_state: TaskState) -> None:
+    # --- one task's work, with its dead letter -------------------------------------------
+
+    async def _work(
+        self,
+        task: TaskPlan,
+        task_state: TaskState,
+        *,
+        feedback: str = "",
+        review_of: str | None = None,
+        upstream: list[ArtifactRef] | None = None,
+    ) -> bool:
+        """Run the agent; if its model calls fail for good, wait for `resolve_task`.
+
+        Returns whether the task's work is done (False: skipped or aborted).
+        """
+        while True:
+            try:
+                await self._agent_loop(task, task_state, feedback, review_of, upstream)
+                return True
+            except (ActivityError, MaxTurnsExceeded) as exc:
+                task_state.status = TaskStatus.DEAD_LETTERED
+                task_state.error = _describe_failure(exc)
+            answer = await self._ask_human(
+                "dead_letter", task.id, task_state.error or "failed", ["retry", "skip", "abort"]
+            )
+            assert isinstance(answer, TaskResolution)
+            if answer.action == "retry":
+                task_state.status, task_state.error = TaskStatus.RUNNING, None
+                continue
+            task_state.summary = f"{answer.action} by {answer.by}: {answer.comment}".strip(": ")
+            if answer.action == "skip":
+                task_state.status = TaskStatus.SKIPPED
+            else:
+                task_state.status = TaskStatus.FAILED
+                task_state.error = f"aborted by {answer.by}: {task_state.error}"
+                if answer.by == POLICY_BY:
+                    self._fail_reason = f"task {task.id} dead-lettered and nobody resolved it"
+            return False
+
+    async def _agent_loop(
+        self,
+        task: TaskPlan,
+        task_state: TaskState,
+        feedback: str,
+        review_of: str | None,
+        upstream: list[ArtifactRef] | None,
+    ) -> None:
         """Model call, then that turn's tool calls, until the agent ends its turn."""
-        state = self._require_state()
-        upstream = [
-            ref for tid in upstream_ids(plan.tasks, task.id) for ref in state.task(tid).artifacts
-        ]
-        for turn in range(task.max_turns):
+        plan, state = self._require_plan(), self._require_state()
+        if upstream is None:
+            upstream = [
+                ref
+                for tid in upstream_ids(plan.tasks, task.id)
+                for ref in state.task(tid).artifacts
+            ]
+        description = "\n\n".join(p for p in (task.description, task.prompt_addition) if p)
+        round_ = f", attempt {task_state.attempt + 1}" if task_state.attempt else ""
+        while task_state.next_turn < task.max_turns:
+            turn = task_state.next_turn
             key = TurnKey(
                 run_id=plan.run_id,
                 workflow_id=workflow.info().workflow_id,
+                execution_id=workflow.info().run_id,
                 task_id=task.id,
+                attempt=task_state.attempt,
                 turn=turn,
             )
+            label = f"{task.id} ({task.role}){round_}"
             call: ModelCallResult = await workflow.execute_activity(
                 CALL_MODEL,
                 ModelCallInput(
                     key=key,
                     role=task.role,
                     goal=plan.goal,
-                    description=task.description,
+                    description=description,
+                    feedback=feedback,
+                    review_of=review_of,
                     model=task.model or plan.model,
                     upstream=upstream,
                     tenant=plan.tenant,
@@ -174,7 +352,7 @@ class GoalWorkflow:
                     maximum_attempts=plan.model_max_attempts,
                     maximum_interval=timedelta(seconds=60),
                 ),
-                summary=f"{task.id} ({task.role}): turn {turn + 1}",
+                summary=f"{label}: turn {turn + 1}",
             )
             self._account(task_state, call)
             if call.tool_calls:
@@ -182,14 +360,249 @@ class GoalWorkflow:
                     RUN_TOOL_CALLS,
                     ToolCallsInput(key=key, role=task.role, model=call.model),
                     result_type=ToolCallsResult,
-                    summary=f"{task.id} ({task.role}): tools of turn {turn + 1}",
+                    summary=f"{label}: tools of turn {turn + 1}",
                 )
                 task_state.artifacts = merge_artifacts(task_state.artifacts, tools.written)
                 task_state.outputs.update(tools.outputs)
+            task_state.next_turn = turn + 1
             if call.stop_reason != "tool_use":
                 task_state.summary = call.text
                 return
         raise MaxTurnsExceeded(f"{task.id} did not finish within {task.max_turns} turns")
+
+    # --- gates ---------------------------------------------------------------------------
+
+    async def _run_gate(self, gate: TaskPlan, gate_state: TaskState) -> bool:
+        """Check, review, revise until the gate passes; ask a human when revisions run out."""
+        revisions = 0
+        while True:
+            round_ = len(gate_state.verdicts) + 1
+            report = await self._checks(gate, round_)
+            gate_state.attempt, gate_state.next_turn = round_ - 1, 0
+            gate_state.outputs.pop(VERDICT_OUTPUT, None)
+            feedback = ""
+            if report is not None:
+                feedback = render_findings(
+                    report.findings,
+                    heading=f"Tool checks ({report.tests_passed} tests passed, "
+                    f"{report.tests_failed} failed):",
+                )
+            if not await self._work(gate, gate_state, feedback=feedback):
+                return False
+            verdict = gate_verdict(round_, report, submitted_review(gate_state.outputs))
+            gate_state.verdicts.append(verdict)
+            if verdict.passed and gate.gate != HUMAN_APPROVAL:
+                return True
+            if gate.gate != HUMAN_APPROVAL and revisions < gate.max_revisions:
+                revisions += 1
+                await self._revise(gate, verdict.blocking or verdict.findings, verdict)
+                continue
+            decision = await self._ask_gate_decision(gate, gate_state, verdict)
+            if decision.decision == DecisionKind.APPROVE:
+                gate_state.verdicts.append(
+                    GateVerdict(
+                        round=round_,
+                        passed=True,
+                        decided_by=f"human:{decision.by}"
+                        if decision.by != POLICY_BY
+                        else POLICY_BY,
+                        summary=decision.comment,
+                    )
+                )
+                return True
+            if decision.decision == DecisionKind.REJECT:
+                gate_state.status = TaskStatus.FAILED
+                gate_state.error = f"rejected by {decision.by}: {decision.comment}".rstrip(": ")
+                return False
+            comment = (
+                [f"Requested by {decision.by}: {decision.comment}"] if decision.comment else []
+            )
+            await self._revise(gate, verdict.findings, verdict, extra=comment)
+
+    async def _checks(self, gate: TaskPlan, round_: int) -> ChecksReport | None:
+        if gate.gate not in ("code_review", "security_review"):
+            return None
+        report: ChecksReport = await workflow.execute_activity(
+            RUN_CHECKS,
+            ChecksInput(run_id=self._require_plan().run_id, gate=gate.gate),
+            result_type=ChecksReport,
+            task_queue=CHECKS_QUEUE,
+            start_to_close_timeout=CHECKS_TIMEOUT,
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+            summary=f"{gate.id}: checks, round {round_}",
+        )
+        return report
+
+    async def _revise(
+        self,
+        gate: TaskPlan,
+        findings: list[Any],
+        verdict: GateVerdict,
+        extra: list[str] | None = None,
+    ) -> None:
+        """Send the findings back to the tasks that wrote the offending files, in parallel."""
+        plan, state = self._require_plan(), self._require_state()
+        files = {tid: {a.path for a in state.task(tid).artifacts} for tid in gate.revises}
+        targets = offending_tasks(findings, gate.revises, files)
+        feedback = "\n".join(
+            [
+                render_findings(
+                    findings, heading=f"Gate {gate.id} blocked in round {verdict.round}:"
+                ),
+                *(extra or []),
+                "Fix every finding above, rewrite the affected files, and keep the tests passing.",
+            ]
+        )
+        by_id = {t.id: t for t in plan.tasks}
+        await asyncio.gather(
+            *(self._rerun(by_id[t], state.task(t), feedback) for t in targets if t in by_id)
+        )
+
+    async def _rerun(self, task: TaskPlan, task_state: TaskState, feedback: str) -> None:
+        task_state.attempt += 1
+        task_state.next_turn = 0
+        task_state.status = TaskStatus.RUNNING
+        if await self._work(task, task_state, feedback=feedback):
+            task_state.status = TaskStatus.COMPLETED
+
+    async def _ask_gate_decision(
+        self, gate: TaskPlan, gate_state: TaskState, verdict: GateVerdict
+    ) -> Decision:
+        gate_state.status = TaskStatus.WAITING
+        reason = (
+            "human approval required"
+            if gate.gate == HUMAN_APPROVAL
+            else f"still blocked after {gate.max_revisions} revisions: "
+            + "; ".join(f.message for f in verdict.blocking[:3] or verdict.findings[:3])
+        )
+        answer = await self._ask_human("gate", gate.id, reason, [k.value for k in DecisionKind])
+        gate_state.status = TaskStatus.RUNNING
+        assert isinstance(answer, Decision)
+        policy = self._require_plan().escalation
+        if answer.by == POLICY_BY and policy.auto_decision == AutoDecision.FAIL:
+            self._fail_reason = f"gate {gate.id} waited past its escalation policy"
+        return answer
+
+    async def _supervise(self, task: TaskPlan, task_state: TaskState) -> bool:
+        """Each reviewer in `review_by`, in turn, accepts the work or sends it back."""
+        for reviewer_role in task.review_by:
+            for round_ in range(task.max_revisions + 1):
+                reviewer = TaskPlan(
+                    id=f"{task.id}.review-{reviewer_role}",
+                    role=reviewer_role,
+                    max_turns=task.max_turns,
+                )
+                scratch = TaskState(id=reviewer.id, role=reviewer_role, attempt=round_)
+                upstream = [
+                    *task_state.artifacts,
+                    *(
+                        ref
+                        for tid in upstream_ids(self._require_plan().tasks, task.id)
+                        for ref in self._require_state().task(tid).artifacts
+                    ),
+                ]
+                if not await self._work(reviewer, scratch, review_of=task.id, upstream=upstream):
+                    return False
+                _fold(task_state, scratch)
+                review = submitted_review(scratch.outputs)
+                if review is None or review.verdict == "pass":
+                    break
+                if round_ == task.max_revisions:
+                    task_state.status = TaskStatus.FAILED
+                    task_state.error = f"{reviewer_role} still blocks after {round_} revisions"
+                    return False
+                await self._rerun(
+                    task,
+                    task_state,
+                    render_findings(
+                        review.findings, heading=f"{reviewer_role} sent it back: {review.summary}"
+                    ),
+                )
+                if task_state.status != TaskStatus.COMPLETED:
+                    return False
+                task_state.status = TaskStatus.RUNNING
+        return True
+
+    # --- asking humans, with escalation --------------------------------------------------
+
+    async def _ask_human(
+        self, kind: str, key: str, reason: str, options: list[str]
+    ) -> Decision | TaskResolution:
+        """Wait for an answer, escalating by the run's policy; tier 3 decides by itself."""
+        policy = self._require_plan().escalation
+        pending = PendingDecision(
+            kind="gate" if kind == "gate" else "dead_letter",
+            key=key,
+            reason=reason,
+            since=workflow.now(),
+            options=options,
+        )
+        self._pending[key] = pending
+        self._answers.pop(key, None)
+        self._publish_run_status()
+        waited = 0.0
+        for tier, at in escalation_tiers(policy):
+            if await self._answer_within(key, at - waited):
+                break
+            waited = at
+            pending.tier = tier
+            if tier < 3:
+                self._notify(tier, pending)
+            else:
+                self._answers[key] = (
+                    automatic_decision(policy, key)
+                    if kind == "gate"
+                    else automatic_resolution(policy, key)
+                )
+        answer = self._answers.pop(key)
+        del self._pending[key]
+        self._publish_run_status()
+        return answer
+
+    async def _answer_within(self, key: str, seconds: float) -> bool:
+        if seconds <= 0:
+            return key in self._answers
+        try:
+            await workflow.wait_condition(lambda: key in self._answers, timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def _notify(self, tier: int, pending: PendingDecision) -> None:
+        plan = self._require_plan()
+        what = "gate" if pending.kind == "gate" else "dead-lettered task"
+        for channel, target in tier_channels(plan.escalation, tier):
+            notification = Notification(
+                channel=channel,
+                target=target,
+                run_id=plan.run_id,
+                tier=tier,
+                subject=f"Run {plan.run_id}: {what} {pending.key} needs a decision",
+                text=f"{pending.reason}\nOptions: {', '.join(pending.options)}",
+                details={"kind": pending.kind, "key": pending.key, "goal": plan.goal},
+            )
+            self._notifications.append(asyncio.create_task(self._send(notification)))
+
+    async def _send(self, notification: Notification) -> None:
+        try:
+            await workflow.execute_activity(
+                NOTIFY,
+                notification,
+                task_queue=TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=NOTIFY_RETRY,
+                summary=f"notify tier {notification.tier} via {notification.channel.value}",
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("notification failed for good: %s", _describe_failure(exc))
+
+    def _publish_run_status(self) -> None:
+        status = RunStatus.WAITING if self._pending else RunStatus.RUNNING
+        self._require_state().status = status
+        workflow.upsert_search_attributes([RUN_STATUS.value_set(status.value)])
+
+    # --- bookkeeping ---------------------------------------------------------------------
 
     async def _storage(
         self,
@@ -222,9 +635,16 @@ class GoalWorkflow:
         state.usage = state.usage + call.usage
         state.cost_usd += call.cost_usd
 
+    def _statuses(self) -> dict[str, TaskStatus]:
+        return {t.id: t.status for t in self._require_state().tasks}
+
     def _require_state(self) -> RunState:
         assert self._state is not None, "state is set at the start of run()"
         return self._state
+
+    def _require_plan(self) -> RunPlan:
+        assert self._plan is not None, "the plan is set at the start of run()"
+        return self._plan
 
 
 def merge_artifacts(current: list[ArtifactRef], written: list[ArtifactRef]) -> list[ArtifactRef]:
@@ -233,6 +653,18 @@ def merge_artifacts(current: list[ArtifactRef], written: list[ArtifactRef]) -> l
     for ref in written:
         by_path[ref.path] = ref
     return list(by_path.values())
+
+
+def _fold(into: TaskState, reviewer: TaskState) -> None:
+    """A supervisor's turns count toward the task it reviewed."""
+    into.turns += reviewer.turns
+    into.usage = into.usage + reviewer.usage
+    into.cost_usd += reviewer.cost_usd
+
+
+def _reject(problems: list[str]) -> None:
+    if problems:
+        raise ApplicationError("; ".join(problems), type="InvalidPlanChange", non_retryable=True)
 
 
 def _describe_failure(exc: BaseException) -> str:

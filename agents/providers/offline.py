@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from agents import roles
-from agents.context import parse_goal, parse_upstream
+from agents.context import parse_goal, parse_review_request, parse_upstream
 from agents.protocol import (
     ContentBlock,
     Message,
@@ -567,6 +567,25 @@ class Job:
 class Deliverable:
     files: dict[str, str]
     outputs: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
+    """A reviewer's `submit_verdict` input, sent when the request offers that tool."""
+
+
+def verdict_input(reviewer: str, findings: list[Finding], summary: str) -> dict[str, Any]:
+    """The structured verdict of a review: any high-severity finding blocks."""
+    return {
+        "verdict": "block" if any(f.severity == "high" for f in findings) else "pass",
+        "summary": summary,
+        "findings": [
+            {
+                "source": reviewer,
+                "severity": f.severity if f.severity != "info" else "low",
+                "file": f.where.split(":")[0] or None,
+                "message": f.text,
+            }
+            for f in findings
+        ],
+    }
 
 
 ROLE_DELIVERABLES: dict[str, tuple[str, ...]] = {
@@ -1324,7 +1343,9 @@ def code_reviewer(job: Job) -> Deliverable:
         ),
     )
     return Deliverable(
-        {"reviews/code_review.md": doc}, {"verdict": verdict, "findings": len(findings)}
+        {"reviews/code_review.md": doc},
+        {"verdict": verdict, "findings": len(findings)},
+        verdict_input("code_reviewer", findings, f"{tests} tests in {test_files} files reviewed"),
     )
 
 
@@ -1430,7 +1451,9 @@ def security_reviewer(job: Job) -> Deliverable:
         low=str(counts["low"]),
     )
     return Deliverable(
-        {"reviews/security_review.md": doc}, {"verdict": verdict, "high": counts["high"]}
+        {"reviews/security_review.md": doc},
+        {"verdict": verdict, "high": counts["high"]},
+        verdict_input("security_reviewer", findings, f"{len(rows)} security checks run"),
     )
 
 
@@ -1601,7 +1624,7 @@ def deliverables(role: str, goal: str, upstream: Mapping[str, str], model: str) 
     job = Job(role=role, author=author, model=model, blueprint=blueprint, upstream=upstream)
     result = ROLE_BUILDERS.get(role, generic_notes)(job)
     files = {path: labelled(path, text, author, model) for path, text in result.files.items()}
-    return Deliverable(files, result.outputs)
+    return Deliverable(files, result.outputs, result.verdict)
 
 
 # --------------------------------------------------------------------------- provider
@@ -1676,16 +1699,28 @@ class OfflineProvider:
             log.flush()
 
     def _deliver(self, request: ModelRequest, first: str, model: str) -> list[ContentBlock]:
-        result = deliverables(request.role, parse_goal(first), parse_upstream(first), model)
         # The digest keeps ids unique across tasks (and revisions) of the same role.
         role_slug = re.sub(r"[^a-z0-9_]", "", request.role) or "agent"
         prefix = f"toolu_off_{role_slug}_{_digest(first)[:8]}"
+        reviewed = parse_review_request(first)
+        if reviewed is not None:
+            # Supervision: the offline model accepts what its own templates produced.
+            accept = {"verdict": "pass", "summary": f"{reviewed}: accepted by {request.role}"}
+            return [
+                TextBlock(
+                    text=f"Offline model ({model}, deterministic, no LLM): reviewing {reviewed}."
+                ),
+                ToolUseBlock(id=f"{prefix}_1", name="submit_verdict", input=accept),
+            ]
+        result = deliverables(request.role, parse_goal(first), parse_upstream(first), model)
         calls: list[tuple[str, dict[str, Any]]] = [
             ("write_file", {"path": path, "content": content})
             for path, content in result.files.items()
         ]
         if result.outputs:
             calls.append(("set_outputs", {"outputs": result.outputs}))
+        if result.verdict and any(tool.name == "submit_verdict" for tool in request.tools):
+            calls.append(("submit_verdict", result.verdict))
         recorded = f" and recording {', '.join(result.outputs)}" if result.outputs else ""
         intro = TextBlock(
             text=f"Offline model ({model}, deterministic, no LLM): writing "

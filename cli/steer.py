@@ -1,0 +1,155 @@
+"""Steering a running goal: decisions, dead letters, resets and plan changes.
+
+Every command here speaks to the run's workflow through Temporal: signals for
+decisions, updates for plan changes, a workflow reset to re-run from a task.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.contracts import (
+    Decision,
+    DecisionKind,
+    PendingDecision,
+    RunStatus,
+    TaskResolution,
+    TaskState,
+    workflow_id_for,
+)
+
+
+class SteeringError(ValueError):
+    """A steering request that cannot apply; the message says why in one line."""
+
+
+async def running_handle(client: Client, run_id: str) -> WorkflowHandle[Any, Any]:
+    handle = client.get_workflow_handle(workflow_id_for(run_id))
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SteeringError(f"no run with id {run_id!r} in Temporal") from None
+        raise
+    if description.status is None or description.status.name != "RUNNING":
+        state = description.status.name.lower() if description.status else "unknown"
+        raise SteeringError(f"run {run_id} is {state}, not running")
+    return handle
+
+
+async def pending(client: Client, run_id: str) -> list[PendingDecision]:
+    handle = await running_handle(client, run_id)
+    return await handle.query("pending_decisions", result_type=list[PendingDecision])
+
+
+async def _require_pending(
+    client: Client, run_id: str, kind: str, key: str
+) -> WorkflowHandle[Any, Any]:
+    waiting = await pending(client, run_id)
+    if not any(p.kind == kind and p.key == key for p in waiting):
+        what = "a decision on gate" if kind == "gate" else "a resolution of task"
+        now = ", ".join(f"{p.kind} {p.key}" for p in waiting) or "nothing"
+        raise SteeringError(f"run {run_id} is not waiting for {what} {key!r} (it waits for: {now})")
+    return client.get_workflow_handle(workflow_id_for(run_id))
+
+
+async def decide(
+    client: Client, run_id: str, gate: str, kind: DecisionKind, comment: str, by: str
+) -> None:
+    handle = await _require_pending(client, run_id, "gate", gate)
+    await handle.signal("decide", Decision(gate=gate, decision=kind, comment=comment, by=by))
+
+
+async def resolve(
+    client: Client, run_id: str, task: str, action: str, comment: str, by: str
+) -> None:
+    handle = await _require_pending(client, run_id, "dead_letter", task)
+    resolution = TaskResolution.model_validate(
+        {"task": task, "action": action, "comment": comment, "by": by}
+    )
+    await handle.signal("resolve_task", resolution)
+
+
+async def dead_letters(client: Client) -> list[tuple[str, str, str]]:
+    """(run id, task or '-', why) for every dead-lettered task and failed run."""
+    rows: list[tuple[str, str, str]] = []
+    query = (
+        'WorkflowType="GoalWorkflow" AND '
+        f'(RunStatus="{RunStatus.WAITING.value}" OR RunStatus="{RunStatus.FAILED.value}" '
+        'OR ExecutionStatus="Failed" OR ExecutionStatus="TimedOut")'
+    )
+    async for execution in client.list_workflows(query):
+        run_id = execution.id.removeprefix("run-")
+        if execution.status is not None and execution.status.name == "RUNNING":
+            handle = client.get_workflow_handle(execution.id)
+            waiting = await handle.query("pending_decisions", result_type=list[PendingDecision])
+            rows += [(run_id, p.key, p.reason) for p in waiting if p.kind == "dead_letter"]
+        else:
+            rows.append((run_id, "-", "run failed"))
+    return rows
+
+
+async def update(client: Client, run_id: str, name: str, change: Any) -> TaskState | None:
+    handle = await running_handle(client, run_id)
+    try:
+        result: TaskState | None = await handle.execute_update(
+            name, change, result_type=TaskState if name != "remove_task" else type(None)
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise SteeringError(f"{name} rejected: {getattr(cause, 'message', cause)}") from None
+    return result
+
+
+def _summary(event: Any) -> str:
+    if not event.HasField("user_metadata") or not event.user_metadata.HasField("summary"):
+        return ""
+    try:
+        return str(json.loads(event.user_metadata.summary.data))
+    except ValueError:
+        return ""
+
+
+async def reset_to_task(client: Client, run_id: str, task: str) -> str:
+    """Reset the run to just before `task` first ran; returns the new Temporal run id.
+
+    Everything before that point is replayed from history (no model call is made again);
+    the task and what follows run anew.
+    """
+    handle = client.get_workflow_handle(workflow_id_for(run_id))
+    try:
+        history = await handle.fetch_history()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise SteeringError(f"no run with id {run_id!r} in Temporal") from None
+        raise
+    last_completed: int | None = None
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            last_completed = event.event_id
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and _summary(
+            event
+        ).startswith(f"{task} ("):
+            break
+    else:
+        raise SteeringError(f"task {task!r} never ran in run {run_id}: nothing to reset to")
+    if last_completed is None:
+        raise SteeringError(f"run {run_id} has no point before task {task!r} to reset to")
+    response = await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id),
+            reason=f"orchestrator reset to before task {task}",
+            workflow_task_finish_event_id=last_completed,
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    return str(response.run_id)

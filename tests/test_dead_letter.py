@@ -1,0 +1,103 @@
+"""A task whose model calls fail for good is dead-lettered inside the run, not the run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from temporalio.client import Client
+
+from agents.providers.anthropic import AnthropicProvider
+from agents.roles import load_prompt
+from core import storage
+from core.contracts import PendingDecision, RunState, RunStatus, TaskResolution, TaskStatus
+from core.db import Database
+from tests.fakes.messages_api import ErrorReply, FakeMessagesAPI, ReplyLike
+from tests.helpers import TEMPLATES, make_plan, started, wait_until
+
+ROLE_BY_PROMPT = {
+    load_prompt(role): role
+    for role in ("business_analyst", "ux_engineer", "project_manager", "tech_lead", "cleanup_agent")
+}
+
+
+class FaultyDesigner:
+    """Answers every role normally, except the UX engineer while the fault is on."""
+
+    def __init__(self, api: FakeMessagesAPI) -> None:
+        self.api = api
+        self.fault = True
+        self.calls: Counter[str] = Counter()
+
+    def __call__(self, request: dict[str, Any]) -> ReplyLike:
+        role = ROLE_BY_PROMPT[request["system"]]
+        self.calls[role] += 1
+        if role == "ux_engineer" and self.fault:
+            return ErrorReply(400, "prompt is too long: 250000 tokens > 200000 maximum")
+        return self.api.default_responder(request)
+
+
+async def test_dead_letter_then_retry_completes_without_repeating_finished_calls(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    with FakeMessagesAPI() as api:
+        model = FaultyDesigner(api)
+        api.responder = model
+        provider = AnthropicProvider(
+            api_key="test-key", model="claude-sonnet-4-6", base_url=api.base_url
+        )
+        plan = make_plan(template=str(TEMPLATES / "branches.yaml"))
+        async with started(dev_client, sqlite_db, provider, plan) as handle:
+
+            async def architecture_done() -> bool:
+                state = await handle.query("status", result_type=RunState)
+                return state.task("architecture").status == TaskStatus.COMPLETED
+
+            # the independent branch finishes while design waits in the dead-letter state
+            await wait_until(architecture_done)
+            state = await handle.query("status", result_type=RunState)
+            design = state.task("design")
+            assert design.status == TaskStatus.DEAD_LETTERED
+            assert "prompt is too long" in (design.error or "")
+            assert state.task("cleanup").status == TaskStatus.PENDING
+            pending = await handle.query("pending_decisions", result_type=list[PendingDecision])
+            assert [(p.kind, p.key) for p in pending] == [("dead_letter", "design")]
+            calls_before_retry = model.calls.copy()
+
+            model.fault = False
+            await handle.signal("resolve_task", TaskResolution(task="design", action="retry"))
+            final = await handle.result()
+
+    assert final.status == RunStatus.COMPLETED
+    assert {t.status for t in final.tasks} == {TaskStatus.COMPLETED}
+    # finished tasks were not called again; only the designer (1 failed + 2 turns) and the
+    # cleanup after it made new calls
+    new_calls = model.calls - calls_before_retry
+    assert set(new_calls) == {"ux_engineer", "cleanup_agent"}
+    entries = await storage.ledger_entries(sqlite_db, handle.id)
+    assert len(entries) == len({(e.task_id, e.attempt, e.turn) for e in entries})
+    assert len(entries) == sum(t.turns for t in final.tasks)
+
+
+async def test_abort_fails_the_dependants_and_the_run(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    with FakeMessagesAPI() as api:
+        api.responder = FaultyDesigner(api)
+        provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
+        plan = make_plan(template=str(TEMPLATES / "branches.yaml"))
+        async with started(dev_client, sqlite_db, provider, plan) as handle:
+
+            async def dead_lettered() -> bool:
+                waiting = await handle.query("pending_decisions", result_type=list[PendingDecision])
+                return any(p.key == "design" for p in waiting)
+
+            await wait_until(dead_lettered)
+            await handle.signal("resolve_task", {"task": "design", "action": "abort", "by": "bob"})
+            final = await handle.result()
+
+    assert final.status == RunStatus.FAILED
+    assert final.task("design").status == TaskStatus.FAILED
+    assert final.task("design").error is not None and "aborted by bob" in final.task("design").error
+    assert final.task("cleanup").error == "not run: an upstream task failed"
+    assert final.task("architecture").status == TaskStatus.COMPLETED

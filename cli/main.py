@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 
 from agents.llm import ProviderConfigError
 from agents.roles import ROLES
-from cli import steer
+from core import steering as steer
 from cli.render import OFFLINE_MODEL_NOTE, failures, run_table
 from cli.stack import temporal_stack
 from core import storage

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlmodel import SQLModel
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -87,7 +88,8 @@ async def emptied_postgres(url: str) -> Database:
     db = Database(url)
     await db.ensure_schema()
     async with db.engine.begin() as conn:
-        await conn.execute(text("TRUNCATE runs, artifacts, ledger, tool_results RESTART IDENTITY"))
+        tables = ", ".join(SQLModel.metadata.tables)
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return db
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core import storage
 from core.contracts import RunPlan, RunState, RunStatus, TurnKey, Usage
 from core.db import Database
@@ -125,3 +127,37 @@ async def test_migrations_create_exactly_the_models_tables(any_db: Database) -> 
             lambda sync: compare_metadata(MigrationContext.configure(sync), SQLModel.metadata)
         )
     assert diff == []
+
+
+async def test_a_database_from_the_first_release_upgrades_with_its_rows(tmp_path: Path) -> None:
+    """Schema changes ship as new revisions: a 0001 database keeps its ledger when upgraded."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from core.db import MIGRATIONS_DIR
+
+    path = tmp_path / "first-release.db"
+    with create_engine(f"sqlite:///{path}").begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(
+            text(
+                "INSERT INTO ledger (workflow_id, task_id, attempt, turn, run_id, tenant, role,"
+                " provider, model, input_tokens, output_tokens, cache_read_tokens,"
+                " cache_write_tokens, cost_usd, stop_reason, response, created_at)"
+                " VALUES ('run-old', 'backend', 0, 0, 'old', 'default', 'backend_engineer',"
+                " 'offline', 'offline-sim-1', 10, 5, 0, 0, 0.5, 'end_turn', '{}',"
+                " '2026-11-24 00:00:00')"
+            )
+        )
+
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        await db.ensure_schema()
+        [entry] = await storage.ledger_entries(db, "run-old")
+        assert (entry.execution_id, entry.input_tokens, entry.cost_usd) == ("", 10, 0.5)
+    finally:
+        await db.dispose()

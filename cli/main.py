@@ -18,9 +18,9 @@ from temporalio.service import RPCError
 
 from agents.llm import ProviderConfigError
 from agents.roles import ROLES
-from core import steering as steer
 from cli.render import OFFLINE_MODEL_NOTE, failures, run_table
 from cli.stack import temporal_stack
+from core import steering as steer
 from core import storage
 from core.contracts import (
     DecisionKind,

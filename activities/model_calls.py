@@ -20,8 +20,8 @@ from agents.conversation import (
 from agents.protocol import LLMProvider, Message, ModelRequest, ModelResponse, ProviderError
 from agents.roles import get_role
 from agents.tools import TOOL_DEFINITIONS
-from core import storage
-from core.contracts import CALL_MODEL, ModelCallInput, ModelCallResult
+from core import storage, tenancy
+from core.contracts import BUDGET_EXCEEDED_ERROR, CALL_MODEL, ModelCallInput, ModelCallResult
 from core.db import Database, LedgerEntry
 
 HEARTBEAT_EVERY_SECONDS = 5.0
@@ -46,6 +46,17 @@ class ModelActivities:
         if context.recorded is not None:
             # The call completed before (e.g. the worker died before reporting it): reuse it.
             return _result(context.recorded, replayed=True)
+
+        problem = await tenancy.budget_problem(
+            self.db,
+            tenant=call.tenant,
+            workflow_id=call.key.workflow_id,
+            run_tokens=call.budget_tokens,
+            run_usd=call.budget_usd,
+        )
+        if problem is not None:
+            # Checked before every call, from the ledger: a paused run never spends past it.
+            raise ApplicationError(problem, type=BUDGET_EXCEEDED_ERROR, non_retryable=True)
 
         role = get_role(call.role)
         request = ModelRequest(

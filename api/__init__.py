@@ -1,1 +1,1 @@
-"""The REST API (FastAPI) arrives with the API issue; nothing is served from here yet."""
+"""The REST API (FastAPI): `create_app()` builds it; `orchestrator api` serves it."""

@@ -190,6 +190,14 @@ class DecisionKind(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     REQUEST_CHANGES = "request_changes"
+    RAISE = "raise"
+    """Budget pause only: go on spending (with the new limits given, if any)."""
+    ABORT = "abort"
+    """Budget pause only: stop the run."""
+
+
+BUDGET_GATE = "budget"
+"""The `gate` of the decision a run waits for when its token budget is spent."""
 
 
 class Decision(BaseModel):
@@ -199,6 +207,10 @@ class Decision(BaseModel):
     decision: DecisionKind
     comment: str = ""
     by: str = "unknown"
+    budget_tokens: int | None = Field(default=None, ge=0)
+    """With `raise` on the budget gate: the run's new token limit."""
+    budget_usd: float | None = Field(default=None, ge=0)
+    """With `raise` on the budget gate: the run's new cost limit."""
 
 
 class AutoDecision(StrEnum):
@@ -268,9 +280,10 @@ class TaskModification(BaseModel):
 class PendingDecision(BaseModel):
     """What a run waits for; answered by the `pending_decisions` query."""
 
-    kind: Literal["gate", "dead_letter"]
+    kind: Literal["gate", "dead_letter", "budget"]
     key: str
-    """The gate's task id (answer with `decide`) or the dead-lettered task (`resolve_task`)."""
+    """The gate's task id or `budget` (answer with `decide`), or the dead-lettered task
+    (answer with `resolve_task`)."""
     reason: str
     since: datetime
     tier: int = 0
@@ -295,6 +308,59 @@ class Notification(BaseModel):
     subject: str
     text: str
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- what happened in a run: server-sent events and webhooks ----------------------------
+
+
+class EventType(StrEnum):
+    RUN_STARTED = "run.started"
+    TASK_STARTED = "task.started"
+    TASK_COMPLETED = "task.completed"
+    TASK_FAILED = "task.failed"
+    TASK_SKIPPED = "task.skipped"
+    TASK_DEAD_LETTERED = "task.dead_lettered"
+    COST_UPDATED = "cost.updated"
+    GATE_PASSED = "gate.passed"
+    GATE_BLOCKED = "gate.blocked"
+    DECISION_REQUESTED = "decision.requested"
+    DECISION_MADE = "decision.made"
+    BUDGET_EXCEEDED = "budget.exceeded"
+    RUN_COMPLETED = "run.completed"
+    RUN_FAILED = "run.failed"
+
+
+WEBHOOK_EVENT_TYPES = frozenset(
+    {
+        EventType.RUN_STARTED,
+        EventType.TASK_COMPLETED,
+        EventType.GATE_BLOCKED,
+        EventType.DECISION_REQUESTED,
+        EventType.RUN_COMPLETED,
+        EventType.RUN_FAILED,
+        EventType.BUDGET_EXCEEDED,
+    }
+)
+"""The events an organization can subscribe a webhook to."""
+
+
+class RunEvent(BaseModel):
+    """One thing that happened in a run; `seq` orders them and is the SSE event id."""
+
+    seq: int
+    type: EventType
+    at: datetime
+    task: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    """Event details, always with the run's totals so far (`cost_usd`, `tokens`)."""
+
+
+class WebhookDeliveryInput(BaseModel):
+    """Input of the `deliver_webhooks` activity: one event of one run to its tenant's hooks."""
+
+    tenant: str
+    run_id: str
+    event: RunEvent
 
 
 class TaskState(BaseModel):
@@ -328,6 +394,8 @@ class RunState(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     error: str | None = None
+    events: list[RunEvent] = Field(default_factory=list)
+    """Everything that happened, oldest first (the `events` query pages through it)."""
 
     def task(self, task_id: str) -> TaskState:
         for task in self.tasks:
@@ -354,6 +422,10 @@ class RunPlan(BaseModel):
     model_heartbeat_timeout_seconds: float = 60.0
     model_max_attempts: int = 5
     escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
+    budget_tokens: int | None = Field(default=None, ge=0)
+    """This run's limit on input + output tokens; None: only the tenant's monthly limit."""
+    budget_usd: float | None = Field(default=None, ge=0)
+    """This run's cost limit; None: only the tenant's monthly limit."""
     roles: list[str] = Field(default_factory=list)
     """Known role names, so updates that add or modify tasks can be validated in the workflow."""
     history_event_limit: int | None = None
@@ -386,6 +458,9 @@ class ModelCallInput(BaseModel):
     model: str | None = None
     upstream: list[ArtifactRef] = Field(default_factory=list)
     tenant: str = "default"
+    budget_tokens: int | None = None
+    """The run's limits, checked against the ledger before the provider is called."""
+    budget_usd: float | None = None
 
 
 class ModelCallResult(BaseModel):
@@ -422,6 +497,9 @@ CALL_MODEL = "call_model"
 RUN_TOOL_CALLS = "run_tool_calls"
 RECORD_RUN_STARTED = "record_run_started"
 RECORD_RUN_FINISHED = "record_run_finished"
+DELIVER_WEBHOOKS = "deliver_webhooks"
+BUDGET_EXCEEDED_ERROR = "BudgetExceeded"
+"""ApplicationError type `call_model` raises, before calling the provider, when a limit is spent."""
 
 # Search attributes the Web UI and `temporal workflow list --query` filter runs by.
 SEARCH_ATTRIBUTE_RUN_STATUS = "RunStatus"

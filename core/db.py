@@ -100,7 +100,8 @@ class LedgerEntry(TurnKeyed, table=True):
     )
 
     run_id: str = Field(index=True, max_length=64)
-    tenant: str = Field(default="default", max_length=64)
+    tenant: str = Field(default="default", index=True, max_length=64)
+    """Organization id: a tenant's monthly spending is a sum over its rows."""
     role: str = Field(max_length=64)
     provider: str = Field(max_length=40)
     model: str = Field(max_length=200)
@@ -130,6 +131,97 @@ class ToolResultsEntry(TurnKeyed, table=True):
     )
 
     results: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- tenancy: organizations, teams, users, API keys ------------------------------------
+
+
+class Organization(SQLModel, table=True):
+    """A tenant. Every run, key, user and webhook belongs to exactly one."""
+
+    __tablename__ = "organizations"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(unique=True, max_length=200)
+    monthly_token_limit: int | None = None
+    """Input + output tokens per calendar month (UTC); None: no limit."""
+    monthly_cost_limit_usd: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Team(SQLModel, table=True):
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_team_name"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    org_id: str = Field(index=True, foreign_key="organizations.id", max_length=64)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class User(SQLModel, table=True):
+    """A person of an organization; `subject` is the JWT `sub` that identifies them."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("org_id", "subject", name="uq_user_subject"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    org_id: str = Field(index=True, foreign_key="organizations.id", max_length=64)
+    team_id: str | None = Field(default=None, foreign_key="teams.id", max_length=64)
+    subject: str = Field(max_length=200)
+    role: str = Field(max_length=20)
+    """admin, member or viewer."""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: only its SHA-256 is stored; `prefix` finds the row without the secret."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=64)
+    org_id: str = Field(index=True, foreign_key="organizations.id", max_length=64)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=20)
+    prefix: str = Field(unique=True, max_length=32)
+    key_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+# --- webhooks -------------------------------------------------------------------------
+
+
+class WebhookSubscription(SQLModel, table=True):
+    __tablename__ = "webhook_subscriptions"
+
+    id: str = Field(primary_key=True, max_length=64)
+    org_id: str = Field(index=True, foreign_key="organizations.id", max_length=64)
+    url: str = Field(max_length=2000)
+    secret: str = Field(max_length=200)
+    event_types: str = Field(sa_column=Column(Text, nullable=False))
+    """JSON list of event types (`run.started`, ...)."""
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One attempt to deliver one event to one subscription, with its outcome."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: str = Field(index=True, max_length=64)
+    org_id: str = Field(index=True, max_length=64)
+    run_id: str = Field(index=True, max_length=64)
+    event_seq: int
+    event_type: str = Field(max_length=40)
+    attempt: int = 1
+    status_code: int | None = None
+    ok: bool = False
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     max_concurrent_checks: int = Field(
         default=2, validation_alias="ORCHESTRATOR_MAX_CONCURRENT_CHECKS"
     )
+    agent_max_concurrent_activities: int | None = Field(
+        default=None,
+        validation_alias="AGENT_MAX_CONCURRENT_ACTIVITIES",
+        description="Model calls one worker runs at once per agent queue (default 100).",
+    )
+    agent_activities_per_second: float | None = Field(
+        default=None,
+        validation_alias="AGENT_ACTIVITIES_PER_SECOND",
+        description="Model calls per second per agent queue, across all workers (Temporal-enforced).",
+    )
     model_heartbeat_timeout_seconds: float = Field(
         default=60.0, validation_alias="ORCHESTRATOR_MODEL_HEARTBEAT_TIMEOUT"
     )
@@ -52,6 +62,35 @@ class Settings(BaseSettings):
     smtp_username: str | None = Field(default=None, validation_alias="SMTP_USERNAME")
     smtp_password: SecretStr | None = Field(default=None, validation_alias="SMTP_PASSWORD")
     smtp_starttls: bool = Field(default=False, validation_alias="SMTP_STARTTLS")
+
+    # --- the REST API ---
+    jwt_secret: SecretStr | None = Field(
+        default=None, validation_alias="JWT_SECRET", description="HS256 key for bearer JWTs."
+    )
+    jwt_public_key: str | None = Field(
+        default=None,
+        validation_alias="JWT_PUBLIC_KEY",
+        description="RS256 public key (PEM, or a path to a PEM file) for bearer JWTs.",
+    )
+    jwt_issuer: str | None = Field(default=None, validation_alias="JWT_ISSUER")
+    jwt_audience: str | None = Field(default=None, validation_alias="JWT_AUDIENCE")
+    admin_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="ORCHESTRATOR_ADMIN_TOKEN",
+        description="Operator token for creating organizations over the API.",
+    )
+    rate_limit_per_minute: int = Field(default=120, validation_alias="RATE_LIMIT_PER_MINUTE")
+    rate_limit_storage_uri: str = Field(
+        default="memory://",
+        validation_alias="RATE_LIMIT_STORAGE_URI",
+        description="`memory://` (one API process) or `redis://host:port` (shared).",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        validation_alias="WEBHOOK_ALLOW_PRIVATE_TARGETS",
+        description="Allow webhook URLs on private, loopback and link-local addresses.",
+    )
+    max_goal_chars: int = Field(default=20_000, validation_alias="ORCHESTRATOR_MAX_GOAL_CHARS")
 
     @property
     def resolved_database_url(self) -> str:

@@ -20,6 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 from core.db import Database
 from core.temporal import ensure_search_attributes
 
+pytest_plugins = ["tests.api_harness"]
+
 BIN = Path(sys.executable).parent
 POSTGRES_ADMIN_DSN = os.environ.get(
     "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"

@@ -17,6 +17,7 @@ from activities.checks import CheckActivities
 from activities.model_calls import ModelActivities
 from activities.notifications import NotificationActivities
 from activities.runs import RunActivities
+from activities.webhooks import WebhookActivities
 from activities.workspace import WorkspaceActivities
 from agents.llm import make_provider
 from agents.protocol import LLMProvider
@@ -59,6 +60,7 @@ def build_workers(
     workspace = WorkspaceActivities(db)
     runs = RunActivities(db)
     notifications = NotificationActivities(settings)
+    webhooks = WebhookActivities(db, settings)
     workers = []
     for queue in queues:
         if queue == TASK_QUEUE:
@@ -72,6 +74,7 @@ def build_workers(
                         runs.record_run_started,
                         runs.record_run_finished,
                         notifications.notify,
+                        webhooks.deliver_webhooks,
                     ],
                     max_concurrent_activities=max_concurrent_activities,
                 )
@@ -87,12 +90,16 @@ def build_workers(
                 )
             )
         else:
+            # Provider rate limits are enforced by Temporal: per worker (concurrency) and
+            # per queue across all workers (activities per second).
             workers.append(
                 Worker(
                     client,
                     task_queue=queue,
                     activities=[models.call_model],
-                    max_concurrent_activities=max_concurrent_activities,
+                    max_concurrent_activities=settings.agent_max_concurrent_activities
+                    or max_concurrent_activities,
+                    max_task_queue_activities_per_second=settings.agent_activities_per_second,
                 )
             )
     return workers

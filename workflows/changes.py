@@ -7,7 +7,14 @@ makes the change to the plan's task list.
 
 from __future__ import annotations
 
-from core.contracts import NewTask, TaskModification, TaskPlan, TaskRemoval, TaskStatus
+from core.contracts import (
+    BUDGET_GATE,
+    NewTask,
+    TaskModification,
+    TaskPlan,
+    TaskRemoval,
+    TaskStatus,
+)
 from workflows.dag import find_cycle
 
 
@@ -35,6 +42,8 @@ def check_add(
     problems: list[str] = []
     if new.id in statuses:
         problems.append(f"a task {new.id!r} already exists")
+    if new.id == BUDGET_GATE:
+        problems.append(f"task id {BUDGET_GATE!r} is reserved for the budget decision")
     if roles and new.role not in roles:
         problems.append(f"unknown role {new.role!r} (known: {', '.join(sorted(roles))})")
     problems += [f"unknown dependency {d!r}" for d in new.depends_on if d not in statuses]

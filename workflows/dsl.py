@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.contracts import RunPlan, TaskPlan
+from core.contracts import BUDGET_GATE, RunPlan, TaskPlan
 from workflows.conditions import ConditionError, parse_condition
 from workflows.dag import find_cycle
 
@@ -82,6 +82,8 @@ def validate(template: Template, roles: Collection[str], source: str = "template
     for task in template.tasks:
         if task.id in by_id:
             problems.append(f"duplicate task id {task.id!r}")
+        if task.id == BUDGET_GATE:
+            problems.append(f"task id {BUDGET_GATE!r} is reserved for the budget decision")
         by_id[task.id] = task
         if task.role not in roles:
             problems.append(

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.contracts import (
+    BUDGET_GATE,
     VERDICT_OUTPUT,
     AutoDecision,
     ChecksReport,
@@ -127,6 +128,16 @@ def automatic_decision(policy: EscalationPolicy, gate: str) -> Decision:
         decision=kind,
         by=POLICY_BY,
         comment=f"no decision in time: the escalation policy decided {policy.auto_decision.value}",
+    )
+
+
+def automatic_budget_decision() -> Decision:
+    """Tier 3 for a spent budget always aborts: a policy never spends money on its own."""
+    return Decision(
+        gate=BUDGET_GATE,
+        decision=DecisionKind.ABORT,
+        by=POLICY_BY,
+        comment="no decision in time: a spent budget is never raised automatically",
     )
 
 

@@ -19,8 +19,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        BUDGET_EXCEEDED_ERROR,
+        BUDGET_GATE,
         CALL_MODEL,
         CHECKS_QUEUE,
+        DELIVER_WEBHOOKS,
         NOTIFY,
         RECORD_RUN_FINISHED,
         RECORD_RUN_STARTED,
@@ -31,12 +34,14 @@ with workflow.unsafe.imports_passed_through():
         SEARCH_ATTRIBUTE_TENANT,
         TASK_QUEUE,
         VERDICT_OUTPUT,
+        WEBHOOK_EVENT_TYPES,
         ArtifactRef,
         AutoDecision,
         ChecksInput,
         ChecksReport,
         Decision,
         DecisionKind,
+        EventType,
         FinalizeRunInput,
         GateVerdict,
         ModelCallInput,
@@ -44,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         NewTask,
         Notification,
         PendingDecision,
+        RunEvent,
         RunPlan,
         RunState,
         RunStatus,
@@ -56,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         ToolCallsInput,
         ToolCallsResult,
         TurnKey,
+        WebhookDeliveryInput,
         agent_queue,
     )
     from workflows import changes
@@ -63,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.gates import (
         HUMAN_APPROVAL,
         POLICY_BY,
+        automatic_budget_decision,
         automatic_decision,
         automatic_resolution,
         escalation_tiers,
@@ -81,10 +89,18 @@ STORAGE_TIMEOUT = timedelta(seconds=60)
 STORAGE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 CHECKS_TIMEOUT = timedelta(minutes=15)
 NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=20)
+WEBHOOK_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=30)
+
+# workflow.patched ids: histories recorded before each change replay the old path.
+PATCH_WEBHOOKS = "webhook-deliveries"
 
 
 class MaxTurnsExceeded(Exception):
     pass
+
+
+class BudgetAborted(Exception):
+    """A human (or the escalation policy) chose to stop the run when its budget was spent."""
 
 
 @workflow.defn
@@ -96,7 +112,9 @@ class GoalWorkflow:
         self._answers: dict[str, Decision | TaskResolution] = {}
         self._plan_changed = False
         self._fail_reason: str | None = None
-        self._notifications: list[asyncio.Task[None]] = []
+        self._side_effects: list[asyncio.Task[None]] = []
+        """Notifications and webhook deliveries in flight; the run ends only after them."""
+        self._budget_answer: asyncio.Task[Decision | TaskResolution] | None = None
 
     # --- what a client can ask and say ---------------------------------------------------
 
@@ -108,9 +126,14 @@ class GoalWorkflow:
     def pending_decisions(self) -> list[PendingDecision]:
         return list(self._pending.values())
 
+    @workflow.query
+    def events(self, after: int = 0) -> list[RunEvent]:
+        """Events with `seq` greater than `after`: what a reconnecting client missed."""
+        return [e for e in self._state.events if e.seq > after] if self._state else []
+
     @workflow.signal
     def decide(self, decision: Decision) -> None:
-        self._answer(decision.gate, "gate", decision)
+        self._answer(decision.gate, "budget" if decision.gate == BUDGET_GATE else "gate", decision)
 
     @workflow.signal
     def resolve_task(self, resolution: TaskResolution) -> None:
@@ -121,6 +144,12 @@ class GoalWorkflow:
         if pending is None or pending.kind != kind:
             # Nothing waits for it: say so in the log, never let a stray answer count later.
             workflow.logger.warning("ignored %s for %r: nothing waits for it", kind, key)
+            return
+        choice = answer.decision.value if isinstance(answer, Decision) else answer.action
+        if choice not in pending.options:
+            workflow.logger.warning(
+                "ignored %r for %r: options are %s", choice, key, pending.options
+            )
             return
         self._answers[key] = answer
 
@@ -184,6 +213,7 @@ class GoalWorkflow:
                 ]
             )
             await self._storage(RECORD_RUN_STARTED, plan)
+            self._emit(EventType.RUN_STARTED, goal=plan.goal, template=plan.template)
 
         running: dict[str, asyncio.Task[None]] = {}
         while True:
@@ -205,6 +235,12 @@ class GoalWorkflow:
 
         state.status = self._final_status()
         workflow.upsert_search_attributes([RUN_STATUS.value_set(state.status.value)])
+        finished = EventType.RUN_COMPLETED
+        if state.status != RunStatus.COMPLETED:
+            finished = EventType.RUN_FAILED
+        self._emit(finished, error=state.error)
+        if workflow.patched(PATCH_WEBHOOKS):
+            await asyncio.gather(*self._side_effects)
         await self._storage(
             RECORD_RUN_FINISHED,
             FinalizeRunInput(state=state, workflow_id=workflow.info().workflow_id),
@@ -241,15 +277,18 @@ class GoalWorkflow:
                 blocked = state.task(task.id)
                 blocked.status = TaskStatus.FAILED
                 blocked.error = "not run: an upstream task failed"
+                self._emit(EventType.TASK_FAILED, task.id, error=blocked.error)
             outputs = {t.id: t.outputs for t in state.tasks}
             settled_any = False
             for task in ready_tasks(plan.tasks, self._statuses()):
                 if should_run(task, outputs):
                     state.task(task.id).status = TaskStatus.RUNNING
+                    self._emit(EventType.TASK_STARTED, task.id, role=task.role)
                     running[task.id] = asyncio.create_task(self._run_task(task))
                 else:
                     state.task(task.id).status = TaskStatus.SKIPPED
                     state.task(task.id).summary = f"skipped: condition {task.when!r} is false"
+                    self._emit(EventType.TASK_SKIPPED, task.id, reason=state.task(task.id).summary)
                     settled_any = True
             if not settled_any:
                 return
@@ -262,6 +301,22 @@ class GoalWorkflow:
             done = await self._work(task, task_state) and await self._supervise(task, task_state)
         if done:
             task_state.status = TaskStatus.COMPLETED
+        self._emit_task_outcome(task_state)
+
+    def _emit_task_outcome(self, task_state: TaskState) -> None:
+        if task_state.status == TaskStatus.COMPLETED:
+            self._emit(
+                EventType.TASK_COMPLETED,
+                task_state.id,
+                role=task_state.role,
+                turns=task_state.turns,
+                task_cost_usd=task_state.cost_usd,
+                artifacts=[ref.path for ref in task_state.artifacts],
+            )
+        elif task_state.status == TaskStatus.SKIPPED:
+            self._emit(EventType.TASK_SKIPPED, task_state.id, reason=task_state.summary)
+        else:
+            self._emit(EventType.TASK_FAILED, task_state.id, error=task_state.error)
 
     # --- one task's work, with its dead letter -------------------------------------------
 
@@ -282,9 +337,15 @@ class GoalWorkflow:
             try:
                 await self._agent_loop(task, task_state, feedback, review_of, upstream)
                 return True
+            except BudgetAborted as exc:
+                task_state.status = TaskStatus.FAILED
+                task_state.error = str(exc)
+                self._fail_reason = self._fail_reason or str(exc)
+                return False
             except (ActivityError, MaxTurnsExceeded) as exc:
                 task_state.status = TaskStatus.DEAD_LETTERED
                 task_state.error = _describe_failure(exc)
+                self._emit(EventType.TASK_DEAD_LETTERED, task.id, error=task_state.error)
             answer = await self._ask_human(
                 "dead_letter", task.id, task_state.error or "failed", ["retry", "skip", "abort"]
             )
@@ -331,8 +392,7 @@ class GoalWorkflow:
                 turn=turn,
             )
             label = f"{task.id} ({task.role}){round_}"
-            call: ModelCallResult = await workflow.execute_activity(
-                CALL_MODEL,
+            call = await self._call_model(
                 ModelCallInput(
                     key=key,
                     role=task.role,
@@ -343,14 +403,6 @@ class GoalWorkflow:
                     model=task.model or plan.model,
                     upstream=upstream,
                     tenant=plan.tenant,
-                ),
-                result_type=ModelCallResult,
-                task_queue=agent_queue(task.role),
-                start_to_close_timeout=timedelta(seconds=plan.model_call_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=plan.model_heartbeat_timeout_seconds),
-                retry_policy=RetryPolicy(
-                    maximum_attempts=plan.model_max_attempts,
-                    maximum_interval=timedelta(seconds=60),
                 ),
                 summary=f"{label}: turn {turn + 1}",
             )
@@ -369,6 +421,50 @@ class GoalWorkflow:
                 task_state.summary = call.text
                 return
         raise MaxTurnsExceeded(f"{task.id} did not finish within {task.max_turns} turns")
+
+    async def _call_model(self, call: ModelCallInput, summary: str) -> ModelCallResult:
+        """One model call; when a budget is spent, pause for `raise` or `abort` and go on."""
+        plan = self._require_plan()
+        while True:
+            call.budget_tokens, call.budget_usd = plan.budget_tokens, plan.budget_usd
+            try:
+                result: ModelCallResult = await workflow.execute_activity(
+                    CALL_MODEL,
+                    call,
+                    result_type=ModelCallResult,
+                    task_queue=agent_queue(call.role),
+                    start_to_close_timeout=timedelta(seconds=plan.model_call_timeout_seconds),
+                    heartbeat_timeout=timedelta(seconds=plan.model_heartbeat_timeout_seconds),
+                    retry_policy=RetryPolicy(
+                        maximum_attempts=plan.model_max_attempts,
+                        maximum_interval=timedelta(seconds=60),
+                    ),
+                    summary=summary,
+                )
+                return result
+            except ActivityError as exc:
+                if not isinstance(exc.cause, ApplicationError) or (
+                    exc.cause.type != BUDGET_EXCEEDED_ERROR
+                ):
+                    raise
+                await self._budget_pause(exc.cause.message)
+
+    async def _budget_pause(self, reason: str) -> None:
+        """Every task that hits the spent budget waits for the same one decision."""
+        if self._budget_answer is None or self._budget_answer.done():
+            self._emit(EventType.BUDGET_EXCEEDED, reason=reason)
+            self._budget_answer = asyncio.create_task(
+                self._ask_human("budget", BUDGET_GATE, reason, ["raise", "abort"])
+            )
+        answer = await self._budget_answer
+        assert isinstance(answer, Decision)
+        if answer.decision != DecisionKind.RAISE:
+            raise BudgetAborted(f"budget spent ({reason}); aborted by {answer.by}")
+        plan = self._require_plan()
+        if answer.budget_tokens is not None:
+            plan.budget_tokens = answer.budget_tokens
+        if answer.budget_usd is not None:
+            plan.budget_usd = answer.budget_usd
 
     # --- gates ---------------------------------------------------------------------------
 
@@ -391,6 +487,13 @@ class GoalWorkflow:
                 return False
             verdict = gate_verdict(round_, report, submitted_review(gate_state.outputs))
             gate_state.verdicts.append(verdict)
+            self._emit(
+                EventType.GATE_PASSED if verdict.passed else EventType.GATE_BLOCKED,
+                gate.id,
+                round=round_,
+                findings=len(verdict.findings),
+                blocking=[f.message for f in verdict.blocking[:5]],
+            )
             if verdict.passed and gate.gate != HUMAN_APPROVAL:
                 return True
             if gate.gate != HUMAN_APPROVAL and revisions < gate.max_revisions:
@@ -465,6 +568,7 @@ class GoalWorkflow:
         task_state.status = TaskStatus.RUNNING
         if await self._work(task, task_state, feedback=feedback):
             task_state.status = TaskStatus.COMPLETED
+        self._emit_task_outcome(task_state)
 
     async def _ask_gate_decision(
         self, gate: TaskPlan, gate_state: TaskState, verdict: GateVerdict
@@ -532,7 +636,7 @@ class GoalWorkflow:
         """Wait for an answer, escalating by the run's policy; tier 3 decides by itself."""
         policy = self._require_plan().escalation
         pending = PendingDecision(
-            kind="gate" if kind == "gate" else "dead_letter",
+            kind=kind,
             key=key,
             reason=reason,
             since=workflow.now(),
@@ -541,6 +645,7 @@ class GoalWorkflow:
         self._pending[key] = pending
         self._answers.pop(key, None)
         self._publish_run_status()
+        self._emit(EventType.DECISION_REQUESTED, key, kind=kind, reason=reason, options=options)
         waited = 0.0
         for tier, at in escalation_tiers(policy):
             if await self._answer_within(key, at - waited):
@@ -550,14 +655,14 @@ class GoalWorkflow:
             if tier < 3:
                 self._notify(tier, pending)
             else:
-                self._answers[key] = (
-                    automatic_decision(policy, key)
-                    if kind == "gate"
-                    else automatic_resolution(policy, key)
-                )
+                self._answers[key] = _automatic_answer(kind, policy, key)
         answer = self._answers.pop(key)
         del self._pending[key]
         self._publish_run_status()
+        choice = answer.decision.value if isinstance(answer, Decision) else answer.action
+        self._emit(
+            EventType.DECISION_MADE, key, decision=choice, by=answer.by, comment=answer.comment
+        )
         return answer
 
     async def _answer_within(self, key: str, seconds: float) -> bool:
@@ -571,7 +676,9 @@ class GoalWorkflow:
 
     def _notify(self, tier: int, pending: PendingDecision) -> None:
         plan = self._require_plan()
-        what = "gate" if pending.kind == "gate" else "dead-lettered task"
+        what = {"gate": "gate", "budget": "spent budget of", "dead_letter": "dead-lettered task"}[
+            pending.kind
+        ]
         for channel, target in tier_channels(plan.escalation, tier):
             notification = Notification(
                 channel=channel,
@@ -582,7 +689,7 @@ class GoalWorkflow:
                 text=f"{pending.reason}\nOptions: {', '.join(pending.options)}",
                 details={"kind": pending.kind, "key": pending.key, "goal": plan.goal},
             )
-            self._notifications.append(asyncio.create_task(self._send(notification)))
+            self._side_effects.append(asyncio.create_task(self._send(notification)))
 
     async def _send(self, notification: Notification) -> None:
         try:
@@ -634,6 +741,45 @@ class GoalWorkflow:
         task_state.cost_usd += call.cost_usd
         state.usage = state.usage + call.usage
         state.cost_usd += call.cost_usd
+        self._emit(
+            EventType.COST_UPDATED,
+            task_state.id,
+            model=call.model,
+            turn_cost_usd=call.cost_usd,
+            turn_tokens=call.usage.input_tokens + call.usage.output_tokens,
+        )
+
+    def _emit(self, type_: EventType, task: str | None = None, **data: Any) -> None:
+        """Record an event for the `events` query; deliver webhook types to the tenant's hooks."""
+        state = self._require_state()
+        event = RunEvent(
+            seq=state.events[-1].seq + 1 if state.events else 1,
+            type=type_,
+            at=workflow.now(),
+            task=task,
+            data={
+                **data,
+                "cost_usd": round(state.cost_usd, 6),
+                "tokens": state.usage.input_tokens + state.usage.output_tokens,
+            },
+        )
+        state.events.append(event)
+        if type_ in WEBHOOK_EVENT_TYPES and workflow.patched(PATCH_WEBHOOKS):
+            self._side_effects.append(asyncio.create_task(self._deliver(event)))
+
+    async def _deliver(self, event: RunEvent) -> None:
+        plan = self._require_plan()
+        try:
+            await workflow.execute_activity(
+                DELIVER_WEBHOOKS,
+                WebhookDeliveryInput(tenant=plan.tenant, run_id=plan.run_id, event=event),
+                task_queue=TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=WEBHOOK_RETRY,
+                summary=f"webhooks: {event.type.value}",
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("webhook delivery failed for good: %s", _describe_failure(exc))
 
     def _statuses(self) -> dict[str, TaskStatus]:
         return {t.id: t.status for t in self._require_state().tasks}
@@ -660,6 +806,14 @@ def _fold(into: TaskState, reviewer: TaskState) -> None:
     into.turns += reviewer.turns
     into.usage = into.usage + reviewer.usage
     into.cost_usd += reviewer.cost_usd
+
+
+def _automatic_answer(kind: str, policy: Any, key: str) -> Decision | TaskResolution:
+    if kind == "gate":
+        return automatic_decision(policy, key)
+    if kind == "budget":
+        return automatic_budget_decision()
+    return automatic_resolution(policy, key)
 
 
 def _reject(problems: list[str]) -> None:

@@ -1,0 +1,44 @@
+"""The FastAPI application: routers per resource, JSON errors, OpenAPI at `/docs`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.errors import install_error_handlers
+from api.routers import admin, decisions, health, runs, webhooks
+from core.db import Database, get_database
+from core.settings import Settings, get_settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    temporal: Client | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Orchestrator API",
+        version="0.1.0",
+        description="Start goals, follow their runs, decide their gates, read what they built.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db or get_database(settings.resolved_database_url)
+    app.state.temporal = temporal
+    app.state.temporal_lock = asyncio.Lock()
+    install_error_handlers(app)
+    for router in (health.router, runs.router, decisions.router, admin.router, webhooks.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,128 @@
+"""Who is calling: an API key (`X-API-Key`) or a bearer JWT, then the caller's rate limit.
+
+JWTs are HS256 with `JWT_SECRET` or RS256 with `JWT_PUBLIC_KEY`; `exp` is required and
+`iss`/`aud` are checked when configured. The token names its organization in the `org`
+claim and its role in `role` (default `member`); a user row for (org, `sub`) overrides
+the role, so an admin can demote someone without reissuing tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import select
+
+from api.deps import DatabaseDep, Principal, SettingsDep
+from api.rate_limit import enforce_rate_limit
+from core.db import Database, Organization, User
+from core.settings import Settings
+from core.tenancy import KEY_SCHEME, OrgRole, verify_key
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+bearer = HTTPBearer(auto_error=False)
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+
+def unauthorized(why: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, why, headers=UNAUTHORIZED_HEADERS)
+
+
+async def get_principal(
+    request: Request,
+    settings: SettingsDep,
+    db: DatabaseDep,
+    api_key: Annotated[str | None, Security(api_key_header)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> Principal:
+    if api_key:
+        principal = await _from_api_key(db, api_key)
+    elif credentials is not None and credentials.credentials.startswith(f"{KEY_SCHEME}_"):
+        principal = await _from_api_key(db, credentials.credentials)
+    elif credentials is not None:
+        principal = await _from_jwt(db, settings, credentials.credentials)
+    else:
+        raise unauthorized("missing credentials: send X-API-Key or Authorization: Bearer")
+    await enforce_rate_limit(request, principal.subject, settings)
+    return principal
+
+
+async def _from_api_key(db: Database, presented: str) -> Principal:
+    row = await verify_key(db, presented)
+    if row is None:
+        raise unauthorized("invalid or revoked API key")
+    return Principal(org_id=row.org_id, role=OrgRole(row.role), subject=f"key:{row.id}")
+
+
+def _verification_key(settings: Settings) -> tuple[Any, str]:
+    if settings.jwt_public_key:
+        pem = settings.jwt_public_key
+        if not pem.lstrip().startswith("-----BEGIN"):
+            pem = Path(pem).read_text()
+        return pem, "RS256"
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value(), "HS256"
+    raise unauthorized("bearer JWTs are not accepted: no JWT_SECRET or JWT_PUBLIC_KEY is set")
+
+
+async def _from_jwt(db: Database, settings: Settings, token: str) -> Principal:
+    key, algorithm = _verification_key(settings)
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            options={
+                "require": ["exp", "sub"],
+                "verify_aud": settings.jwt_audience is not None,
+                "verify_iss": settings.jwt_issuer is not None,
+            },
+        )
+    except jwt.PyJWTError as exc:
+        raise unauthorized(f"invalid token: {exc}") from None
+    org_id, subject = claims.get("org"), str(claims["sub"])
+    if not isinstance(org_id, str):
+        raise unauthorized("invalid token: no `org` claim")
+    async with db.session() as session:
+        if await session.get(Organization, org_id) is None:
+            raise unauthorized("invalid token: unknown organization")
+        user = (
+            (
+                await session.execute(
+                    select(User).where(User.org_id == org_id, User.subject == subject)
+                )
+            )
+            .scalars()
+            .first()
+        )
+    try:
+        role = OrgRole(user.role if user is not None else claims.get("role", "member"))
+    except ValueError:
+        raise unauthorized(f"invalid token: unknown role {claims.get('role')!r}") from None
+    return Principal(org_id=org_id, role=role, subject=f"jwt:{subject}")
+
+
+CallerDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def require_writer(principal: CallerDep) -> Principal:
+    """Starting runs, deciding gates, steering: admins and members, not viewers."""
+    if not principal.can_write:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "viewers cannot change runs")
+    return principal
+
+
+async def require_admin(principal: CallerDep) -> Principal:
+    if principal.role != OrgRole.ADMIN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs an organization admin")
+    return principal
+
+
+WriterDep = Annotated[Principal, Depends(require_writer)]
+AdminDep = Annotated[Principal, Depends(require_admin)]

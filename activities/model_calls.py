@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
@@ -20,11 +21,14 @@ from agents.conversation import (
 from agents.protocol import LLMProvider, Message, ModelRequest, ModelResponse, ProviderError
 from agents.roles import get_role
 from agents.tools import TOOL_DEFINITIONS
-from core import storage, tenancy
+from core import metrics, storage, tenancy
 from core.contracts import BUDGET_EXCEEDED_ERROR, CALL_MODEL, ModelCallInput, ModelCallResult
 from core.db import Database, LedgerEntry
+from core.logs import get_logger
 
 HEARTBEAT_EVERY_SECONDS = 5.0
+
+log = get_logger(__name__)
 
 
 def heartbeat_interval() -> float:
@@ -45,6 +49,7 @@ class ModelActivities:
         context = await storage.turn_context(self.db, call.key, [ref.id for ref in call.upstream])
         if context.recorded is not None:
             # The call completed before (e.g. the worker died before reporting it): reuse it.
+            log.info("model call answered from the ledger", model=context.recorded.model)
             return _result(context.recorded, replayed=True)
 
         problem = await tenancy.budget_problem(
@@ -55,6 +60,7 @@ class ModelActivities:
             run_usd=call.budget_usd,
         )
         if problem is not None:
+            log.warning("budget spent: model call not made", reason=problem)
             # Checked before every call, from the ledger: a paused run never spends past it.
             raise ApplicationError(problem, type=BUDGET_EXCEEDED_ERROR, non_retryable=True)
 
@@ -67,7 +73,9 @@ class ModelActivities:
             max_tokens=role.max_tokens,
             role=call.role,
         )
+        started = time.monotonic()
         response = await _with_heartbeats(self._complete(request))
+        seconds = time.monotonic() - started
         entry = await storage.record_model_call(
             self.db,
             call.key,
@@ -79,6 +87,25 @@ class ModelActivities:
             cost_usd=self.provider.cost_usd(response.model, response.usage),
             stop_reason=response.stop_reason,
             response_json=response_json(response),
+        )
+        log.info(
+            "model call",
+            model=entry.model,
+            provider=entry.provider,
+            seconds=round(seconds, 3),
+            input_tokens=entry.input_tokens,
+            output_tokens=entry.output_tokens,
+            cost_usd=entry.cost_usd,
+            stop_reason=entry.stop_reason,
+        )
+        metrics.record_model_call(
+            tenant=call.tenant,
+            role=call.role,
+            model=entry.model,
+            provider=entry.provider,
+            seconds=seconds,
+            usage=storage.entry_usage(entry),
+            cost=entry.cost_usd,
         )
         return _result(entry, replayed=False)
 

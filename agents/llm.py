@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from agents.protocol import LLMProvider
+from collections.abc import Mapping
+
+from agents.pricing import PriceTable, PricingError
+from agents.protocol import LLMProvider, ModelRequest, ModelResponse
+from agents.roles import ROLES
+from core.contracts import Usage
 from core.settings import Settings
+
+PROVIDERS = ("anthropic", "openai", "offline")
 
 
 class ProviderConfigError(ValueError):
@@ -15,17 +22,142 @@ def make_provider(settings: Settings) -> LLMProvider:
     if name == "offline":
         from agents.providers.offline import OfflineProvider
 
+        # The offline model plays every role itself; per-role models and limits mean nothing
+        # to it, and it costs nothing.
         return OfflineProvider(
             latency_seconds=settings.offline_latency_seconds, call_log=settings.offline_call_log
         )
+    provider: LLMProvider
     if name == "anthropic":
         if not settings.anthropic_api_key:
             raise ProviderConfigError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
         from agents.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(
+        provider = AnthropicProvider(
             api_key=settings.anthropic_api_key,
             model=settings.llm_model or "claude-sonnet-4-6",
             base_url=settings.anthropic_base_url,
+            pricing=_pricing(settings),
         )
-    raise ProviderConfigError(f"unknown LLM_PROVIDER {name!r}; use 'anthropic' or 'offline'")
+    elif name == "openai":
+        provider = _openai_provider(settings)
+    else:
+        raise ProviderConfigError(
+            f"unknown LLM_PROVIDER {name!r}; use one of: {', '.join(PROVIDERS)}"
+        )
+    return with_role_overrides(provider, settings)
+
+
+def _openai_provider(settings: Settings) -> LLMProvider:
+    from agents.providers.openai_compat import (
+        DEFAULT_OPENAI_MODEL,
+        OpenAICompatibleProvider,
+        is_openai_platform,
+    )
+
+    base_url = settings.openai_base_url
+    api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    if is_openai_platform(base_url):
+        if not api_key:
+            raise ProviderConfigError(
+                "LLM_PROVIDER=openai needs OPENAI_API_KEY for api.openai.com, or OPENAI_BASE_URL "
+                "for another OpenAI-compatible endpoint"
+            )
+        model = settings.llm_model or DEFAULT_OPENAI_MODEL
+    elif settings.llm_model:
+        model = settings.llm_model
+    else:
+        raise ProviderConfigError(
+            f"LLM_PROVIDER=openai with OPENAI_BASE_URL={base_url} needs LLM_MODEL: the name "
+            "of a model that endpoint serves (e.g. llama3.1:8b on Ollama)"
+        )
+    return OpenAICompatibleProvider(
+        model=model,
+        api_key=api_key,
+        base_url=base_url,
+        pricing=_pricing(settings),
+        max_tokens_field=settings.openai_max_tokens_field,
+    )
+
+
+def _pricing(settings: Settings) -> PriceTable:
+    try:
+        return PriceTable.from_settings(settings.model_pricing)
+    except PricingError as exc:
+        raise ProviderConfigError(str(exc)) from None
+
+
+def with_role_overrides(provider: LLMProvider, settings: Settings) -> LLMProvider:
+    """``provider`` with LLM_ROLE_MODELS and LLM_ROLE_MAX_TOKENS applied, if any are set."""
+    models = settings.llm_role_models
+    max_tokens = settings.llm_role_max_tokens
+    for setting, roles in (("LLM_ROLE_MODELS", models), ("LLM_ROLE_MAX_TOKENS", max_tokens)):
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise ProviderConfigError(
+                f"{setting} names unknown roles: {', '.join(unknown)}; "
+                f"known roles: {', '.join(ROLES)}"
+            )
+    empty = sorted(role for role, model in models.items() if not model.strip())
+    if empty:
+        raise ProviderConfigError(f"LLM_ROLE_MODELS has an empty model for: {', '.join(empty)}")
+    too_small = sorted(role for role, limit in max_tokens.items() if limit < 1)
+    if too_small:
+        raise ProviderConfigError(
+            f"LLM_ROLE_MAX_TOKENS must be at least 1 token; not so for: {', '.join(too_small)}"
+        )
+    if not models and not max_tokens:
+        return provider
+    return RoleOverrides(provider, models=models, max_tokens=max_tokens)
+
+
+class RoleOverrides:
+    """A provider with a per-role model and output limit, chosen by the request's ``role``.
+
+    The role's model replaces the deployment's default model (``LLM_MODEL``, else the
+    provider's default); a model named for the run (``--model``, the template's
+    ``settings.model``) or for the task (the template's ``model:``, ``modify_task``) that
+    differs from the default is an explicit choice and wins. The role's limit replaces the
+    role's built-in ``max_tokens`` (``agents.roles``).
+    """
+
+    def __init__(
+        self,
+        provider: LLMProvider,
+        *,
+        models: Mapping[str, str],
+        max_tokens: Mapping[str, int],
+    ) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self.default_model = provider.default_model
+        self.models = dict(models)
+        self.max_tokens = dict(max_tokens)
+
+    def model_for(self, role: str, requested: str = "") -> str:
+        """The model a call of ``role`` that asked for ``requested`` (or nothing) goes to."""
+        if requested and requested != self.default_model:
+            return requested
+        return self.models.get(role) or requested or self.default_model
+
+    def resolve(self, request: ModelRequest) -> ModelRequest:
+        """The request as the provider gets it."""
+        changes: dict[str, object] = {}
+        model = self.model_for(request.role, request.model)
+        if model != request.model:
+            changes["model"] = model
+        limit = self.max_tokens.get(request.role)
+        if limit is not None:
+            changes["max_tokens"] = limit
+        return request.model_copy(update=changes) if changes else request
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        return await self.provider.complete(self.resolve(request))
+
+    def cost_usd(self, model: str, usage: Usage) -> float:
+        return self.provider.cost_usd(model, usage)
+
+    async def aclose(self) -> None:
+        close = getattr(self.provider, "aclose", None)
+        if close is not None:
+            await close()

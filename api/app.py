@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
-from api.routers import admin, decisions, health, runs, webhooks
+from api.routers import admin, codec, decisions, health, metrics, runs, webhooks
 from core.db import Database, get_database
 from core.settings import Settings, get_settings
 
@@ -39,6 +39,15 @@ def create_app(
     app.state.temporal = temporal
     app.state.temporal_lock = asyncio.Lock()
     install_error_handlers(app)
-    for router in (health.router, runs.router, decisions.router, admin.router, webhooks.router):
+    for router in (
+        health.router,
+        runs.router,
+        decisions.router,
+        admin.router,
+        webhooks.router,
+        codec.router,
+        metrics.router,
+    ):
         app.include_router(router)
+    app.add_middleware(codec.CodecCORSMiddleware, origins=settings.codec_origins)
     return app

@@ -62,7 +62,13 @@ def _verification_key(settings: Settings) -> tuple[Any, str]:
     if settings.jwt_public_key:
         pem = settings.jwt_public_key
         if not pem.lstrip().startswith("-----BEGIN"):
-            pem = Path(pem).read_text()
+            try:
+                pem = Path(pem).read_text()
+            except OSError:
+                raise HTTPException(
+                    status.HTTP_500_INTERNAL_SERVER_ERROR,
+                    "server misconfigured: the JWT_PUBLIC_KEY file cannot be read",
+                ) from None
         return pem, "RS256"
     if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value(), "HS256"

@@ -2,6 +2,7 @@
 
 Counts live in `RATE_LIMIT_STORAGE_URI`: in memory for one API process, or Redis so
 every replica shares them. The `limits` library does the counting (moving window).
+`RATE_LIMIT_PER_MINUTE=0` turns the limit off.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def _limiter(request: Request, settings: Settings) -> MovingWindowRateLimiter:
 
 
 async def enforce_rate_limit(request: Request, bucket: str, settings: Settings) -> None:
+    if settings.rate_limit_per_minute <= 0:
+        return  # 0 turns the limit off
     limit = RateLimitItemPerMinute(settings.rate_limit_per_minute)
     limiter = _limiter(request, settings)
     if await limiter.hit(limit, bucket):

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.live import Live
+from sqlalchemy.engine import make_url
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
@@ -21,8 +25,10 @@ from agents.roles import ROLES
 from cli.render import OFFLINE_MODEL_NOTE, failures, run_table
 from cli.stack import temporal_stack
 from core import steering as steer
-from core import storage
+from core import storage, tenancy
 from core.contracts import (
+    BUDGET_GATE,
+    Decision,
     DecisionKind,
     NewTask,
     RunState,
@@ -34,8 +40,12 @@ from core.contracts import (
 from core.db import DatabaseUnavailable, get_database
 from core.export import export_repository
 from core.local_stack import DevServer, LocalStackError
+from core.logs import configure_logging
+from core.metrics import metrics_runtime, serve_worker_metrics
 from core.settings import Settings, get_settings
 from core.temporal import TemporalUnavailable, connect, ensure_search_attributes, start_run
+from core.tenancy import IssuedKey, OrgRole
+from core.tracing import configure_tracing
 from workers.main import UnknownQueueError, parse_queues, run_workers
 from workflows.dsl import (
     DEFAULT_TEMPLATE,
@@ -297,13 +307,25 @@ def worker(
             help="Task queues to serve (comma-separated or repeated; default all).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus /metrics (platform and Temporal SDK) on this port."),
+    ] = None,
 ) -> None:
-    """Serve task queues: the orchestrator queue and/or agent.<role> queues."""
+    """Serve task queues: the orchestrator queue, checks, and/or agent.<role> queues."""
 
     async def serve() -> int:
         settings = get_settings()
         selected = parse_queues(queues)
-        client = await connect(settings)
+        configure_logging(_json_logs(settings), settings.log_level)
+        configure_tracing("orchestrator-worker", settings)
+        runtime = None
+        if metrics_port is not None:
+            sdk_address = f"127.0.0.1:{_free_port()}"
+            runtime = metrics_runtime(sdk_address)
+            serve_worker_metrics(metrics_port, sdk_address)
+            console.print(f"metrics on http://0.0.0.0:{metrics_port}/metrics")
+        client = await connect(settings, runtime=runtime)
         await ensure_search_attributes(client)
         console.print(f"worker serving {', '.join(selected)} on {settings.target_address}")
         await run_workers(client, settings, selected)
@@ -352,7 +374,9 @@ def _steer(work: Callable[[Client], Coroutine[Any, Any, int | None]]) -> None:
 
 def _decide(run_id: str, gate: str, kind: DecisionKind, comment: str, by: str) -> None:
     async def send(client: Client) -> int:
-        await steer.decide(client, run_id, gate, kind, comment, by)
+        await steer.decide(
+            client, run_id, Decision(gate=gate, decision=kind, comment=comment, by=by)
+        )
         console.print(f"{kind.value} sent to gate {gate} of run {run_id}")
         return 0
 
@@ -375,6 +399,42 @@ def reject(run_id: str, gate: str, comment: Comment = "", by: By = "cli") -> Non
 def request_changes(run_id: str, gate: str, comment: Comment = "", by: By = "cli") -> None:
     """Send a waiting gate's findings (and your comment) back to the implementers."""
     _decide(run_id, gate, DecisionKind.REQUEST_CHANGES, comment, by)
+
+
+class BudgetAnswer(StrEnum):
+    RAISE = "raise"
+    ABORT = "abort"
+
+
+@app.command()
+def budget(
+    run_id: str,
+    answer: Annotated[BudgetAnswer, typer.Argument(help="raise (go on spending) or abort.")],
+    tokens: Annotated[
+        int | None, typer.Option(min=0, help="With raise: the run's new token limit.")
+    ] = None,
+    usd: Annotated[
+        float | None, typer.Option(min=0, help="With raise: the run's new cost limit.")
+    ] = None,
+    comment: Comment = "",
+    by: By = "cli",
+) -> None:
+    """Answer a run paused because its budget (or its organization's month) is spent."""
+
+    async def send(client: Client) -> int:
+        decision = Decision(
+            gate=BUDGET_GATE,
+            decision=DecisionKind(answer.value),
+            comment=comment,
+            by=by,
+            budget_tokens=tokens,
+            budget_usd=usd,
+        )
+        await steer.decide(client, run_id, decision)
+        console.print(f"{answer.value} sent to the budget decision of run {run_id}")
+        return 0
+
+    _steer(send)
 
 
 @app.command()
@@ -574,6 +634,188 @@ def templates_validate(
         return 0
 
     _run(check())
+
+
+# --- organizations and API keys (straight to the database) -------------------------------
+
+orgs_app = typer.Typer(help="Organizations (tenants) of the API.", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
+keys_app = typer.Typer(help="API keys of an organization.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _role(value: str) -> OrgRole:
+    try:
+        return OrgRole(value.strip().lower())
+    except ValueError:
+        choices = ", ".join(role.value for role in OrgRole)
+        raise ValueError(f"unknown role {value!r}: choose one of {choices}") from None
+
+
+def _at(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def _print_secret(issued: IssuedKey) -> None:
+    console.print(
+        f"{issued.row.role} key {issued.row.id} ({issued.row.name}), shown once; store it now:",
+        highlight=False,
+    )
+    console.print(issued.secret, markup=False, highlight=False)
+
+
+@orgs_app.command("create")
+def orgs_create(
+    name: Annotated[str, typer.Argument(help="The organization's unique name.")],
+    monthly_tokens: Annotated[
+        int | None,
+        typer.Option("--monthly-tokens", help="Input + output tokens per calendar month."),
+    ] = None,
+    monthly_cost_usd: Annotated[
+        float | None, typer.Option("--monthly-cost-usd", help="Model cost per calendar month.")
+    ] = None,
+) -> None:
+    """Create an organization and its first admin API key (the key is printed once)."""
+
+    async def create() -> int:
+        if not name.strip():
+            raise ValueError("organization name is empty")
+        if (monthly_tokens is not None and monthly_tokens < 0) or (
+            monthly_cost_usd is not None and monthly_cost_usd < 0
+        ):
+            raise ValueError("monthly limits cannot be negative")
+        db = get_database(get_settings().resolved_database_url)
+        org = await tenancy.create_org(
+            db,
+            name.strip(),
+            monthly_token_limit=monthly_tokens,
+            monthly_cost_limit_usd=monthly_cost_usd,
+        )
+        issued = await tenancy.create_key(db, org.id, "first admin key", OrgRole.ADMIN)
+        console.print(f"organization {org.name}: {org.id}", highlight=False)
+        _print_secret(issued)
+        return 0
+
+    _run(create())
+
+
+@keys_app.command("create")
+def keys_create(
+    org: Annotated[str, typer.Option("--org", help="Organization id or name.")],
+    role: Annotated[str, typer.Option("--role", help="admin, member or viewer.")] = "member",
+    name: Annotated[str | None, typer.Option("--name", help="What the key is for.")] = None,
+) -> None:
+    """Issue an API key (the key is printed once: only its hash is stored)."""
+
+    async def create() -> int:
+        chosen = _role(role)
+        db = get_database(get_settings().resolved_database_url)
+        found = await tenancy.get_org(db, org)
+        label = (name or "").strip() or f"{chosen.value} key"
+        _print_secret(await tenancy.create_key(db, found.id, label, chosen))
+        return 0
+
+    _run(create())
+
+
+@keys_app.command("list")
+def keys_list(
+    org: Annotated[str, typer.Option("--org", help="Organization id or name.")],
+) -> None:
+    """List an organization's keys: never the key itself."""
+
+    async def show() -> int:
+        db = get_database(get_settings().resolved_database_url)
+        found = await tenancy.get_org(db, org)
+        rows = await tenancy.list_keys(db, found.id)
+        if not rows:
+            console.print(f"organization {found.name} has no API keys", highlight=False)
+            return 0
+        console.print(
+            f"{'ID':<36}  {'PREFIX':<12}  {'ROLE':<6}  {'CREATED':<20}  {'LAST USED':<20}  "
+            f"{'REVOKED':<20}  NAME",
+            highlight=False,
+        )
+        for row in rows:
+            console.print(
+                f"{row.id:<36}  {row.prefix:<12}  {row.role:<6}  {_at(row.created_at):<20}  "
+                f"{_at(row.last_used_at):<20}  {_at(row.revoked_at):<20}  {row.name}",
+                markup=False,
+                highlight=False,
+            )
+        return 0
+
+    _run(show())
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (`orchestrator keys list`).")],
+) -> None:
+    """Revoke an API key: from its next request on it is refused (401)."""
+
+    async def revoke() -> int:
+        db = get_database(get_settings().resolved_database_url)
+        row = await tenancy.revoke_key(db, key_id)
+        console.print(
+            f"key {row.id} ({row.name}) of {row.org_id} revoked at {_at(row.revoked_at)}",
+            highlight=False,
+        )
+        return 0
+
+    _run(revoke())
+
+
+# --- the REST API ----------------------------------------------------------------------
+
+
+class ListenError(ValueError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _json_logs(settings: Settings) -> bool | None:
+    return None if settings.log_format is None else settings.log_format == "json"
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@app.command("api")
+def serve_api(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: all).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve the REST API (OpenAPI at /docs) until Ctrl-C."""
+
+    async def serve() -> int:
+        import uvicorn
+
+        from api.app import create_app
+
+        settings = get_settings()
+        sock = _listening_socket(host, port)
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port))
+        database = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+        console.print(f"API on http://{host}:{port} (docs at /docs), database {database}")
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sock.close()
+        return 0
+
+    _run(serve())
 
 
 def main() -> None:

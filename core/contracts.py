@@ -236,11 +236,14 @@ class EscalationPolicy(BaseModel):
     """Tier 2: escalation contacts by email (SMTP settings from the worker's environment)."""
 
 
+ResolutionAction = Literal["retry", "skip", "abort"]
+
+
 class TaskResolution(BaseModel):
     """The `resolve_task` signal for a dead-lettered task."""
 
     task: str
-    action: Literal["retry", "skip", "abort"]
+    action: ResolutionAction
     comment: str = ""
     by: str = "unknown"
 
@@ -328,6 +331,7 @@ class EventType(StrEnum):
     BUDGET_EXCEEDED = "budget.exceeded"
     RUN_COMPLETED = "run.completed"
     RUN_FAILED = "run.failed"
+    RUN_CANCELLED = "run.cancelled"
 
 
 WEBHOOK_EVENT_TYPES = frozenset(

@@ -31,7 +31,7 @@ def temporal_binary() -> str:
     return found
 
 
-def is_listening(host: str, port: int, timeout: float = 0.3) -> bool:
+def is_listening(host: str, port: int, timeout: float = 2.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -73,6 +73,9 @@ class DevServer:
         ]
         for name in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{name}=Keyword"]
+        if self.settings.ui_codec_endpoint:
+            # The Web UI decodes payloads in the browser through the API's codec server.
+            args += ["--ui-codec-endpoint", self.settings.ui_codec_endpoint.rstrip("/")]
         return args
 
     async def start(self, timeout: float = 30.0) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,11 +27,46 @@ class Settings(BaseSettings):
     llm_provider: str | None = Field(
         default=None,
         validation_alias="LLM_PROVIDER",
-        description="anthropic or offline; default: anthropic when ANTHROPIC_API_KEY is set.",
+        description="anthropic, openai or offline; default: anthropic when ANTHROPIC_API_KEY "
+        "is set, else offline.",
     )
     llm_model: str | None = Field(default=None, validation_alias="LLM_MODEL")
     anthropic_api_key: str | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="OPENAI_API_KEY",
+        description="Key for LLM_PROVIDER=openai; optional for a local server that needs none.",
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias="OPENAI_BASE_URL",
+        description="OpenAI-compatible endpoint for LLM_PROVIDER=openai, e.g. "
+        "http://127.0.0.1:11434/v1 (Ollama); default: https://api.openai.com/v1.",
+    )
+    openai_max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = Field(
+        default=None,
+        validation_alias="OPENAI_MAX_TOKENS_FIELD",
+        description="Request field for the output limit; default: max_completion_tokens on "
+        "api.openai.com, max_tokens on any other endpoint.",
+    )
+    model_pricing: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        validation_alias="MODEL_PRICING",
+        description='JSON {"model key": {"input": .., "output": .., "cache_write": .., '
+        '"cache_read": ..}} in USD per million tokens, merged over the built-in price table.',
+    )
+    llm_role_models: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias="LLM_ROLE_MODELS",
+        description='JSON {"role": "model"}: that role\'s model instead of LLM_MODEL '
+        "(a model named for the run or the task still wins).",
+    )
+    llm_role_max_tokens: dict[str, int] = Field(
+        default_factory=dict,
+        validation_alias="LLM_ROLE_MAX_TOKENS",
+        description='JSON {"role": tokens}: that role\'s output limit per model call.',
+    )
 
     offline_latency_seconds: float = Field(default=0.0, validation_alias="OFFLINE_LATENCY_SECONDS")
     offline_call_log: Path | None = Field(default=None, validation_alias="OFFLINE_CALL_LOG")
@@ -92,6 +128,45 @@ class Settings(BaseSettings):
     )
     max_goal_chars: int = Field(default=20_000, validation_alias="ORCHESTRATOR_MAX_GOAL_CHARS")
 
+    # --- operations ---
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="OTLP/HTTP collector for traces; unset: no traces are exported.",
+    )
+    log_format: str | None = Field(
+        default=None,
+        validation_alias="LOG_FORMAT",
+        description="`json` or `console`; default: console on a terminal, JSON otherwise.",
+    )
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+
+    # --- payload codec (core/codec.py) and its codec server (api/routers/codec.py) ---
+    payload_codec: bool = Field(
+        default=True,
+        validation_alias="PAYLOAD_CODEC",
+        description="Compress (and with a key, encrypt) new payloads; off: write them plain. "
+        "Encoded payloads are decoded either way.",
+    )
+    payload_encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="PAYLOAD_ENCRYPTION_KEY",
+        description="AES-256-GCM keys, comma-separated `id:base64` (or bare base64); "
+        "the first encrypts, all decrypt.",
+    )
+    codec_cors_origins: str | None = Field(
+        default=None,
+        validation_alias="CODEC_CORS_ORIGINS",
+        description="Comma-separated origins allowed to call /codec from a browser; "
+        "default: the local Web UI (http://127.0.0.1:<ui port>, http://localhost:<ui port>).",
+    )
+    ui_codec_endpoint: str | None = Field(
+        default=None,
+        validation_alias="ORCHESTRATOR_UI_CODEC_ENDPOINT",
+        description="The API's /codec URL, e.g. http://127.0.0.1:8000/codec: the embedded "
+        "dev server's Web UI decodes payloads there.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -115,6 +190,12 @@ class Settings(BaseSettings):
     @property
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    @property
+    def codec_origins(self) -> list[str]:
+        if self.codec_cors_origins is not None:
+            return [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
+        return [self.ui_url, f"http://localhost:{self.temporal_ui_port}"]
 
 
 @lru_cache

@@ -17,8 +17,9 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts import (
+    BUDGET_GATE,
+    SEARCH_ATTRIBUTE_TENANT,
     Decision,
-    DecisionKind,
     PendingDecision,
     RunStatus,
     TaskResolution,
@@ -51,41 +52,51 @@ async def pending(client: Client, run_id: str) -> list[PendingDecision]:
 
 
 async def _require_pending(
-    client: Client, run_id: str, kind: str, key: str
+    client: Client, run_id: str, kind: str, key: str, choice: str
 ) -> WorkflowHandle[Any, Any]:
     waiting = await pending(client, run_id)
-    if not any(p.kind == kind and p.key == key for p in waiting):
-        what = "a decision on gate" if kind == "gate" else "a resolution of task"
+    match = next((p for p in waiting if p.kind == kind and p.key == key), None)
+    if match is None:
+        what = "a resolution of task" if kind == "dead_letter" else "a decision on gate"
         now = ", ".join(f"{p.kind} {p.key}" for p in waiting) or "nothing"
         raise SteeringError(f"run {run_id} is not waiting for {what} {key!r} (it waits for: {now})")
+    if choice not in match.options:
+        raise SteeringError(
+            f"{choice!r} is not an option for {key!r} (options: {', '.join(match.options)})"
+        )
     return client.get_workflow_handle(workflow_id_for(run_id))
 
 
-async def decide(
-    client: Client, run_id: str, gate: str, kind: DecisionKind, comment: str, by: str
-) -> None:
-    handle = await _require_pending(client, run_id, "gate", gate)
-    await handle.signal("decide", Decision(gate=gate, decision=kind, comment=comment, by=by))
+async def decide(client: Client, run_id: str, decision: Decision) -> None:
+    kind = "budget" if decision.gate == BUDGET_GATE else "gate"
+    handle = await _require_pending(client, run_id, kind, decision.gate, decision.decision.value)
+    await handle.signal("decide", decision)
 
 
 async def resolve(
     client: Client, run_id: str, task: str, action: str, comment: str, by: str
 ) -> None:
-    handle = await _require_pending(client, run_id, "dead_letter", task)
+    handle = await _require_pending(client, run_id, "dead_letter", task, action)
     resolution = TaskResolution.model_validate(
         {"task": task, "action": action, "comment": comment, "by": by}
     )
     await handle.signal("resolve_task", resolution)
 
 
-async def dead_letters(client: Client) -> list[tuple[str, str, str]]:
-    """(run id, task or '-', why) for every dead-lettered task and failed run."""
+async def dead_letters(client: Client, tenant: str | None = None) -> list[tuple[str, str, str]]:
+    """(run id, task or '-', why) for every dead-lettered task and failed run.
+
+    With `tenant`, only that organization's runs (the `TenantId` search attribute).
+    """
     rows: list[tuple[str, str, str]] = []
     query = (
         'WorkflowType="GoalWorkflow" AND '
         f'(RunStatus="{RunStatus.WAITING.value}" OR RunStatus="{RunStatus.FAILED.value}" '
         'OR ExecutionStatus="Failed" OR ExecutionStatus="TimedOut")'
     )
+    if tenant is not None:
+        query += f' AND {SEARCH_ATTRIBUTE_TENANT}="{tenant}"'
+
     async for execution in client.list_workflows(query):
         run_id = execution.id.removeprefix("run-")
         if execution.status is not None and execution.status.name == "RUNNING":

@@ -1,7 +1,8 @@
-"""Connecting to Temporal the one way every process does: pydantic payloads, our search attributes."""
+"""Connecting to Temporal the one way every process does: our codec'd converter, our search attributes."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -12,8 +13,11 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.codec import codec_from_settings
 from core.contracts import (
     SEARCH_ATTRIBUTE_RUN_STATUS,
     SEARCH_ATTRIBUTE_TEMPLATE,
@@ -26,19 +30,30 @@ from core.contracts import (
     workflow_id_for,
 )
 from core.settings import Settings
+from core.tracing import temporal_interceptor
 
 
 class TemporalUnavailable(ConnectionError):
     pass
 
 
-async def connect(settings: Settings, address: str | None = None) -> Client:
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic payloads through our codec (core/codec.py): every client and worker uses this."""
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec_from_settings(settings))
+
+
+async def connect(
+    settings: Settings, address: str | None = None, runtime: Runtime | None = None
+) -> Client:
     target = address or settings.target_address
+    converter = data_converter(settings)
     try:
         return await Client.connect(
             target,
             namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=converter,
+            runtime=runtime,
+            interceptors=[temporal_interceptor()],
         )
     except Exception as exc:  # the SDK raises RuntimeError for connection failures
         raise TemporalUnavailable(

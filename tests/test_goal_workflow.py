@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -14,7 +15,7 @@ from core import storage
 from core.contracts import RunState, RunStatus, TaskStatus
 from core.db import Database
 from core.export import export_repository
-from tests.helpers import make_plan, run_generated_tests, run_to_end, started
+from tests.helpers import make_plan, run_generated_tests, run_to_end, started, wait_until
 
 
 async def test_sdlc_run_delivers_a_repository_whose_tests_pass(
@@ -113,3 +114,32 @@ async def test_a_long_history_continues_as_new_and_carries_the_state(
     entries = await storage.ledger_entries(sqlite_db, handle.id)
     assert len(entries) == sum(t.turns for t in state.tasks)
     assert state.usage.input_tokens == sum(e.input_tokens for e in entries)
+
+
+async def test_a_cancelled_run_stops_and_records_how_far_it_got(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+
+    from core.contracts import EventType as RunEventType
+
+    plan = make_plan()
+    async with started(dev_client, sqlite_db, OfflineProvider(latency_seconds=0.5), plan) as handle:
+
+        async def requirements_done() -> bool:
+            state = await handle.query("status", result_type=RunState)
+            return state.task("requirements").status == TaskStatus.COMPLETED
+
+        await wait_until(requirements_done)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        description = await handle.describe()
+
+    assert description.status == WorkflowExecutionStatus.CANCELED
+    run = await storage.get_run(sqlite_db, plan.run_id)
+    assert run is not None and run.status == "cancelled"
+    final = RunState.model_validate_json(run.final_state or "")
+    assert final.task("requirements").status == TaskStatus.COMPLETED
+    assert final.task("backend").status == TaskStatus.FAILED
+    assert final.events[-1].type == RunEventType.RUN_CANCELLED

@@ -24,6 +24,7 @@ from agents.protocol import LLMProvider
 from agents.roles import ROLES
 from core.contracts import CHECKS_QUEUE, TASK_QUEUE, agent_queue
 from core.db import Database, get_database
+from core.logs import LogContextInterceptor
 from core.settings import Settings
 from workflows.goal import GoalWorkflow
 
@@ -68,6 +69,7 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
+                    interceptors=[LogContextInterceptor()],
                     workflows=[GoalWorkflow],
                     activities=[
                         workspace.run_tool_calls,
@@ -85,6 +87,7 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
+                    interceptors=[LogContextInterceptor()],
                     activities=[CheckActivities(db).run_checks],
                     max_concurrent_activities=settings.max_concurrent_checks,
                 )
@@ -96,6 +99,7 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
+                    interceptors=[LogContextInterceptor()],
                     activities=[models.call_model],
                     max_concurrent_activities=settings.agent_max_concurrent_activities
                     or max_concurrent_activities,

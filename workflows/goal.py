@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         WebhookDeliveryInput,
         agent_queue,
     )
+    from core.metrics import GATE_VERDICTS, REVISIONS
     from workflows import changes
     from workflows.dag import blocked_tasks, ready_tasks, should_run, upstream_ids
     from workflows.gates import (
@@ -90,6 +91,12 @@ STORAGE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 CHECKS_TIMEOUT = timedelta(minutes=15)
 NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=20)
 WEBHOOK_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=30)
+
+GATE_OPTIONS = [
+    DecisionKind.APPROVE.value,
+    DecisionKind.REJECT.value,
+    DecisionKind.REQUEST_CHANGES.value,
+]
 
 # workflow.patched ids: histories recorded before each change replay the old path.
 PATCH_WEBHOOKS = "webhook-deliveries"
@@ -216,22 +223,11 @@ class GoalWorkflow:
             self._emit(EventType.RUN_STARTED, goal=plan.goal, template=plan.template)
 
         running: dict[str, asyncio.Task[None]] = {}
-        while True:
-            # Near the history limit, start nothing new; once in-flight tasks finish, carry
-            # the state into a fresh run.
-            draining = self._history_is_long()
-            if not draining and self._fail_reason is None:
-                self._start_ready_tasks(running)
-            if not running:
-                if draining and any(t.status == TaskStatus.PENDING for t in state.tasks):
-                    workflow.continue_as_new(plan.model_copy(update={"resume": state}))
-                break
-            await workflow.wait_condition(
-                lambda: self._plan_changed or any(t.done() for t in running.values())
-            )
-            self._plan_changed = False
-            for task_id in [tid for tid, t in running.items() if t.done()]:
-                running.pop(task_id).result()  # re-raise a bug instead of hiding it
+        try:
+            await self._run_dag(running)
+        except asyncio.CancelledError:
+            await self._record_cancellation(running)
+            raise
 
         state.status = self._final_status()
         workflow.upsert_search_attributes([RUN_STATUS.value_set(state.status.value)])
@@ -246,6 +242,43 @@ class GoalWorkflow:
             FinalizeRunInput(state=state, workflow_id=workflow.info().workflow_id),
         )
         return state
+
+    async def _run_dag(self, running: dict[str, asyncio.Task[None]]) -> None:
+        """Start what is ready, react to whatever finishes, until nothing can run."""
+        plan, state = self._require_plan(), self._require_state()
+        while True:
+            # Near the history limit, start nothing new; once in-flight tasks finish, carry
+            # the state into a fresh run.
+            draining = self._history_is_long()
+            if not draining and self._fail_reason is None:
+                self._start_ready_tasks(running)
+            if not running:
+                if draining and any(t.status == TaskStatus.PENDING for t in state.tasks):
+                    workflow.continue_as_new(plan.model_copy(update={"resume": state}))
+                return
+            await workflow.wait_condition(
+                lambda: self._plan_changed or any(t.done() for t in running.values())
+            )
+            self._plan_changed = False
+            for task_id in [tid for tid, t in running.items() if t.done()]:
+                running.pop(task_id).result()  # re-raise a bug instead of hiding it
+
+    async def _record_cancellation(self, running: dict[str, asyncio.Task[None]]) -> None:
+        """A cancelled run stops its tasks and still records how far it got."""
+        state = self._require_state()
+        for task in running.values():
+            task.cancel()
+        for task_state in state.tasks:
+            if task_state.status not in (TaskStatus.COMPLETED, TaskStatus.SKIPPED):
+                task_state.status = TaskStatus.FAILED
+                task_state.error = task_state.error or "not finished: the run was cancelled"
+        state.status, state.error = RunStatus.CANCELLED, "cancelled"
+        workflow.upsert_search_attributes([RUN_STATUS.value_set(state.status.value)])
+        self._emit(EventType.RUN_CANCELLED)
+        await self._storage(
+            RECORD_RUN_FINISHED,
+            FinalizeRunInput(state=state, workflow_id=workflow.info().workflow_id),
+        )
 
     def _final_status(self) -> RunStatus:
         state = self._require_state()
@@ -487,6 +520,11 @@ class GoalWorkflow:
                 return False
             verdict = gate_verdict(round_, report, submitted_review(gate_state.outputs))
             gate_state.verdicts.append(verdict)
+            workflow.metric_meter().create_counter(
+                GATE_VERDICTS, "Gate verdicts by gate and outcome."
+            ).add(
+                1, {"gate": gate.gate or "", "outcome": "passed" if verdict.passed else "blocked"}
+            )
             self._emit(
                 EventType.GATE_PASSED if verdict.passed else EventType.GATE_BLOCKED,
                 gate.id,
@@ -545,6 +583,9 @@ class GoalWorkflow:
         extra: list[str] | None = None,
     ) -> None:
         """Send the findings back to the tasks that wrote the offending files, in parallel."""
+        workflow.metric_meter().create_counter(
+            REVISIONS, "Revision rounds a gate sent back to the implementers."
+        ).add(1, {"gate": gate.gate or ""})
         plan, state = self._require_plan(), self._require_state()
         files = {tid: {a.path for a in state.task(tid).artifacts} for tid in gate.revises}
         targets = offending_tasks(findings, gate.revises, files)
@@ -580,7 +621,7 @@ class GoalWorkflow:
             else f"still blocked after {gate.max_revisions} revisions: "
             + "; ".join(f.message for f in verdict.blocking[:3] or verdict.findings[:3])
         )
-        answer = await self._ask_human("gate", gate.id, reason, [k.value for k in DecisionKind])
+        answer = await self._ask_human("gate", gate.id, reason, GATE_OPTIONS)
         gate_state.status = TaskStatus.RUNNING
         assert isinstance(answer, Decision)
         policy = self._require_plan().escalation

@@ -1,7 +1,220 @@
-"""admin endpoints."""
+"""Administration: organizations, and each organization's API keys, teams and users.
+
+Creating an organization is the platform operator's act (`Authorization: Bearer
+<ORCHESTRATOR_ADMIN_TOKEN>`); it returns the organization's first admin key. Everything
+else is scoped to the caller's own organization: an id of another organization's key or
+user answers 404, exactly like an id that does not exist.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.admin_schemas import (
+    BudgetUpdate,
+    Key,
+    KeyCreate,
+    KeyCreated,
+    MonthSpending,
+    Org,
+    OrgCreate,
+    OrgCreated,
+    OrgStatus,
+    Team,
+    TeamCreate,
+    User,
+    UserCreate,
+    UserUpdate,
+)
+from api.auth import UNAUTHORIZED_HEADERS, AdminDep, CallerDep
+from api.deps import DatabaseDep, SettingsDep
+from api.rate_limit import enforce_rate_limit
+from core import tenancy
+from core.db import Database, Organization
+from core.tenancy import KEEP, IssuedKey, OrgRole, TenancyNotFound
+
+operator_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="OperatorToken",
+    description="The platform operator's ORCHESTRATOR_ADMIN_TOKEN.",
+)
+
+
+async def require_operator(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(operator_bearer)],
+) -> None:
+    """The operator token, compared in constant time; guesses count against a rate limit."""
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not token:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "creating organizations over the API is disabled: ORCHESTRATOR_ADMIN_TOKEN is not set",
+        )
+    client = request.client.host if request.client else "unknown"
+    await enforce_rate_limit(request, f"operator:{client}", settings)
+    presented = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(presented.encode(), token.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "send the operator token as Authorization: Bearer <ORCHESTRATOR_ADMIN_TOKEN>",
+            headers=UNAUTHORIZED_HEADERS,
+        )
+
+
+def not_found(exc: TenancyNotFound) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+
+
+def issued_key(issued: IssuedKey) -> KeyCreated:
+    return KeyCreated(**Key.model_validate(issued.row).model_dump(), secret=issued.secret)
+
+
+async def org_status(db: Database, org: Organization) -> OrgStatus:
+    since = tenancy.month_start()
+    spent = await tenancy.tenant_spending(db, org.id, since)
+    tokens_left = cost_left = None
+    if org.monthly_token_limit is not None:
+        tokens_left = max(0, org.monthly_token_limit - spent.tokens)
+    if org.monthly_cost_limit_usd is not None:
+        cost_left = max(0.0, org.monthly_cost_limit_usd - spent.cost_usd)
+    month = MonthSpending(
+        since=since,
+        tokens=spent.tokens,
+        cost_usd=spent.cost_usd,
+        remaining_tokens=tokens_left,
+        remaining_cost_usd=cost_left,
+    )
+    return OrgStatus(**Org.model_validate(org).model_dump(), month=month)
+
+
+# --- organizations -----------------------------------------------------------------------
+
+orgs = APIRouter(prefix="/orgs", tags=["organizations"])
+
+
+@orgs.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_operator)],
+    responses={
+        401: {"description": "No or a wrong operator token."},
+        403: {"description": "ORCHESTRATOR_ADMIN_TOKEN is not set: this endpoint is off."},
+    },
+)
+async def create_org(body: OrgCreate, db: DatabaseDep) -> OrgCreated:
+    """Create an organization and its first admin key (the secret is shown only here)."""
+    org = await tenancy.create_org(
+        db,
+        body.name,
+        monthly_token_limit=body.monthly_token_limit,
+        monthly_cost_limit_usd=body.monthly_cost_limit_usd,
+    )
+    issued = await tenancy.create_key(db, org.id, "first admin key", OrgRole.ADMIN)
+    return OrgCreated(org=Org.model_validate(org), admin_key=issued_key(issued))
+
+
+@orgs.get("/me")
+async def my_org(caller: CallerDep, db: DatabaseDep) -> OrgStatus:
+    """The caller's organization: its limits, this month's spending and what remains."""
+    return await org_status(db, await tenancy.get_org(db, caller.org_id))
+
+
+@orgs.patch("/me/budget")
+async def update_budget(body: BudgetUpdate, caller: AdminDep, db: DatabaseDep) -> OrgStatus:
+    """Set the monthly limits; `null` removes a limit, a field left out is kept."""
+    sent = body.model_fields_set
+    org = await tenancy.update_org_limits(
+        db,
+        caller.org_id,
+        monthly_token_limit=body.monthly_token_limit if "monthly_token_limit" in sent else KEEP,
+        monthly_cost_limit_usd=(
+            body.monthly_cost_limit_usd if "monthly_cost_limit_usd" in sent else KEEP
+        ),
+    )
+    return await org_status(db, org)
+
+
+# --- API keys ----------------------------------------------------------------------------
+
+keys = APIRouter(prefix="/keys", tags=["api keys"])
+
+
+@keys.post("", status_code=status.HTTP_201_CREATED)
+async def create_key(body: KeyCreate, caller: AdminDep, db: DatabaseDep) -> KeyCreated:
+    """Issue a key of this organization; its secret is in this response and nowhere else."""
+    return issued_key(await tenancy.create_key(db, caller.org_id, body.name, body.role))
+
+
+@keys.get("")
+async def list_keys(caller: AdminDep, db: DatabaseDep) -> list[Key]:
+    """This organization's keys, revoked ones included (never a secret or a hash)."""
+    return [Key.model_validate(row) for row in await tenancy.list_keys(db, caller.org_id)]
+
+
+@keys.delete("/{key_id}")
+async def revoke_key(key_id: str, caller: AdminDep, db: DatabaseDep) -> Key:
+    """Revoke a key: from now on it answers 401. Revoking twice is harmless."""
+    try:
+        return Key.model_validate(await tenancy.revoke_key(db, key_id, caller.org_id))
+    except TenancyNotFound as exc:
+        raise not_found(exc) from None
+
+
+# --- teams -------------------------------------------------------------------------------
+
+teams = APIRouter(prefix="/teams", tags=["teams"])
+
+
+@teams.post("", status_code=status.HTTP_201_CREATED)
+async def create_team(body: TeamCreate, caller: AdminDep, db: DatabaseDep) -> Team:
+    return Team.model_validate(await tenancy.create_team(db, caller.org_id, body.name))
+
+
+@teams.get("")
+async def list_teams(caller: AdminDep, db: DatabaseDep) -> list[Team]:
+    return [Team.model_validate(row) for row in await tenancy.list_teams(db, caller.org_id)]
+
+
+# --- users -------------------------------------------------------------------------------
+
+users = APIRouter(prefix="/users", tags=["users"])
+
+
+@users.post("", status_code=status.HTTP_201_CREATED)
+async def create_user(body: UserCreate, caller: AdminDep, db: DatabaseDep) -> User:
+    """Register a person by their JWT `sub`; their role here overrides their tokens' claim."""
+    row = await tenancy.create_user(db, caller.org_id, body.subject, body.role, body.team_id)
+    return User.model_validate(row)
+
+
+@users.get("")
+async def list_users(caller: AdminDep, db: DatabaseDep) -> list[User]:
+    return [User.model_validate(row) for row in await tenancy.list_users(db, caller.org_id)]
+
+
+@users.patch("/{user_id}")
+async def update_user(user_id: str, body: UserUpdate, caller: AdminDep, db: DatabaseDep) -> User:
+    """Change a user's role (effective on their next request) or team."""
+    sent = body.model_fields_set
+    try:
+        row = await tenancy.update_user(
+            db,
+            caller.org_id,
+            user_id,
+            role=body.role if body.role is not None else KEEP,
+            team_id=body.team_id if "team_id" in sent else KEEP,
+        )
+    except TenancyNotFound as exc:
+        raise not_found(exc) from None
+    return User.model_validate(row)
+
 
 router = APIRouter()
+for resource in (orgs, keys, teams, users):
+    router.include_router(resource)

@@ -13,8 +13,12 @@ real ``anthropic`` SDK (or any HTTP client, in this or another process) can talk
 Replies come from the scripted queue first (FIFO, shared by all callers), then from
 ``api.responder``. Both may produce a success body (a full or partial message dict; missing
 fields are filled in) or a ``MessageReply`` / ``ErrorReply`` / ``DropConnection`` /
-``RawReply``. Requests are checked the way the real API checks them where that is cheap, so
+``DropMidResponse`` / ``RawReply``. ``api.replies`` lists every answer sent in full, so a
+test can add up the usage the server actually reported. Requests are checked the way the real API checks them where that is cheap, so
 a malformed request fails here as it would in production instead of passing silently.
+
+The server machinery is ``LoopbackAPI``, shared with the OpenAI-compatible fake
+(``tests/fakes/openai_api.py``); this module adds the Messages API's wire format.
 
 Stdlib only, so it also runs standalone for manual or cross-process use:
 ``python tests/fakes/messages_api.py [--port N]`` prints its base URL and serves until Ctrl-C.
@@ -30,6 +34,8 @@ import secrets
 import signal
 import socket
 import threading
+import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,17 +45,23 @@ from typing import Any, Self, TypeAlias
 
 __all__ = [
     "DropConnection",
+    "DropMidResponse",
     "ErrorReply",
     "FakeMessagesAPI",
+    "InvalidRequest",
+    "LoopbackAPI",
     "MessageReply",
     "RawReply",
     "RecordedRequest",
     "Reply",
     "ReplyLike",
     "Responder",
+    "ServedReply",
     "default_reply",
     "error_body",
+    "estimate_tokens",
     "message",
+    "new_id",
     "text_message",
     "tool_use_message",
     "wants_note",
@@ -128,6 +140,10 @@ class ErrorReply:
     """Defaults to the type the real API uses for ``status``."""
     headers: Mapping[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
+    code: str | None = None
+    """The error ``code`` for wire formats that have one (OpenAI's); the Messages API has none."""
+    param: str | None = None
+    """The request field at fault, for wire formats that name it (OpenAI's)."""
 
     @property
     def resolved_type(self) -> str:
@@ -146,6 +162,20 @@ class DropConnection:
 
 
 @dataclass(frozen=True)
+class DropMidResponse:
+    """Start a 200 answer, then hang up part-way through its body.
+
+    The status line and headers (announcing the full ``content-length``) go out, then only
+    ``fraction`` of the completed ``body``: the client has seen success begin and must
+    still treat the call as failed.
+    """
+
+    body: Mapping[str, Any] = field(default_factory=dict)
+    fraction: float = 0.5
+    delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class RawReply:
     """Arbitrary bytes, e.g. the HTML error page a proxy in front of the API might return."""
 
@@ -156,7 +186,7 @@ class RawReply:
     delay_seconds: float = 0.0
 
 
-Reply: TypeAlias = MessageReply | ErrorReply | DropConnection | RawReply
+Reply: TypeAlias = MessageReply | ErrorReply | DropConnection | DropMidResponse | RawReply
 ReplyLike: TypeAlias = Reply | Mapping[str, Any]
 Responder: TypeAlias = Callable[[dict[str, Any]], ReplyLike]
 """Called with the parsed request body; runs on a server thread, so keep it thread-safe."""
@@ -172,6 +202,8 @@ class RecordedRequest:
     """Lower-cased header names."""
     body: Any
     """The parsed JSON body, or None if it was missing or not JSON."""
+    received_at: float = 0.0
+    """``time.monotonic()`` when it arrived, to measure the waits between retries."""
 
     @property
     def api_key(self) -> str | None:
@@ -186,10 +218,21 @@ class RecordedRequest:
         return self.body
 
 
+@dataclass(frozen=True)
+class ServedReply:
+    """One answer the server sent in full."""
+
+    request: Any
+    """The parsed request body it answered."""
+    status: int
+    body: Any
+    """The JSON body as sent (completed), or the raw bytes of a ``RawReply``."""
+
+
 # --------------------------------------------------------------------------- builders
 
 
-def _new_id(prefix: str) -> str:
+def new_id(prefix: str) -> str:
     return f"{prefix}_fake{secrets.token_hex(10)}"
 
 
@@ -233,7 +276,7 @@ def tool_use_message(
     content.append(
         {
             "type": "tool_use",
-            "id": tool_use_id or _new_id("toolu"),
+            "id": tool_use_id or new_id("toolu"),
             "name": name,
             "input": dict(tool_input),
         }
@@ -241,7 +284,7 @@ def tool_use_message(
     return message(content, **kwargs)
 
 
-def _estimate_tokens(value: Any) -> int:
+def estimate_tokens(value: Any) -> int:
     # Roughly four characters a token, like English prose; deterministic so tests can assert.
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return max(1, len(text) // 4)
@@ -252,15 +295,15 @@ def _complete_message(body: Mapping[str, Any], request: Mapping[str, Any]) -> di
     content = list(body.get("content") or [{"type": "text", "text": "OK"}])
     has_tool_use = any(block.get("type") == "tool_use" for block in content)
     estimated = {
-        "input_tokens": _estimate_tokens(
+        "input_tokens": estimate_tokens(
             [request.get("system", ""), request.get("messages", []), request.get("tools", [])]
         ),
-        "output_tokens": _estimate_tokens(content),
+        "output_tokens": estimate_tokens(content),
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
     return {
-        "id": body.get("id") or _new_id("msg"),
+        "id": body.get("id") or new_id("msg"),
         "type": "message",
         "role": "assistant",
         "model": body.get("model") or request.get("model") or "claude-sonnet-4-5",
@@ -311,10 +354,20 @@ def wants_note(request: Mapping[str, Any]) -> bool:
 # --------------------------------------------------------------------------- validation
 
 
-class _InvalidRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
+class InvalidRequest(Exception):
+    """What the real API would answer a request it rejects (raised by ``_validate``)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message)
-        self.reply = ErrorReply(status, message)
+        self.reply = ErrorReply(status, message, error_type=error_type, code=code, param=param)
 
 
 def _api_key(headers: Mapping[str, str]) -> str | None:
@@ -330,34 +383,34 @@ def _api_key(headers: Mapping[str, str]) -> str | None:
 def _validate_headers(headers: Mapping[str, str]) -> None:
     api_key = _api_key(headers)
     if not api_key:
-        raise _InvalidRequest(401, "x-api-key header is required")
+        raise InvalidRequest(401, "x-api-key header is required")
     if api_key == BAD_API_KEY:
-        raise _InvalidRequest(401, "invalid x-api-key")
+        raise InvalidRequest(401, "invalid x-api-key")
     if not headers.get("anthropic-version"):
-        raise _InvalidRequest(400, "anthropic-version: header is required")
+        raise InvalidRequest(400, "anthropic-version: header is required")
 
 
 def _validate_body(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise _InvalidRequest(400, "request body must be a JSON object")
+        raise InvalidRequest(400, "request body must be a JSON object")
     extra = sorted(set(body) - KNOWN_REQUEST_FIELDS)
     if extra:
-        raise _InvalidRequest(400, f"{extra[0]}: Extra inputs are not permitted")
+        raise InvalidRequest(400, f"{extra[0]}: Extra inputs are not permitted")
     if not isinstance(body.get("model"), str) or not body["model"]:
-        raise _InvalidRequest(400, "model: Field required")
+        raise InvalidRequest(400, "model: Field required")
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
-        raise _InvalidRequest(400, "max_tokens: Field required")
+        raise InvalidRequest(400, "max_tokens: Field required")
     if body.get("stream"):
-        raise _InvalidRequest(400, "stream: the fake Messages API does not stream")
+        raise InvalidRequest(400, "stream: the fake Messages API does not stream")
     system = body.get("system")
     if system is not None and not isinstance(system, str | list):
-        raise _InvalidRequest(400, "system: Input should be a valid string or list")
+        raise InvalidRequest(400, "system: Input should be a valid string or list")
     for i, tool in enumerate(body.get("tools") or []):
         if not isinstance(tool, dict) or not tool.get("name"):
-            raise _InvalidRequest(400, f"tools.{i}.name: Field required")
+            raise InvalidRequest(400, f"tools.{i}.name: Field required")
         if "type" not in tool and not isinstance(tool.get("input_schema"), dict):
-            raise _InvalidRequest(400, f"tools.{i}.input_schema: Field required")
+            raise InvalidRequest(400, f"tools.{i}.input_schema: Field required")
     _validate_messages(body.get("messages"))
     return body
 
@@ -374,18 +427,18 @@ def _tool_block_ids(content: Any, block_type: str, key: str) -> list[str]:
 
 def _validate_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
-        raise _InvalidRequest(400, "messages: Field required")
+        raise InvalidRequest(400, "messages: Field required")
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-            raise _InvalidRequest(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
+            raise InvalidRequest(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
         content = msg.get("content")
         if not isinstance(content, str | list):
-            raise _InvalidRequest(400, f"messages.{i}.content: Field required")
+            raise InvalidRequest(400, f"messages.{i}.content: Field required")
         for j, block in enumerate(content if isinstance(content, list) else []):
             if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-                raise _InvalidRequest(400, f"messages.{i}.content.{j}.type: Field required")
+                raise InvalidRequest(400, f"messages.{i}.content.{j}.type: Field required")
             if block["type"] == "text" and not isinstance(block.get("text"), str):
-                raise _InvalidRequest(400, f"messages.{i}.content.{j}.text: Field required")
+                raise InvalidRequest(400, f"messages.{i}.content.{j}.text: Field required")
     # The pairing rule is what agent loops most often get wrong, so check it as the API does.
     for i, msg in enumerate(messages):
         tool_use_ids = _tool_block_ids(msg["content"], "tool_use", "id")
@@ -398,7 +451,7 @@ def _validate_messages(messages: Any) -> None:
             )
             missing = [tool_id for tool_id in tool_use_ids if tool_id not in answered]
             if missing:
-                raise _InvalidRequest(
+                raise InvalidRequest(
                     400,
                     f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
                     f"immediately after: {', '.join(missing)}. Each `tool_use` block must have "
@@ -414,7 +467,7 @@ def _validate_messages(messages: Any) -> None:
             )
             unexpected = [tool_id for tool_id in result_ids if tool_id not in offered]
             if msg["role"] != "user" or unexpected:
-                raise _InvalidRequest(
+                raise InvalidRequest(
                     400,
                     f"messages.{i}: unexpected `tool_use_id` found in `tool_result` blocks: "
                     f"{', '.join(unexpected or result_ids)}. Each `tool_result` block must have "
@@ -433,13 +486,13 @@ class _Server(ThreadingHTTPServer):
     # reset connections under that burst, which the SDK reports as connection errors.
     request_queue_size = 256
 
-    def __init__(self, api: FakeMessagesAPI, port: int) -> None:
+    def __init__(self, api: LoopbackAPI, port: int) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.api = api
 
 
 class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.1 keep-alive, as the real API offers; the SDK pools connections.
+    # HTTP/1.1 keep-alive, as the real APIs offer; the SDKs pool connections.
     protocol_version = "HTTP/1.1"
     server: _Server
 
@@ -472,49 +525,72 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         path = self.path.split("?", 1)[0]
         api = self.server.api
-        api._record(RecordedRequest(self.command, path, headers, body))
+        api._record(RecordedRequest(self.command, path, headers, body, time.monotonic()))
 
         reply = api._reply_for(self.command, path, headers, body)
         if reply.delay_seconds and api._closing.wait(reply.delay_seconds):
             reply = DropConnection()
         if isinstance(reply, DropConnection):
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
+            self._drop()
+            return
+        if isinstance(reply, DropMidResponse):
+            payload = json.dumps(api._success_body(reply.body, body or {})).encode()
+            cut = max(1, min(len(payload) - 1, int(len(payload) * reply.fraction)))
+            # The full length is announced, so the client knows the body stopped short.
+            self._send(200, payload, "application/json", {}, send_bytes=cut)
+            self._drop()
             return
         if isinstance(reply, MessageReply):
-            self._send(
-                200,
-                json.dumps(_complete_message(reply.body, body or {})).encode(),
-                "application/json",
-                reply.headers,
-            )
+            completed = api._success_body(reply.body, body or {})
+            self._send(200, json.dumps(completed).encode(), "application/json", reply.headers)
+            api._served(ServedReply(body, 200, completed))
         elif isinstance(reply, ErrorReply):
-            payload = error_body(reply.resolved_type, reply.message)
+            envelope = api._error_body(reply)
             self._send(
-                reply.status, json.dumps(payload).encode(), "application/json", reply.headers
+                reply.status, json.dumps(envelope).encode(), "application/json", reply.headers
             )
+            api._served(ServedReply(body, reply.status, envelope))
         else:
             self._send(reply.status, reply.body, reply.content_type, reply.headers)
+            api._served(ServedReply(body, reply.status, reply.body))
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _send(
-        self, status: int, payload: bytes, content_type: str, headers: Mapping[str, str]
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: Mapping[str, str],
+        *,
+        send_bytes: int | None = None,
     ) -> None:
+        api = self.server.api
         self.send_response(status)
         self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(payload)))
-        self.send_header("request-id", _new_id("req"))
+        self.send_header(api.request_id_header, new_id(api.request_id_prefix))
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        self.wfile.write(payload if send_bytes is None else payload[:send_bytes])
 
 
-class FakeMessagesAPI:
-    """The fake server. Use as a context manager, or call ``start()`` and ``close()``.
+class LoopbackAPI(ABC):
+    """A scripted JSON API on 127.0.0.1, the machinery every loopback fake shares.
 
+    Subclasses say what the wire format is: how a request is validated (``_validate``), how
+    a partial success body is completed (``_success_body``), what an error body looks like
+    (``_error_body``) and how unscripted requests are answered (``default_responder``).
     Thread-safe: tests, SDK clients and Temporal workers on any thread may share one.
     """
+
+    request_id_header = "request-id"
+    request_id_prefix = "req"
 
     def __init__(self, responder: Responder | None = None, *, port: int = 0) -> None:
         """``port`` 0 picks a free ephemeral port; read it back from ``port``/``base_url``."""
@@ -522,10 +598,11 @@ class FakeMessagesAPI:
         """Answers when the script is empty; None means ``default_responder``."""
         self._requested_port = port
         self.responder_errors: list[Exception] = []
-        """Exceptions the responder raised; each was answered with a 500 api_error."""
+        """Exceptions the responder raised; each was answered with a 500."""
         self._lock = threading.Lock()
         self._script: deque[ReplyLike] = deque()
         self._requests: list[RecordedRequest] = []
+        self._replies: list[ServedReply] = []
         self._received = threading.Condition(self._lock)
         self._connections: set[socket.socket] = set()
         self._note_numbers = itertools.count(1)
@@ -533,17 +610,37 @@ class FakeMessagesAPI:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
+    # ---- the wire format (subclasses)
+
+    @abstractmethod
+    def _validate(
+        self, method: str, path: str, headers: Mapping[str, str], body: Any
+    ) -> dict[str, Any]:
+        """The request body if the real API would accept the request; else InvalidRequest."""
+
+    @abstractmethod
+    def _success_body(self, body: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+        """``body`` (a scripted, possibly partial success body) completed for ``request``."""
+
+    @abstractmethod
+    def _error_body(self, reply: ErrorReply) -> dict[str, Any]:
+        """The JSON error envelope of the wire format."""
+
+    @abstractmethod
+    def default_responder(self, request: dict[str, Any]) -> ReplyLike:
+        """The answer to an unscripted request when ``responder`` is None."""
+
     # ---- lifecycle
 
     def start(self) -> Self:
         if self._server is not None:
-            raise RuntimeError("FakeMessagesAPI already started")
+            raise RuntimeError(f"{type(self).__name__} already started")
         self._closing.clear()
         self._server = _Server(self, self._requested_port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
-            name=f"fake-messages-api:{self.port}",
+            name=f"{type(self).__name__}:{self.port}",
             daemon=True,
         )
         self._thread.start()
@@ -581,12 +678,11 @@ class FakeMessagesAPI:
     @property
     def port(self) -> int:
         if self._server is None:
-            raise RuntimeError("FakeMessagesAPI is not running")
+            raise RuntimeError(f"{type(self).__name__} is not running")
         return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
-        """What the SDK takes as ``base_url``; it appends ``/v1/messages`` itself."""
         return f"http://127.0.0.1:{self.port}"
 
     # ---- scripting
@@ -594,20 +690,11 @@ class FakeMessagesAPI:
     def enqueue(self, *replies: ReplyLike) -> None:
         """Script the next replies, served in order before ``responder`` is consulted.
 
-        A plain mapping is a success body; missing ``id``, ``model`` (echoes the request),
-        ``stop_reason`` (``tool_use`` if there is a tool_use block, else ``end_turn``) and
-        ``usage`` fields (estimated from the request size) are filled in.
+        A plain mapping is a success body; whatever it leaves out is filled in (see the
+        subclass).
         """
         with self._lock:
             self._script.extend(replies)
-
-    def enqueue_text(self, text: str, **kwargs: Any) -> None:
-        """Kwargs as for ``message()``: stop_reason, model, usage."""
-        self.enqueue(text_message(text, **kwargs))
-
-    def enqueue_tool_use(self, name: str, tool_input: Mapping[str, Any], **kwargs: Any) -> None:
-        """Kwargs as for ``tool_use_message()``: text, tool_use_id, stop_reason, model, usage."""
-        self.enqueue(tool_use_message(name, tool_input, **kwargs))
 
     def enqueue_error(
         self,
@@ -615,12 +702,21 @@ class FakeMessagesAPI:
         message: str = "scripted error",
         *,
         error_type: str | None = None,
+        code: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.enqueue(ErrorReply(status, message, error_type, dict(headers or {})))
+        self.enqueue(
+            ErrorReply(
+                status, message, error_type=error_type, headers=dict(headers or {}), code=code
+            )
+        )
 
     def enqueue_drop(self, count: int = 1) -> None:
         self.enqueue(*(DropConnection() for _ in range(count)))
+
+    def enqueue_drop_mid_response(self, body: Mapping[str, Any] | None = None) -> None:
+        """Start a 200 answer (``body`` completed as usual), then cut it off and hang up."""
+        self.enqueue(DropMidResponse(dict(body or {})))
 
     @property
     def pending(self) -> int:
@@ -628,7 +724,7 @@ class FakeMessagesAPI:
         with self._lock:
             return len(self._script)
 
-    # ---- what was received
+    # ---- what was received and answered
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -640,6 +736,17 @@ class FakeMessagesAPI:
     def bodies(self) -> list[Any]:
         return [request.body for request in self.requests]
 
+    @property
+    def replies(self) -> list[ServedReply]:
+        """Every answer sent in full, in order (dropped and cut-off ones are not)."""
+        with self._lock:
+            return list(self._replies)
+
+    @property
+    def successes(self) -> list[dict[str, Any]]:
+        """The completed bodies of the 200 answers sent in full: what a client was billed."""
+        return [r.body for r in self.replies if r.status == 200 and isinstance(r.body, dict)]
+
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RecordedRequest]:
         """Block until at least ``count`` requests arrived; for tests driving other threads."""
         with self._received:
@@ -650,21 +757,16 @@ class FakeMessagesAPI:
             return list(self._requests)
 
     def reset(self) -> None:
-        """Forget requests and unserved script; keep the responder and the port."""
+        """Forget requests, replies and unserved script; keep the responder and the port."""
         with self._lock:
             self._script.clear()
             self._requests.clear()
+            self._replies.clear()
 
-    def default_responder(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The responder used when ``responder`` is None; wrap it to change only some turns.
-
-        Notes are numbered 1, 2, ... per server, across all conversations.
-        """
-        if not wants_note(request):
-            return default_reply(request, 0)
+    def next_note_number(self) -> int:
+        """Notes are numbered 1, 2, ... per server, across all conversations."""
         with self._lock:
-            note_number = next(self._note_numbers)
-        return default_reply(request, note_number)
+            return next(self._note_numbers)
 
     # ---- server-side hooks
 
@@ -672,6 +774,10 @@ class FakeMessagesAPI:
         with self._received:
             self._requests.append(request)
             self._received.notify_all()
+
+    def _served(self, reply: ServedReply) -> None:
+        with self._lock:
+            self._replies.append(reply)
 
     def _track(self, conn: socket.socket) -> None:
         with self._lock:
@@ -685,11 +791,8 @@ class FakeMessagesAPI:
         # Validate before consuming the script so a broken request cannot eat a scripted reply
         # meant for the next good one.
         try:
-            if method != "POST" or path != MESSAGES_PATH:
-                raise _InvalidRequest(404, f"Not found: {method} {path}")
-            _validate_headers(headers)
-            request = _validate_body(body)
-        except _InvalidRequest as invalid:
+            request = self._validate(method, path, headers, body)
+        except InvalidRequest as invalid:
             return invalid.reply
         with self._lock:
             scripted = self._script.popleft() if self._script else None
@@ -706,7 +809,60 @@ class FakeMessagesAPI:
             # left to the server thread it would only show up as a dropped connection.
             with self._lock:
                 self.responder_errors.append(exc)
-            return ErrorReply(500, f"fake responder raised {exc!r}", "api_error")
+            return ErrorReply(500, f"fake responder raised {exc!r}")
+
+
+class FakeMessagesAPI(LoopbackAPI):
+    """The fake Messages API. Use as a context manager, or call ``start()`` and ``close()``."""
+
+    @property
+    def base_url(self) -> str:
+        """What the SDK takes as ``base_url``; it appends ``/v1/messages`` itself."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def enqueue(self, *replies: ReplyLike) -> None:
+        """Script the next replies, served in order before ``responder`` is consulted.
+
+        A plain mapping is a success body; missing ``id``, ``model`` (echoes the request),
+        ``stop_reason`` (``tool_use`` if there is a tool_use block, else ``end_turn``) and
+        ``usage`` fields (estimated from the request size) are filled in.
+        """
+        super().enqueue(*replies)
+
+    def enqueue_text(self, text: str, **kwargs: Any) -> None:
+        """Kwargs as for ``message()``: stop_reason, model, usage."""
+        self.enqueue(text_message(text, **kwargs))
+
+    def enqueue_tool_use(self, name: str, tool_input: Mapping[str, Any], **kwargs: Any) -> None:
+        """Kwargs as for ``tool_use_message()``: text, tool_use_id, stop_reason, model, usage."""
+        self.enqueue(tool_use_message(name, tool_input, **kwargs))
+
+    def enqueue_overloaded(self, message: str = "Overloaded", **headers: str) -> None:
+        """The 529 ``overloaded_error`` the API answers when it is over capacity."""
+        self.enqueue_error(529, message, headers=headers)
+
+    def default_responder(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The responder used when ``responder`` is None; wrap it to change only some turns.
+
+        Notes are numbered 1, 2, ... per server, across all conversations.
+        """
+        if not wants_note(request):
+            return default_reply(request, 0)
+        return default_reply(request, self.next_note_number())
+
+    def _validate(
+        self, method: str, path: str, headers: Mapping[str, str], body: Any
+    ) -> dict[str, Any]:
+        if method != "POST" or path != MESSAGES_PATH:
+            raise InvalidRequest(404, f"Not found: {method} {path}")
+        _validate_headers(headers)
+        return _validate_body(body)
+
+    def _success_body(self, body: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+        return _complete_message(body, request)
+
+    def _error_body(self, reply: ErrorReply) -> dict[str, Any]:
+        return error_body(reply.resolved_type, reply.message)
 
 
 def main(argv: Iterable[str] | None = None) -> None:

@@ -12,12 +12,18 @@ code under test, a Temporal worker in this process or another process can reach 
         ...send to smtp.host:smtp.port...
         assert smtp.wait_for(1)[0]["Subject"] == "..."
 
+    with WebhookReceiver(secret) as endpoint:   # the platform's signed run events
+        ...subscribe f"{endpoint.url}/hook"...
+        assert all(e.signature_valid for e in endpoint.events)
+
 Scripted replies are served first, in order, then the default success reply.
 """
 
 from __future__ import annotations
 
 import email.policy
+import hashlib
+import hmac
 import json
 import socket
 import threading
@@ -35,7 +41,15 @@ from typing import Any, Generic, NamedTuple, Self, TypeVar
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-__all__ = ["HttpReceiver", "HttpReply", "ReceivedRequest", "SmtpReceiver"]
+__all__ = [
+    "HttpReceiver",
+    "HttpReply",
+    "ReceivedRequest",
+    "SignedEvent",
+    "SmtpReceiver",
+    "WebhookReceiver",
+    "verify_signature",
+]
 
 HOST = "127.0.0.1"
 
@@ -152,10 +166,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {name.lower(): value for name, value in self.headers.items()}
-        receiver = self.server.receiver
-        receiver._inbox.add(ReceivedRequest(self.path, headers, body, time.monotonic()))
-
-        reply = receiver._script.next(HttpReply())
+        reply = self.server.receiver._reply_to(self.path, headers, raw, body)
         payload = reply.body.encode()
         self.send_response(reply.status)
         self.send_header("content-type", "text/plain; charset=utf-8")
@@ -225,6 +236,11 @@ class HttpReceiver(_Lifecycle):
         """Scripted replies not yet served; assert 0 to prove the script ran to the end."""
         return len(self._script)
 
+    def _reply_to(self, path: str, headers: dict[str, str], raw: bytes, body: Any) -> HttpReply:
+        """Record a request (on the serving thread) and choose its reply."""
+        self._inbox.add(ReceivedRequest(path, headers, body, time.monotonic()))
+        return self._script.next(HttpReply())
+
     @property
     def requests(self) -> list[ReceivedRequest]:
         """A snapshot of every request received, in arrival order."""
@@ -233,6 +249,73 @@ class HttpReceiver(_Lifecycle):
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedRequest]:
         """Block until at least ``count`` requests arrived; returns all of them."""
         return self._inbox.wait_for(count, timeout, "requests")
+
+
+# --------------------------------------------------------------------------- signed webhooks
+
+
+def verify_signature(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
+    """How a customer's endpoint checks `X-Orchestrator-Signature` (the README's snippet).
+
+    Written from the documented format, not with the sender's code, so a change on either
+    side that breaks the contract shows."""
+    pairs = [part.strip().partition("=") for part in header.split(",")]
+    timestamps = [value for name, _, value in pairs if name == "t"]
+    signatures = [value.encode() for name, _, value in pairs if name == "v1"]
+    try:
+        [timestamp] = [int(value) for value in timestamps]
+    except ValueError:  # none, several, or not a number
+        return False
+    if abs(time.time() - timestamp) > tolerance:
+        return False
+    signed = f"{timestamp}.".encode() + body
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest().encode()
+    return any(hmac.compare_digest(expected, signature) for signature in signatures)
+
+
+class SignedEvent(NamedTuple):
+    event: Any
+    """The JSON body: `id`, `type`, `run_id`, `seq`, `at`, `task`, `data`."""
+    raw: bytes
+    headers: dict[str, str]
+    """Names lower-cased."""
+    signature_valid: bool
+    status: int
+    """What the receiver answered: 401 for a bad signature, else the scripted reply."""
+
+
+class WebhookReceiver(HttpReceiver):
+    """A customer's webhook endpoint: checks every request's signature with `secret` and
+    answers a bad one with 401, as a real receiver should; scripted replies as HttpReceiver.
+
+    Set `secret` after creating the subscription when the platform generated it."""
+
+    def __init__(self, secret: str | None = None) -> None:
+        super().__init__()
+        self.secret = secret
+        self._events: _Inbox[SignedEvent] = _Inbox()
+
+    def _reply_to(self, path: str, headers: dict[str, str], raw: bytes, body: Any) -> HttpReply:
+        reply = super()._reply_to(path, headers, raw, body)
+        signature = headers.get("x-orchestrator-signature", "")
+        valid = self.secret is not None and verify_signature(self.secret, signature, raw)
+        if not valid:
+            reply = HttpReply(401, "bad signature")
+        self._events.add(SignedEvent(body, raw, headers, valid, reply.status))
+        return reply
+
+    @property
+    def events(self) -> list[SignedEvent]:
+        """Every delivery attempt received, in arrival order."""
+        return self._events.snapshot()
+
+    @property
+    def accepted(self) -> list[SignedEvent]:
+        """The attempts answered with a 2xx: the events the endpoint took."""
+        return [e for e in self.events if 200 <= e.status < 300]
+
+    def wait_for_events(self, count: int, timeout: float = 10.0) -> list[SignedEvent]:
+        return self._events.wait_for(count, timeout, "webhook events")
 
 
 # --------------------------------------------------------------------------- SMTP

@@ -1,0 +1,138 @@
+"""`/metrics` of the API in Prometheus format.
+
+Platform-wide gauges (runs by status, pending human decisions, dead-lettered tasks) are
+computed at scrape time from the database and Temporal visibility. Figures per tenant
+(this month's tokens and cost) appear only for an admin credential: the operator token
+sees every tenant, an organization admin key sees its own organization.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import Counter
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func
+from sqlmodel import select
+
+from api.deps import DatabaseDep, SettingsDep, TemporalDep
+from core import tenancy
+from core.contracts import SEARCH_ATTRIBUTE_RUN_STATUS, PendingDecision, RunStatus
+from core.db import Database, LedgerEntry, Run
+from core.metrics import REGISTRY
+from core.settings import Settings
+
+router = APIRouter(tags=["operations"])
+
+MAX_WAITING_RUNS_SCANNED = 200
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+async def _run_counts(db: Database) -> GaugeMetricFamily:
+    family = GaugeMetricFamily("orchestrator_runs", "Runs by status.", labels=["status"])
+    async with db.session() as session:
+        rows = (await session.execute(select(Run.status, func.count()).group_by(Run.status))).all()
+    counts = {status: count for status, count in rows}
+    for status in RunStatus:
+        family.add_metric([status.value], counts.get(status.value, 0))
+    return family
+
+
+async def _waiting(temporal: TemporalDep) -> list[GaugeMetricFamily]:
+    """Pending decisions by kind and dead-lettered tasks, from the runs that wait."""
+    kinds: Counter[str] = Counter()
+    query = f'WorkflowType="GoalWorkflow" AND {SEARCH_ATTRIBUTE_RUN_STATUS}="waiting"'
+    scanned = 0
+    async for execution in temporal.list_workflows(query):
+        if scanned >= MAX_WAITING_RUNS_SCANNED:
+            break
+        scanned += 1
+        handle = temporal.get_workflow_handle(execution.id)
+        try:
+            pending = await handle.query("pending_decisions", result_type=list[PendingDecision])
+        except Exception:  # closed between listing and query: nothing pending there
+            continue
+        kinds.update(p.kind for p in pending)
+    decisions = GaugeMetricFamily(
+        "orchestrator_pending_decisions", "Human decisions runs wait for.", labels=["kind"]
+    )
+    for kind in ("gate", "budget", "dead_letter"):
+        decisions.add_metric([kind], kinds.get(kind, 0))
+    dead = GaugeMetricFamily(
+        "orchestrator_dead_lettered_tasks", "Tasks waiting in the dead-letter state."
+    )
+    dead.add_metric([], kinds.get("dead_letter", 0))
+    return [decisions, dead]
+
+
+async def _tenant_spending(db: Database, tenant: str | None) -> list[GaugeMetricFamily]:
+    tokens = GaugeMetricFamily(
+        "orchestrator_tenant_month_tokens", "Tokens this month by tenant.", labels=["tenant"]
+    )
+    cost = GaugeMetricFamily(
+        "orchestrator_tenant_month_cost_usd", "Cost this month by tenant.", labels=["tenant"]
+    )
+    since = tenancy.month_start()
+    async with db.session() as session:
+        statement = (
+            select(
+                LedgerEntry.tenant,
+                func.sum(LedgerEntry.input_tokens + LedgerEntry.output_tokens),
+                func.sum(LedgerEntry.cost_usd),
+            )
+            .where(LedgerEntry.created_at >= since)
+            .group_by(LedgerEntry.tenant)
+        )
+        if tenant is not None:
+            statement = statement.where(LedgerEntry.tenant == tenant)
+        for name, month_tokens, month_cost in (await session.execute(statement)).all():
+            tokens.add_metric([name], float(month_tokens or 0))
+            cost.add_metric([name], float(month_cost or 0.0))
+    return [tokens, cost]
+
+
+async def _tenant_scope(
+    settings: Settings, db: Database, authorization: str | None, api_key: str | None
+) -> tuple[bool, str | None]:
+    """(may see tenant figures, only this tenant or None for all)."""
+    bearer = (authorization or "").removeprefix("Bearer ").strip()
+    operator = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if operator and bearer and hmac.compare_digest(bearer, operator):
+        return True, None
+    presented = api_key or (bearer if bearer.startswith(f"{tenancy.KEY_SCHEME}_") else None)
+    if presented:
+        row = await tenancy.verify_key(db, presented)
+        if row is not None and row.role == tenancy.OrgRole.ADMIN.value:
+            return True, row.org_id
+    return False, None
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(
+    settings: SettingsDep,
+    db: DatabaseDep,
+    temporal: TemporalDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Prometheus exposition; tenant figures only with an admin credential."""
+    families: list[Metric] = [await _run_counts(db), *await _waiting(temporal)]
+    allowed, tenant = await _tenant_scope(settings, db, authorization, x_api_key)
+    if allowed:
+        families += await _tenant_spending(db, tenant)
+    registry = CollectorRegistry()
+    registry.register(_Families(families))
+    body = generate_latest(registry) + generate_latest(REGISTRY)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

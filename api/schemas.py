@@ -1,0 +1,163 @@
+"""Request and response bodies of the runs API, shared by every router that speaks of runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.contracts import EscalationPolicy, RunStatus, TaskState, Usage
+from core.estimate import Estimate
+
+# --- requests ----------------------------------------------------------------------------
+
+
+class EstimateRequest(BaseModel):
+    """A goal and the template to run it with: a built-in name, or a template inline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: str = Field(
+        description="What to build. At most ORCHESTRATOR_MAX_GOAL_CHARS characters "
+        "(default 20000); not blank.",
+        examples=["Build a bookstore inventory API"],
+    )
+    template: str | None = Field(
+        default=None,
+        description="A built-in template name (default `sdlc`). Not with `inline_template`.",
+        examples=["sdlc"],
+    )
+    inline_template: str | dict[str, Any] | None = Field(
+        default=None,
+        description="A template in the Task DSL: YAML text, or the same as a JSON object. "
+        "Validated like `orchestrator templates validate` (cycles, unknown roles, ...).",
+    )
+    model: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Model for every task without its own (default: the server's LLM_MODEL).",
+    )
+
+    @model_validator(mode="after")
+    def _one_template(self) -> EstimateRequest:
+        if self.template is not None and self.inline_template is not None:
+            raise ValueError("give `template` or `inline_template`, not both")
+        return self
+
+
+class RunCreate(EstimateRequest):
+    budget_tokens: int | None = Field(
+        default=None, ge=0, description="This run's limit on input + output tokens."
+    )
+    budget_usd: float | None = Field(default=None, ge=0, description="This run's cost limit.")
+    escalation: EscalationPolicy | None = Field(
+        default=None,
+        description="Who is told, and what happens, when the run waits for a human decision.",
+    )
+
+
+# --- responses ---------------------------------------------------------------------------
+
+
+class RunLinks(BaseModel):
+    """Where to follow the run (paths on this API), and its workflow in the Temporal Web UI."""
+
+    self: str
+    status: str
+    events: str
+    artifacts: str
+    archive: str
+    web_ui: str
+
+
+class RunAccepted(BaseModel):
+    id: str
+    workflow_id: str
+    status: RunStatus
+    links: RunLinks
+    estimate: Estimate
+
+
+class RunTotals(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+
+
+class RunSummary(BaseModel):
+    """A run as its database row records it; totals are live from the ledger while it runs."""
+
+    id: str
+    workflow_id: str
+    goal: str
+    template: str
+    status: RunStatus
+    totals: RunTotals
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    links: RunLinks
+
+
+class RunPage(BaseModel):
+    runs: list[RunSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+    next: str | None = Field(description="The next page's path with the same filters.")
+
+
+class RunProgress(BaseModel):
+    """The run task by task (the workflow's `RunState` without its event log)."""
+
+    run_id: str
+    goal: str
+    template: str
+    status: RunStatus
+    tasks: list[TaskState]
+    usage: Usage
+    cost_usd: float
+    error: str | None
+    last_event_seq: int = Field(description="Follow `/events` after this seq for what comes next.")
+    source: Literal["workflow", "database"] = Field(
+        description="`workflow`: the live `status` query; `database`: the final state "
+        "recorded when the run closed."
+    )
+
+
+class ArtifactInfo(BaseModel):
+    """The newest version of one file of the run's workspace."""
+
+    path: str
+    version: int
+    task: str
+    role: str
+    model: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class Remaining(BaseModel):
+    """What the organization may still spend this calendar month (UTC); null: no limit."""
+
+    tokens: int | None
+    cost_usd: float | None
+    since: datetime
+
+
+class BudgetRefusal(BaseModel):
+    """402: the estimate does not fit in what the organization has left this month."""
+
+    detail: str
+    remaining: Remaining
+    estimate: Estimate
+
+
+class CancelAccepted(BaseModel):
+    run_id: str
+    detail: str

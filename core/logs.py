@@ -1,0 +1,136 @@
+"""Structured logs (structlog): JSON in production, readable in a terminal, secrets masked.
+
+`configure_logging()` routes the standard library's loggers (Temporal's, uvicorn's) through
+the same processors, so every line of a process has one format. `LogContextInterceptor`
+binds the run, task, role and attempt of the activity being executed, so every line an
+activity logs says which turn of which task it belongs to.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
+
+SECRET_PATTERNS = [
+    re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),  # Anthropic keys
+    re.compile(r"sk-[A-Za-z0-9_\-]{16,}"),  # OpenAI-style keys
+    re.compile(r"orch_[0-9a-f]{12}_[A-Za-z0-9_\-]{16,}"),  # our API keys
+    re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),  # JWTs
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
+]
+REDACTED = "[redacted]"
+
+_known_secrets: set[str] = set()
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Exact values (JWT secret, webhook secrets, SMTP password...) never to be logged."""
+    _known_secrets.update(v for v in values if v and len(v) >= 6)
+
+
+def redact(text: str) -> str:
+    for secret in _known_secrets:
+        text = text.replace(secret, REDACTED)
+    for pattern in SECRET_PATTERNS:
+        text = pattern.sub(
+            lambda m: (m.group(1) if m.groups() else "") + REDACTED,
+            text,
+        )
+    return text
+
+
+def _redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    for key, value in list(event.items()):
+        if isinstance(value, str):
+            event[key] = redact(value)
+        elif key == "exc_info" or isinstance(value, int | float | bool) or value is None:
+            continue
+        else:
+            event[key] = redact(str(value))
+    return event
+
+
+def configure_logging(json_logs: bool | None = None, level: str = "INFO") -> None:
+    """JSON lines unless stderr is a terminal (or `json_logs` says otherwise)."""
+    if json_logs is None:
+        json_logs = not sys.stderr.isatty()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _redact_event,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_logs
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.stdlib.get_logger(name)
+
+
+def activity_context(info: activity.Info, args: Iterable[Any]) -> dict[str, Any]:
+    """Run, task, role and attempt of an activity, from its info and its (pydantic) input."""
+    context: dict[str, Any] = {
+        "workflow_id": info.workflow_id,
+        "run_id": (info.workflow_id or "").removeprefix("run-"),
+        "activity": info.activity_type,
+        "attempt": info.attempt,
+    }
+    for arg in args:
+        key = getattr(arg, "key", None)
+        if key is not None:
+            context["task"] = getattr(key, "task_id", None)
+            context["task_attempt"] = getattr(key, "attempt", None)
+            context["turn"] = getattr(key, "turn", None)
+        for field in ("role", "gate", "run_id"):
+            value = getattr(arg, field, None)
+            if isinstance(value, str):
+                context[field if field != "gate" else "task"] = value
+    return context
+
+
+class _BindActivityContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        with structlog.contextvars.bound_contextvars(
+            **activity_context(activity.info(), input.args)
+        ):
+            return await self.next.execute_activity(input)
+
+
+class LogContextInterceptor(Interceptor):
+    """Worker interceptor: every log line inside an activity names its run, task and role."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _BindActivityContext(next)

@@ -1,0 +1,205 @@
+"""Reading a run's state and events: from its workflow while it runs, from the database after.
+
+While the workflow is open its queries are the truth (the database row says `running`
+until the end). Once it is closed, `runs.final_state` holds the last `RunState`,
+events included, so a closed run answers without Temporal. A workflow reset reopens a
+closed run, which is why the workflow is asked first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import and_, or_
+from sqlmodel import col, select
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core import storage
+from core.contracts import RunEvent, RunState, RunStatus, Usage, workflow_id_for
+from core.db import Database, Run, utcnow
+
+Source = Literal["workflow", "database"]
+
+
+class StateUnavailable(LookupError):
+    """An open run's state needs Temporal, and Temporal does not answer."""
+
+
+@dataclass(frozen=True)
+class StateView:
+    state: RunState
+    source: Source
+
+
+async def workflow_open(client: Client, run_id: str) -> bool | None:
+    """True while the run's workflow runs, False once closed, None if Temporal has no such run.
+
+    Any other failure (Temporal unreachable) raises `RPCError`: it says nothing of the run.
+    """
+    try:
+        description = await client.get_workflow_handle(workflow_id_for(run_id)).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def query_state(client: Client, run_id: str) -> RunState | None:
+    """The workflow's `status` query; None before its first workflow task has run."""
+    handle = client.get_workflow_handle(workflow_id_for(run_id))
+    try:
+        state: RunState | None = await handle.query("status", result_type=RunState)
+    except (RPCError, WorkflowQueryFailedError):
+        return None
+    return state
+
+
+def stored_state(run: Run) -> RunState | None:
+    return RunState.model_validate_json(run.final_state) if run.final_state else None
+
+
+async def load_state(db: Database, client: Client | None, run: Run) -> StateView:
+    """The run task by task; `client` None (Temporal unreachable) reads the database only.
+
+    Raises `StateUnavailable` when only Temporal knows the answer and cannot be asked.
+    """
+    is_open: bool | None = None
+    if client is not None:
+        try:
+            is_open = await workflow_open(client, run.id)
+        except RPCError:
+            client = None  # Temporal does not answer: the database is all there is
+    if client is not None and is_open:
+        state = await query_state(client, run.id)
+        if state is not None:
+            return StateView(state, "workflow")
+        # Started, but its first workflow task has not run yet: nothing has happened.
+        return StateView(RunState(run_id=run.id, goal=run.goal, template=run.template), "workflow")
+    # Read the row again: the run may have closed since the caller read it.
+    run = await storage.get_run(db, run.id) or run
+    stored = stored_state(run)
+    if stored is not None:
+        return StateView(stored, "database")
+    if client is None:
+        raise StateUnavailable(
+            f"Temporal cannot be reached and run {run.id} recorded no final state"
+        )
+    where = "unknown to Temporal" if is_open is None else "closed"
+    return StateView(
+        RunState(
+            run_id=run.id,
+            goal=run.goal,
+            template=run.template,
+            status=RunStatus.FAILED,
+            error=f"the workflow is {where} and recorded no final state",
+        ),
+        "database",
+    )
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[RunEvent]
+    closed: bool
+    """No more events will come: the run is closed and these are the last of them."""
+
+
+async def events_after(db: Database, client: Client, run_id: str, after: int) -> EventsPage:
+    """The run's events with `seq` > `after`, and whether the stream of them has ended.
+
+    Open workflow: its `events(after)` query. Closed: the events of `runs.final_state`
+    (read after Temporal said closed, so the row is the final one), else the query
+    answered from the closed workflow's history (a terminated run records no final
+    state), else nothing more.
+    """
+    is_open = await workflow_open(client, run_id)
+    handle = client.get_workflow_handle(workflow_id_for(run_id))
+    if is_open:
+        try:
+            live: list[RunEvent] = await handle.query("events", after, result_type=list[RunEvent])
+        except (RPCError, WorkflowQueryFailedError):
+            live = []  # its first workflow task has not run yet
+        return EventsPage(live, closed=False)
+    run = await storage.get_run(db, run_id)
+    stored = stored_state(run) if run is not None else None
+    if stored is not None:
+        return EventsPage([e for e in stored.events if e.seq > after], closed=True)
+    if is_open is None:
+        return EventsPage([], closed=True)
+    try:
+        replayed: list[RunEvent] = await handle.query("events", after, result_type=list[RunEvent])
+    except (RPCError, WorkflowQueryFailedError):
+        replayed = []
+    return EventsPage(replayed, closed=True)
+
+
+# --- a tenant's runs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which of a tenant's runs to list; every field left None matches everything."""
+
+    status: str | None = None
+    template: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+async def list_tenant_runs(
+    db: Database,
+    tenant: str,
+    filters: RunFilter | None = None,
+    *,
+    limit: int = 20,
+    before: tuple[datetime, str] | None = None,
+) -> list[Run]:
+    """A tenant's runs, newest first: `limit` of them after the (created_at, id) `before`.
+
+    Keyset pagination: a page starts after the last row of the one before, so runs
+    started meanwhile neither shift nor repeat rows.
+    """
+    filters = filters or RunFilter()
+    query = select(Run).where(Run.tenant == tenant)
+    if filters.status is not None:
+        query = query.where(Run.status == filters.status)
+    if filters.template is not None:
+        query = query.where(Run.template == filters.template)
+    if filters.created_after is not None:
+        query = query.where(col(Run.created_at) > filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(col(Run.created_at) < filters.created_before)
+    if before is not None:
+        created, run_id = before
+        query = query.where(
+            or_(
+                col(Run.created_at) < created,
+                and_(col(Run.created_at) == created, col(Run.id) < run_id),
+            )
+        )
+    query = query.order_by(col(Run.created_at).desc(), col(Run.id).desc()).limit(limit)
+    async with db.session() as session:
+        return list((await session.execute(query)).scalars())
+
+
+async def run_totals(db: Database, workflow_id: str) -> tuple[Usage, float]:
+    """A run's tokens and cost so far, from the ledger (the row's totals are set at its end)."""
+    async with db.session() as session:
+        return await storage.ledger_totals(session, workflow_id)
+
+
+async def record_run_not_started(db: Database, run_id: str, error: str) -> None:
+    """Close the row of a run whose workflow could not be started, saying why."""
+    async with db.session() as session:
+        run = await session.get(Run, run_id)
+        if run is None:
+            return
+        run.status = RunStatus.FAILED.value
+        run.error = error
+        run.updated_at = run.completed_at = utcnow()
+        session.add(run)
+        await session.commit()

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from agents.protocol import LLMProvider
@@ -17,7 +16,7 @@ from core.contracts import RunState
 from core.db import Database
 from core.local_stack import temporal_binary
 from core.settings import Settings
-from core.temporal import ensure_search_attributes, start_run
+from core.temporal import data_converter, ensure_search_attributes, start_run
 from workers.main import serving
 from workflows.dsl import compile_plan, load_template
 
@@ -28,7 +27,7 @@ GOAL = "Build a task management API with user authentication"
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(Settings()),
         dev_server_extra_args=[
             "--dynamic-config-value",
             "matching.numTaskqueueReadPartitions=1",

@@ -90,7 +90,8 @@ STORAGE_TIMEOUT = timedelta(seconds=60)
 STORAGE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 CHECKS_TIMEOUT = timedelta(minutes=15)
 NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=20)
-WEBHOOK_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=30)
+WEBHOOK_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=2))
+WEBHOOK_GIVE_UP = timedelta(minutes=15)
 
 GATE_OPTIONS = [
     DecisionKind.APPROVE.value,
@@ -816,6 +817,8 @@ class GoalWorkflow:
                 WebhookDeliveryInput(tenant=plan.tenant, run_id=plan.run_id, event=event),
                 task_queue=TASK_QUEUE,
                 start_to_close_timeout=timedelta(seconds=60),
+                # a dead receiver must not hold the run open for hours
+                schedule_to_close_timeout=WEBHOOK_GIVE_UP,
                 retry_policy=WEBHOOK_RETRY,
                 summary=f"webhooks: {event.type.value}",
             )

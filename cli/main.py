@@ -805,8 +805,12 @@ def serve_api(
         from api.app import create_app
 
         settings = get_settings()
+        configure_logging(_json_logs(settings), settings.log_level)
+        configure_tracing("orchestrator-api", settings)
         sock = _listening_socket(host, port)
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port))
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
+        )
         database = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
         console.print(f"API on http://{host}:{port} (docs at /docs), database {database}")
         try:
@@ -820,6 +824,9 @@ def serve_api(
 
 def main() -> None:
     """Console entry point: exit without the interpreter's shutdown (sdk-python issue 300)."""
+    # Interactive commands show their own progress: only warnings from the logs here;
+    # `worker` and `api` switch to LOG_LEVEL.
+    configure_logging(level="WARNING")
     try:
         app()
     except SystemExit as exc:

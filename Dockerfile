@@ -51,13 +51,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt
 
 COPY . .
-# A regular (non-editable) install. `prompts/` is not a Python package: it goes where
-# agents/roles.py looks for it, beside the installed packages. The import check runs with
+# A regular (non-editable) install; `prompts/` is package data. The import check runs with
 # -P so that it sees the installed packages, not the sources in the working directory.
 RUN pip install --no-deps . \
-    && if [ -d prompts ]; then \
-         cp -r prompts "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/prompts"; \
-       fi \
     && orchestrator --help > /dev/null \
     && python -P -c "from agents.roles import ROLES, PROMPTS_DIR; assert ROLES and PROMPTS_DIR.is_dir(), PROMPTS_DIR"
 

@@ -29,6 +29,8 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.makespan
+	$(BIN)/python -m bench.throughput --runs 20
+	$(BIN)/python -m bench.recovery --server-restart
 
 clean:
 	rm -rf $(VENV) .orchestrator deliverables .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ from temporalio import activity
 
 from agents.conversation import response_from_json, tool_results_json
 from agents.protocol import ToolResultBlock
-from agents.tools import run_tool
+from agents.tools import NoteContext, run_tool
 from core import storage
 from core.contracts import RUN_TOOL_CALLS, ToolCallsInput, ToolCallsResult
 from core.db import Database
@@ -18,17 +18,22 @@ class WorkspaceActivities:
 
     @activity.defn(name=RUN_TOOL_CALLS)
     async def run_tool_calls(self, batch: ToolCallsInput) -> ToolCallsResult:
-        entry = await storage.get_model_call(self.db, batch.key)
+        entry = await storage.model_call_of_turn(self.db, batch.key)
         if entry is None:
             raise RuntimeError(f"no recorded model call for {batch.key}")
         result = ToolCallsResult()
+        notes = (
+            NoteContext(task_id=batch.key.task_id, recipients=frozenset(batch.recipients))
+            if batch.recipients
+            else None
+        )
         blocks: list[ToolResultBlock] = []
         async with storage.turn_workspace(
             self.db, batch.key, role=batch.role, model=batch.model
         ) as workspace:
             # A retry replays the calls: writes are keyed by turn, so they find their rows.
             for call in response_from_json(entry.response).tool_uses:
-                outcome = await run_tool(workspace, call.name, call.input)
+                outcome = await run_tool(workspace, call.name, call.input, notes)
                 blocks.append(
                     ToolResultBlock(
                         tool_use_id=call.id, content=outcome.content, is_error=outcome.is_error
@@ -39,5 +44,9 @@ class WorkspaceActivities:
                     result.written = [r for r in result.written if r.path != outcome.written.path]
                     result.written.append(outcome.written)
                 result.outputs.update(outcome.outputs)
+                if outcome.note is not None:
+                    result.notes.append(outcome.note)
+                if outcome.wait is not None:
+                    result.wait_for_note = outcome.wait
             await workspace.record_results(tool_results_json(blocks))
         return result

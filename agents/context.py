@@ -1,4 +1,4 @@
-"""The first user message of a task: goal, task, and the upstream artifacts it builds on.
+"""The first user message of a task: goal, the upstream artifacts it builds on, the task.
 
 The format is stable XML-ish tags so both humans and the offline model can read it.
 """
@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
+from agents.protocol import CacheControl, TextBlock
 
 GOAL_RE = re.compile(r"<goal>\n?(.*?)\n?</goal>", re.S)
 REVIEW_RE = re.compile(r'<review-request task="([^"]+)">')
@@ -20,7 +23,7 @@ class UpstreamFile:
     content: str
 
 
-def build_task_message(
+def task_message_blocks(
     *,
     goal: str,
     task_id: str,
@@ -29,12 +32,26 @@ def build_task_message(
     upstream: list[UpstreamFile],
     feedback: str = "",
     review_of: str | None = None,
-) -> str:
-    """The task's first message; `feedback` carries findings to fix, `review_of` asks for a review."""
-    parts = [
-        f"<goal>\n{goal}\n</goal>",
-        f'<task id="{task_id}" role="{role}">\n{description or task_id}\n</task>',
-    ]
+    assignment: str = "",
+) -> list[TextBlock]:
+    """The task's first message as blocks, shared context first.
+
+    The goal and the upstream artifacts come before anything task-specific, in the run's
+    task order, so agents of one run send the same leading blocks; the last upstream block
+    carries a cache breakpoint, and the provider's prompt cache serves that prefix to every
+    later agent whose upstream starts the same way. `feedback` carries findings to fix,
+    `review_of` asks for a review, `assignment` names the role the agent plays.
+    """
+    blocks = [TextBlock(text=f"<goal>\n{goal}\n</goal>")]
+    blocks.extend(
+        TextBlock(text=f'<artifact path="{f.path}" task="{f.task_id}">\n{f.content}\n</artifact>')
+        for f in upstream
+    )
+    if upstream:
+        blocks[-1].cache_control = CacheControl()
+    parts = [f'<task id="{task_id}" role="{role}">\n{description or task_id}\n</task>']
+    if assignment:
+        parts.append(assignment)
     if feedback:
         parts.append(f"<feedback>\n{feedback}\n</feedback>")
     if review_of:
@@ -44,18 +61,18 @@ def build_task_message(
             "with findings (file, line, severity, suggested fix) to send it back.\n"
             "</review-request>"
         )
-    if upstream:
-        files = "\n".join(
-            f'<artifact path="{f.path}" task="{f.task_id}">\n{f.content}\n</artifact>'
-            for f in upstream
-        )
-        parts.append(f"<upstream>\n{files}\n</upstream>")
     parts.append(
         "Do your part of the goal with the workspace tools: write every deliverable with "
         "write_file, record decisions later tasks branch on with set_outputs, and end your "
         "turn with a short summary when you are done."
     )
-    return "\n\n".join(parts)
+    blocks.append(TextBlock(text="\n\n".join(parts)))
+    return blocks
+
+
+def build_task_message(**fields: Any) -> str:
+    """The task's first message as one text (see `task_message_blocks` for the fields)."""
+    return "\n\n".join(block.text for block in task_message_blocks(**fields))
 
 
 def parse_review_request(message: str) -> str | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agents.pricing import PriceTable, PricingError
-from agents.protocol import LLMProvider, ModelRequest, ModelResponse
-from agents.roles import ROLES
+from agents.protocol import LLMProvider, ModelRequest, ModelResponse, TokenCounter
+from agents.roles import ROLES, get_role
 from core.contracts import Usage
 from core.settings import Settings
 
@@ -18,6 +18,7 @@ class ProviderConfigError(ValueError):
 
 
 def make_provider(settings: Settings) -> LLMProvider:
+    check_context_settings(settings)
     name = settings.resolved_provider
     if name == "offline":
         from agents.providers.offline import OfflineProvider
@@ -80,6 +81,43 @@ def _openai_provider(settings: Settings) -> LLMProvider:
     )
 
 
+def cheap_model(provider: LLMProvider) -> str:
+    """The provider's inexpensive model for side work (summaries); else its default."""
+    return str(getattr(provider, "cheap_model", "") or provider.default_model)
+
+
+def prompt_caching(provider: LLMProvider) -> bool:
+    """Whether the provider caches marked request prefixes (Anthropic does)."""
+    return bool(getattr(provider, "prompt_caching", False))
+
+
+def context_budget(settings: Settings, role: str) -> int:
+    """Input tokens one model call of `role` may send."""
+    return (
+        settings.llm_role_context_tokens.get(role)
+        or settings.llm_context_tokens
+        or get_role(role).context_tokens
+    )
+
+
+def check_context_settings(settings: Settings) -> None:
+    unknown = sorted(set(settings.llm_role_context_tokens) - set(ROLES))
+    if unknown:
+        raise ProviderConfigError(
+            f"LLM_ROLE_CONTEXT_TOKENS names unknown roles: {', '.join(unknown)}; "
+            f"known roles: {', '.join(ROLES)}"
+        )
+    limits = {"LLM_CONTEXT_TOKENS": settings.llm_context_tokens} | {
+        f"LLM_ROLE_CONTEXT_TOKENS[{role}]": limit
+        for role, limit in settings.llm_role_context_tokens.items()
+    }
+    too_small = sorted(name for name, limit in limits.items() if limit is not None and limit < 1000)
+    if too_small:
+        raise ProviderConfigError(
+            f"context budgets must be at least 1000 tokens; not so for: {', '.join(too_small)}"
+        )
+
+
 def _pricing(settings: Settings) -> PriceTable:
     try:
         return PriceTable.from_settings(settings.model_pricing)
@@ -131,6 +169,8 @@ class RoleOverrides:
         self.provider = provider
         self.name = provider.name
         self.default_model = provider.default_model
+        self.cheap_model = cheap_model(provider)
+        self.prompt_caching = prompt_caching(provider)
         self.models = dict(models)
         self.max_tokens = dict(max_tokens)
 
@@ -156,6 +196,11 @@ class RoleOverrides:
 
     def cost_usd(self, model: str, usage: Usage) -> float:
         return self.provider.cost_usd(model, usage)
+
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        if isinstance(self.provider, TokenCounter):
+            return await self.provider.count_tokens(self.resolve(request))
+        return None
 
     async def aclose(self) -> None:
         close = getattr(self.provider, "aclose", None)

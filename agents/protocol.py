@@ -7,6 +7,8 @@ other providers translate to and from it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -14,9 +16,19 @@ from pydantic import BaseModel, Field
 from core.contracts import Usage
 
 
+class CacheControl(BaseModel):
+    """A prompt-cache breakpoint: the request up to and including this block is cacheable.
+
+    Named and shaped as on the Anthropic wire; providers without prompt caching ignore it.
+    """
+
+    type: Literal["ephemeral"] = "ephemeral"
+
+
 class TextBlock(BaseModel):
     type: Literal["text"] = "text"
     text: str
+    cache_control: CacheControl | None = None
 
 
 class ToolUseBlock(BaseModel):
@@ -31,6 +43,7 @@ class ToolResultBlock(BaseModel):
     tool_use_id: str
     content: str
     is_error: bool = False
+    cache_control: CacheControl | None = None
 
 
 ContentBlock = Annotated[TextBlock | ToolUseBlock | ToolResultBlock, Field(discriminator="type")]
@@ -58,6 +71,22 @@ class ModelRequest(BaseModel):
     max_tokens: int = 8192
     role: str = ""
     """Which agent asks; providers may use it (the offline model does), none sends it."""
+    cache_prefix: bool = False
+    """Mark the tool definitions and the system prompt as a cached prefix (where supported)."""
+
+    def wire_chars(self) -> int:
+        """Characters of what is sent: the basis of token estimates."""
+        return (
+            len(self.system)
+            + sum(len(m.model_dump_json(exclude_none=True)) for m in self.messages)
+            + sum(len(t.model_dump_json()) for t in self.tools)
+        )
+
+    def fingerprint(self, provider: str) -> str:
+        """Identifies the request for the response cache: same provider, model, prompt, tools."""
+        body = self.model_dump(mode="json", exclude_none=True)
+        canonical = json.dumps([provider, body], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class ModelResponse(BaseModel):
@@ -101,3 +130,12 @@ class LLMProvider(Protocol):
     async def complete(self, request: ModelRequest) -> ModelResponse: ...
 
     def cost_usd(self, model: str, usage: Usage) -> float: ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A provider that can count a request's input tokens exactly (Anthropic's count_tokens)."""
+
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        """The exact count, or None when this provider (or the one it wraps) cannot tell."""
+        ...

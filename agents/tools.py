@@ -13,7 +13,22 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from agents.protocol import ToolDefinition
-from core.contracts import VERDICT_OUTPUT, ArtifactRef, ReviewVerdict
+from core.contracts import (
+    NOTE_TO_ALL,
+    VALIDATION_OUTPUT,
+    VERDICT_OUTPUT,
+    ArtifactRef,
+    NoteDraft,
+    NoteWait,
+    ReviewVerdict,
+    ValidationResult,
+)
+
+MAX_NOTE_SUBJECT_CHARS = 200
+MAX_NOTE_CHARS = 20_000
+"""Notes live in the workflow's state (and history): a contract, not a whole file."""
+DEFAULT_NOTE_WAIT_SECONDS = 600.0
+MAX_NOTE_WAIT_SECONDS = 3600.0
 
 TOOL_DEFINITIONS: dict[str, ToolDefinition] = {
     tool.name: tool
@@ -71,6 +86,59 @@ TOOL_DEFINITIONS: dict[str, ToolDefinition] = {
             ),
             input_schema=ReviewVerdict.model_json_schema(),
         ),
+        ToolDefinition(
+            name="submit_validation",
+            description=(
+                "Validators only: submit your result on the task's work: passed true when it "
+                "delivers what its description and role contract ask, else false with every "
+                "issue (one actionable sentence each)."
+            ),
+            input_schema=ValidationResult.model_json_schema(),
+        ),
+        ToolDefinition(
+            name="post_note",
+            description=(
+                "Post a note to other agents of this run, e.g. the API contract for the "
+                'frontend engineer. `to` is a task id, a role, or "all". Each recipient '
+                "gets it with its next turn (or its first, if it has not started); the note "
+                "also shows in the run's status."
+            ),
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "to": {
+                        "type": "string",
+                        "description": "A task id (e.g. frontend), a role (e.g. "
+                        'frontend_engineer) or "all"',
+                    },
+                    "subject": {"type": "string", "maxLength": MAX_NOTE_SUBJECT_CHARS},
+                    "text": {"type": "string", "maxLength": MAX_NOTE_CHARS},
+                },
+                "required": ["to", "subject", "text"],
+            },
+        ),
+        ToolDefinition(
+            name="wait_for_note",
+            description=(
+                "Pause until another agent posts a note to you, when you cannot go on "
+                "without it (e.g. the API contract from the backend engineer). `from` is "
+                "the task id or role it must come from (leave it out for anyone). You go on "
+                "at once if no such task is running, else when the note comes or after "
+                "`timeout_seconds`; the note comes with your next turn."
+            ),
+            input_schema={
+                "type": "object",
+                "properties": {
+                    "from": {"type": "string"},
+                    "timeout_seconds": {
+                        "type": "number",
+                        "minimum": 1,
+                        "maximum": MAX_NOTE_WAIT_SECONDS,
+                        "default": DEFAULT_NOTE_WAIT_SECONDS,
+                    },
+                },
+            },
+        ),
     )
 }
 
@@ -106,14 +174,80 @@ class ToolOutcome:
     is_error: bool = False
     written: ArtifactRef | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    note: NoteDraft | None = None
+    wait: NoteWait | None = None
 
 
-async def run_tool(workspace: Workspace, name: str, args: dict[str, Any]) -> ToolOutcome:
-    """Run one tool call; a mistake of the agent's becomes an error result, not an exception."""
+@dataclass(frozen=True)
+class NoteContext:
+    """Who is posting and whom it may address; the workflow decides, the tools check."""
+
+    task_id: str
+    recipients: frozenset[str]
+
+
+async def run_tool(
+    workspace: Workspace, name: str, args: dict[str, Any], notes: NoteContext | None = None
+) -> ToolOutcome:
+    """Run one tool call; a mistake of the agent's becomes an error result, not an exception.
+
+    `notes` is None where the run has no notes (e.g. a workflow started before them).
+    """
     try:
+        if name in ("post_note", "wait_for_note"):
+            return _note_tool(name, args, notes)
         return await _dispatch(workspace, name, args)
     except ToolInputError as exc:
         return ToolOutcome(content=str(exc), is_error=True)
+
+
+def _note_tool(name: str, args: dict[str, Any], notes: NoteContext | None) -> ToolOutcome:
+    if notes is None:
+        raise ToolInputError(f"{name}: notes between agents are not available in this run")
+    if name == "wait_for_note":
+        return _wait_for_note(args, notes)
+    fields = {key: args.get(key) for key in ("to", "subject", "text")}
+    for key, value in fields.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ToolInputError(f"post_note needs {key!r} as a non-empty string")
+    to, subject, text = (str(value) for value in fields.values())
+    to = to.strip()
+    if to == notes.task_id:
+        raise ToolInputError("post_note: a note to yourself reaches nobody")
+    if to not in notes.recipients:
+        raise ToolInputError(_unknown(f"post_note: unknown recipient {to!r}", notes))
+    if len(subject) > MAX_NOTE_SUBJECT_CHARS or len(text) > MAX_NOTE_CHARS:
+        raise ToolInputError(
+            f"post_note: keep the subject within {MAX_NOTE_SUBJECT_CHARS} characters and the "
+            f"text within {MAX_NOTE_CHARS}; put long material in a file and name it"
+        )
+    return ToolOutcome(
+        content=f"note to {to} posted: {subject.strip()}",
+        note=NoteDraft(to=to, subject=subject.strip(), text=text),
+    )
+
+
+def _wait_for_note(args: dict[str, Any], notes: NoteContext) -> ToolOutcome:
+    sender = args.get("from")
+    if sender is not None and (not isinstance(sender, str) or sender not in notes.recipients):
+        raise ToolInputError(_unknown(f"wait_for_note: unknown sender {sender!r}", notes))
+    if sender in (NOTE_TO_ALL, notes.task_id):
+        sender = None
+    timeout = args.get("timeout_seconds", DEFAULT_NOTE_WAIT_SECONDS)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ToolInputError("wait_for_note: timeout_seconds must be a number")
+    timeout = min(max(float(timeout), 1.0), MAX_NOTE_WAIT_SECONDS)
+    who = f"from {sender}" if sender else "addressed to you"
+    return ToolOutcome(
+        content=f"waiting up to {timeout:g} s for a note {who}; if it comes, it comes with "
+        "your next turn",
+        wait=NoteWait(sender=sender, timeout_seconds=timeout),
+    )
+
+
+def _unknown(problem: str, notes: NoteContext) -> str:
+    known = ", ".join(sorted(notes.recipients - {notes.task_id}))
+    return f"{problem}; use a task id, a role or all: {known}"
 
 
 async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> ToolOutcome:
@@ -155,4 +289,23 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
             content=f"verdict recorded: {verdict.verdict} with {len(verdict.findings)} findings",
             outputs={VERDICT_OUTPUT: verdict.model_dump(mode="json")},
         )
+    if name == "submit_validation":
+        return _submit_validation(args)
     raise ToolInputError(f"unknown tool {name!r}")
+
+
+def _submit_validation(args: dict[str, Any]) -> ToolOutcome:
+    try:
+        result = ValidationResult.model_validate(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ToolInputError(f"submit_validation: {first['msg']} at {where}") from None
+    if not result.passed and not any(issue.strip() for issue in result.issues):
+        # A failure without issues gives the rerun nothing to fix.
+        raise ToolInputError("submit_validation: passed is false, so name at least one issue")
+    return ToolOutcome(
+        content=f"validation recorded: {'passed' if result.passed else 'failed'} "
+        f"with {len(result.issues)} issues",
+        outputs={VALIDATION_OUTPUT: result.model_dump(mode="json")},
+    )

@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.routers import admin, codec, decisions, health, metrics, runs, webhooks
 from core.db import Database, get_database
 from core.settings import Settings, get_settings
+from core.tracing import configured_provider
 
 
 def create_app(
@@ -20,7 +23,9 @@ def create_app(
     *,
     db: Database | None = None,
     temporal: Client | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
+    """The app; `tracer_provider` (else the process's, if tracing is on) traces requests."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -50,4 +55,14 @@ def create_app(
     ):
         app.include_router(router)
     app.add_middleware(codec.CodecCORSMiddleware, origins=settings.codec_origins)
+    # Only when spans go somewhere: with the no-op provider the middleware would still run
+    # on every request for nothing. The request's server span is the current span while
+    # the route runs, so `StartWorkflow` (core/tracing.py's interceptor) becomes its child.
+    tracer_provider = tracer_provider or configured_provider()
+    if tracer_provider is not None:
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=tracer_provider,
+            exclude_spans=["receive", "send"],  # one span per request, not per ASGI message
+        )
     return app

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.contracts import EscalationPolicy, RunStatus, TaskState, Usage
-from core.estimate import Estimate
+from core.contracts import AgentNote, EscalationPolicy, RunStatus, TaskState, Usage
+from core.estimate import Estimate, PredictedVsActual
 
 # --- requests ----------------------------------------------------------------------------
 
@@ -37,6 +37,18 @@ class EstimateRequest(BaseModel):
         default=None,
         max_length=200,
         description="Model for every task without its own (default: the server's LLM_MODEL).",
+    )
+    validate_tasks: bool | None = Field(
+        default=None,
+        alias="validate",
+        description="Check each task's work with the validator, rerunning failed work once "
+        "(default: the template's `settings.validate`, on). `false` turns it off for this run.",
+    )
+    response_cache: bool | None = Field(
+        default=None,
+        description="Answer model requests identical to earlier ones of the organization from "
+        "stored responses, at no cost (default: the template's `settings.response_cache`, on, "
+        "where the server's RESPONSE_CACHE allows). `false` makes every call.",
     )
 
     @model_validator(mode="after")
@@ -122,6 +134,10 @@ class RunProgress(BaseModel):
     usage: Usage
     cost_usd: float
     error: str | None
+    notes: list[AgentNote] = Field(
+        default_factory=list,
+        description="Notes the agents posted to each other (`post_note`), oldest first.",
+    )
     last_event_seq: int = Field(description="Follow `/events` after this seq for what comes next.")
     source: Literal["workflow", "database"] = Field(
         description="`workflow`: the live `status` query; `database`: the final state "
@@ -161,3 +177,11 @@ class BudgetRefusal(BaseModel):
 class CancelAccepted(BaseModel):
     run_id: str
     detail: str
+
+
+class RunEstimate(PredictedVsActual):
+    """A closed run's predicted vs actual tokens and cost, per role and in total.
+
+    The prediction is the estimate `POST /runs/estimate` would have answered when the run
+    was created: from the organization's runs of the template completed before it.
+    """

@@ -20,8 +20,9 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
-from agents.llm import ProviderConfigError
+from agents.llm import ProviderConfigError, make_provider
 from agents.roles import ROLES
+from cli.estimate_view import based_on, comparison_table, estimate_table
 from cli.render import OFFLINE_MODEL_NOTE, failures, run_table
 from cli.stack import temporal_stack
 from core import steering as steer
@@ -31,16 +32,18 @@ from core.contracts import (
     Decision,
     DecisionKind,
     NewTask,
+    RunPlan,
     RunState,
     RunStatus,
     TaskModification,
     TaskRemoval,
     workflow_id_for,
 )
-from core.db import DatabaseUnavailable, get_database
+from core.db import Database, DatabaseUnavailable, get_database
+from core.estimate import RunNotRecorded, estimate_run, predicted_vs_actual
 from core.export import export_repository
 from core.local_stack import DevServer, LocalStackError
-from core.logs import configure_logging
+from core.logs import configure_logging, settings_secrets
 from core.metrics import metrics_runtime, serve_worker_metrics
 from core.settings import Settings, get_settings
 from core.temporal import TemporalUnavailable, connect, ensure_search_attributes, start_run
@@ -142,13 +145,34 @@ def run(
     out: Annotated[
         Path | None, typer.Option(help="Where to write the delivered repository.")
     ] = None,
+    validate: Annotated[
+        bool | None,
+        typer.Option(
+            "--validate/--no-validate",
+            help="Check each task's work with the validator (default: the template's setting, on).",
+        ),
+    ] = None,
+    response_cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--response-cache/--no-response-cache",
+            help="Answer requests identical to earlier ones from stored responses (default: "
+            "the template's setting, on where RESPONSE_CACHE allows).",
+        ),
+    ] = None,
 ) -> None:
     """Run GOAL through a template's agent DAG and deliver the repository."""
-    _run(_run_goal(goal, template, model, detach, out))
+    _run(_run_goal(goal, template, model, detach, out, validate, response_cache))
 
 
 async def _run_goal(
-    goal: str, template_name: str, model: str | None, detach: bool, out: Path | None
+    goal: str,
+    template_name: str,
+    model: str | None,
+    detach: bool,
+    out: Path | None,
+    validate: bool | None = None,
+    response_cache: bool | None = None,
 ) -> int:
     settings = get_settings()
     template = load_template(template_name, ROLES)
@@ -160,6 +184,9 @@ async def _run_goal(
         roles=ROLES,
         model=model or settings.llm_model,
         heartbeat_timeout_seconds=settings.model_heartbeat_timeout_seconds,
+        validate=validate,
+        validation_model=settings.resolved_validation_model,
+        response_cache=response_cache,
     )
     db = get_database(settings.resolved_database_url)
     await db.ensure_schema()
@@ -190,6 +217,7 @@ async def _run_goal(
     files = await export_repository(db, run_id, workflow_id_for(run_id), target)
     for line in failures(final):
         errors.print(f"[red]failed[/red] {line}", highlight=False)
+    await _show_prediction(db, settings, plan)
     console.print(
         f"Run {run_id} {final.status.value}: {final.usage.total:,} tokens, ${final.cost_usd:.4f}. "
         f"Deliverable: {target} ({len(files)} files, provenance in {target / 'PROVENANCE.md'})"
@@ -197,6 +225,73 @@ async def _run_goal(
     if (target / "backend").is_dir():
         console.print(f"Run its tests: cd {target / 'backend'} && python -m pytest -q")
     return 0 if final.status == RunStatus.COMPLETED else 2
+
+
+async def _show_prediction(db: Database, settings: Settings, plan: RunPlan) -> None:
+    """Per role: what the estimate from earlier runs said, and what this run spent."""
+    provider = make_provider(settings)
+    try:
+        comparison = await predicted_vs_actual(
+            db,
+            plan.run_id,
+            default_model=provider.default_model,
+            price=provider.cost_usd,
+            plan=plan,
+        )
+    except RunNotRecorded:
+        return  # the run's row was never written: nothing to compare
+    console.print(comparison_table(comparison))
+    console.print(based_on(comparison.estimate), highlight=False)
+    if comparison.estimate.note:
+        console.print(f"[yellow]caveat:[/yellow] {comparison.estimate.note}", highlight=False)
+
+
+# --- estimate ----------------------------------------------------------------------------
+
+
+@app.command()
+def estimate(
+    goal: Annotated[str, typer.Argument(help="What to build, e.g. 'Build a todo API'.")],
+    template: Annotated[
+        str, typer.Option(help="Built-in template name or YAML file.")
+    ] = DEFAULT_TEMPLATE,
+    model: Annotated[
+        str | None, typer.Option(help="Model for every task (default: LLM_MODEL).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """Predict a run's tokens and cost per role (mean and p90) from earlier runs of the template.
+
+    Reads only the database: no Temporal server is needed.
+    """
+
+    async def show() -> int:
+        settings = get_settings()
+        plan = compile_plan(
+            load_template(template, ROLES),
+            goal=goal,
+            run_id="estimate",
+            roles=ROLES,
+            model=model or settings.llm_model,
+        )
+        provider = make_provider(settings)
+        db = get_database(settings.resolved_database_url)
+        await db.ensure_schema()
+        found = await estimate_run(
+            db, plan, default_model=provider.default_model, price=provider.cost_usd
+        )
+        if as_json:
+            print(found.model_dump_json(indent=2))
+            return 0
+        console.print(estimate_table(found))
+        console.print(based_on(found), highlight=False)
+        if found.note:
+            console.print(f"[yellow]caveat:[/yellow] {found.note}", highlight=False)
+        if provider.name == "offline":
+            console.print(f"Model provider: offline ({OFFLINE_MODEL_NOTE})")
+        return 0
+
+    _run(show())
 
 
 # --- status and artifacts ---------------------------------------------------------------
@@ -317,7 +412,7 @@ def worker(
     async def serve() -> int:
         settings = get_settings()
         selected = parse_queues(queues)
-        configure_logging(_json_logs(settings), settings.log_level)
+        configure_logging(_json_logs(settings), settings.log_level, settings_secrets(settings))
         configure_tracing("orchestrator-worker", settings)
         runtime = None
         if metrics_port is not None:
@@ -805,7 +900,7 @@ def serve_api(
         from api.app import create_app
 
         settings = get_settings()
-        configure_logging(_json_logs(settings), settings.log_level)
+        configure_logging(_json_logs(settings), settings.log_level, settings_secrets(settings))
         configure_tracing("orchestrator-api", settings)
         sock = _listening_socket(host, port)
         server = uvicorn.Server(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from core.contracts import RunState, TaskStatus
+from core.contracts import AgentNote, RunState, TaskStatus
 
 STATUS_STYLE = {
     TaskStatus.PENDING: "dim",
@@ -23,8 +23,16 @@ def model_label(model: str | None) -> str:
     return f"{model} (offline)" if model.startswith("offline") else model
 
 
+NOTES_SHOWN = 5
+NOTE_PREVIEW_CHARS = 70
+
+
 def run_table(state: RunState) -> Table:
-    table = Table(title=f"Run {state.run_id} · {state.template} · {state.status.value}")
+    table = Table(
+        title=f"Run {state.run_id} · {state.template} · {state.status.value}",
+        caption=notes_caption(state.notes) or None,
+        caption_justify="left",
+    )
     for column in (
         "task",
         "role",
@@ -67,3 +75,21 @@ def run_table(state: RunState) -> Table:
 
 def failures(state: RunState) -> list[str]:
     return [f"{t.id}: {t.error}" for t in state.tasks if t.status == TaskStatus.FAILED and t.error]
+
+
+def note_line(note: AgentNote) -> str:
+    """One note in a line: who told whom what, the text cut short."""
+    text = " ".join(note.text.split())
+    if len(text) > NOTE_PREVIEW_CHARS:
+        text = text[: NOTE_PREVIEW_CHARS - 1] + "…"
+    return f"#{note.seq} {note.from_task} → {note.to}: {note.subject} — {text}"
+
+
+def notes_caption(notes: list[AgentNote]) -> str:
+    """The run's newest notes under its table; the API's status endpoint has them all."""
+    if not notes:
+        return ""
+    shown = notes[-NOTES_SHOWN:]
+    older = len(notes) - len(shown)
+    heading = f"notes ({len(notes)}" + (f", {older} older not shown)" if older else ")")
+    return "\n".join([heading, *(note_line(n) for n in shown)])

@@ -165,6 +165,25 @@ class ReviewVerdict(BaseModel):
     findings: list[Finding] = Field(default_factory=list)
 
 
+VALIDATION_OUTPUT = "validation"
+"""The task-outputs key under which a validator's submitted result reaches the workflow."""
+
+VALIDATOR_ROLE = "validator"
+"""The role that checks each task's work against its goal, description and role contract."""
+
+
+class ValidationResult(BaseModel):
+    """What the validator agent submits with its `submit_validation` tool."""
+
+    passed: bool
+    issues: list[str] = Field(
+        default_factory=list,
+        description="Each problem in one sentence an implementer can act on: the file, what "
+        "is missing or wrong, and what the task's description or role contract asks instead.",
+    )
+    summary: str = ""
+
+
 class GateVerdict(BaseModel):
     """One round of a gate: the deterministic outcome of tool checks and the reviewer."""
 
@@ -323,6 +342,7 @@ class EventType(StrEnum):
     TASK_FAILED = "task.failed"
     TASK_SKIPPED = "task.skipped"
     TASK_DEAD_LETTERED = "task.dead_lettered"
+    TASK_VALIDATION_FAILED = "task.validation_failed"
     COST_UPDATED = "cost.updated"
     GATE_PASSED = "gate.passed"
     GATE_BLOCKED = "gate.blocked"
@@ -332,6 +352,7 @@ class EventType(StrEnum):
     RUN_COMPLETED = "run.completed"
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
+    NOTE_POSTED = "note.posted"
 
 
 WEBHOOK_EVENT_TYPES = frozenset(
@@ -339,6 +360,7 @@ WEBHOOK_EVENT_TYPES = frozenset(
         EventType.RUN_STARTED,
         EventType.TASK_COMPLETED,
         EventType.GATE_BLOCKED,
+        EventType.TASK_VALIDATION_FAILED,
         EventType.DECISION_REQUESTED,
         EventType.RUN_COMPLETED,
         EventType.RUN_FAILED,
@@ -357,6 +379,48 @@ class RunEvent(BaseModel):
     task: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     """Event details, always with the run's totals so far (`cost_usd`, `tokens`)."""
+
+
+# --- notes between agents -----------------------------------------------------------------
+
+NOTE_TO_ALL = "all"
+"""The `to` of a note meant for every other task of the run."""
+
+
+class NoteDraft(BaseModel):
+    """What an agent's `post_note` call says; the workflow numbers and stamps it."""
+
+    to: str
+    """A task id, a role, or `all`."""
+    subject: str
+    text: str
+
+
+class AgentNote(NoteDraft):
+    """A note one agent posted to others: part of the run's state, delivered at their next turn."""
+
+    seq: int
+    from_task: str
+    from_role: str
+    turn: int
+    """The sender's turn (0-based) whose tool calls posted it."""
+    at: datetime
+
+
+class DeliveredNote(BaseModel):
+    """A note as one receiver gets it in a model call."""
+
+    note: AgentNote
+    turn: int
+    """The receiver's turn at which it was first delivered: its conversation keeps it there."""
+
+
+class NoteWait(BaseModel):
+    """A `wait_for_note` call: the workflow holds the agent's next turn until a note comes."""
+
+    sender: str | None = None
+    """A task id or role the note must come from; None: anyone."""
+    timeout_seconds: float
 
 
 class WebhookDeliveryInput(BaseModel):
@@ -385,6 +449,10 @@ class TaskState(BaseModel):
     error: str | None = None
     verdicts: list[GateVerdict] = Field(default_factory=list)
     """A gate's verdicts, one per round, newest last."""
+    delivered_notes: dict[int, int] = Field(default_factory=dict)
+    """Note seq -> turn of the current attempt at which the agent first got it."""
+    validations: list[ValidationResult] = Field(default_factory=list)
+    """The validator's results on this task's work, one per round, newest last."""
 
 
 class RunState(BaseModel):
@@ -400,6 +468,8 @@ class RunState(BaseModel):
     error: str | None = None
     events: list[RunEvent] = Field(default_factory=list)
     """Everything that happened, oldest first (the `events` query pages through it)."""
+    notes: list[AgentNote] = Field(default_factory=list)
+    """Notes the agents posted to each other with `post_note`, oldest first."""
 
     def task(self, task_id: str) -> TaskState:
         for task in self.tasks:
@@ -430,10 +500,18 @@ class RunPlan(BaseModel):
     """This run's limit on input + output tokens; None: only the tenant's monthly limit."""
     budget_usd: float | None = Field(default=None, ge=0)
     """This run's cost limit; None: only the tenant's monthly limit."""
+    response_cache: bool = True
+    """Use the tenant's response cache (when the deployment has it on); False opts out."""
     roles: list[str] = Field(default_factory=list)
     """Known role names, so updates that add or modify tasks can be validated in the workflow."""
     history_event_limit: int | None = None
     """Continue-as-new once history reaches this many events, besides when Temporal suggests it."""
+    validate_tasks: bool = True
+    """Check each finished task's work with the validator role (gates and reviews excepted)."""
+    max_validation_rounds: int = Field(default=1, ge=0)
+    """Reruns of a task whose work failed validation; after them it completes, issues recorded."""
+    validation_model: str | None = None
+    """The validator's model; None: the run's model, else the provider's default."""
     resume: RunState | None = None
     """State carried over by continue-as-new; None when the run starts."""
 
@@ -465,6 +543,12 @@ class ModelCallInput(BaseModel):
     budget_tokens: int | None = None
     """The run's limits, checked against the ledger before the provider is called."""
     budget_usd: float | None = None
+    response_cache: bool = True
+    """False: this run opted out of the tenant's response cache."""
+    notes: list[DeliveredNote] = Field(default_factory=list)
+    """Notes other agents posted to this task, each placed at the turn it was first delivered."""
+    peers: dict[str, str] = Field(default_factory=dict)
+    """Tasks that may run at the same time as this one (id -> role): who to post notes to."""
 
 
 class ModelCallResult(BaseModel):
@@ -477,18 +561,27 @@ class ModelCallResult(BaseModel):
     text: str = ""
     replayed: bool = False
     """True when the ledger already held this turn, so no provider was called."""
+    response_cache_hit: bool = False
+    """Answered from the tenant's response cache: no provider call, no cost."""
+    summaries: int = 0
+    """Summarizer calls paid for to fit upstream artifacts (their cost is in `cost_usd`)."""
 
 
 class ToolCallsInput(BaseModel):
     key: TurnKey
     role: str
     model: str
+    recipients: list[str] = Field(default_factory=list)
+    """Task ids, roles and `all`: what `post_note` may address; empty: no notes in this run."""
 
 
 class ToolCallsResult(BaseModel):
     written: list[ArtifactRef] = Field(default_factory=list)
     outputs: dict[str, Any] = Field(default_factory=dict)
     errors: int = 0
+    notes: list[NoteDraft] = Field(default_factory=list)
+    """Notes the agent posted in this turn, in call order."""
+    wait_for_note: NoteWait | None = None
 
 
 class FinalizeRunInput(BaseModel):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Text, UniqueConstraint, event
+from sqlalchemy import Column, Text, UniqueConstraint, event, false, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -110,6 +110,8 @@ class LedgerEntry(TurnKeyed, table=True):
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cost_usd: float = 0.0
+    response_cache_hit: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    """Answered from the tenant's response cache: no provider call, no tokens, no cost."""
     stop_reason: str = Field(max_length=40)
     response: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
@@ -131,6 +133,45 @@ class ToolResultsEntry(TurnKeyed, table=True):
     )
 
     results: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CachedResponse(SQLModel, table=True):
+    """A provider's answer to one exact request, reused for identical requests of the tenant."""
+
+    __tablename__ = "response_cache"
+    __table_args__ = (UniqueConstraint("tenant", "fingerprint", name="uq_response_cache"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    fingerprint: str = Field(max_length=64)
+    """`ModelRequest.fingerprint`: provider, model, system, messages, tools, limits."""
+    ledger_id: int
+    """The ledger row of the call that produced the response (its tokens and cost)."""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ArtifactSummary(SQLModel, table=True):
+    """The summary of one artifact's content, written once and reused by every later agent.
+
+    The row is claimed before the summarizer runs (`summary` still None), so agents that
+    need the same summary at the same time wait for the first instead of paying twice.
+    """
+
+    __tablename__ = "artifact_summaries"
+    __table_args__ = (
+        UniqueConstraint("tenant", "sha256", "model", "max_tokens", name="uq_artifact_summary"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    sha256: str = Field(max_length=64)
+    model: str = Field(max_length=200)
+    max_tokens: int
+    summary: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    claim: str = Field(max_length=64)
+    """Who is writing it; a claim not renewed for a while is taken over."""
+    claimed_at: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -294,10 +335,18 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+MIGRATION_LOCK = 7_433_201_873
+"""PostgreSQL advisory lock key held while migrating (any constant shared by all processes)."""
+
+
 def _upgrade_to_head(connection: Any) -> None:
     from alembic import command
     from alembic.config import Config
 
+    if connection.dialect.name == "postgresql":
+        # Workers and API replicas start together: one migrates while the others wait
+        # here, then find the schema at head. Released with the transaction.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection

@@ -15,6 +15,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
+from pydantic import BaseModel, SecretStr
 from temporalio import activity
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -27,9 +28,12 @@ SECRET_PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{16,}"),  # OpenAI-style keys
     re.compile(r"orch_[0-9a-f]{12}_[A-Za-z0-9_\-]{16,}"),  # our API keys
     re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),  # JWTs
+    re.compile(r"whsec_[A-Za-z0-9_\-]{8,}"),  # webhook signing secrets the platform generates
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
 ]
 REDACTED = "[redacted]"
+# Settings held as plain strings that are secrets all the same (ANTHROPIC_API_KEY).
+SECRET_SETTING_SUFFIXES = ("api_key", "_secret", "_token", "_password")
 
 _known_secrets: set[str] = set()
 
@@ -37,6 +41,18 @@ _known_secrets: set[str] = set()
 def register_secrets(values: Iterable[str | None]) -> None:
     """Exact values (JWT secret, webhook secrets, SMTP password...) never to be logged."""
     _known_secrets.update(v for v in values if v and len(v) >= 6)
+
+
+def settings_secrets(settings: BaseModel) -> list[str]:
+    """The secrets a process is configured with: its SecretStr settings and its API keys."""
+    values = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+        elif isinstance(value, str) and name.endswith(SECRET_SETTING_SUFFIXES):
+            values.append(value)
+    return values
 
 
 def redact(text: str) -> str:
@@ -61,12 +77,20 @@ def _redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
     return event
 
 
-def configure_logging(json_logs: bool | None = None, level: str = "INFO") -> None:
-    """JSON lines unless stderr is a terminal (or `json_logs` says otherwise)."""
+def configure_logging(
+    json_logs: bool | None = None, level: str = "INFO", secrets: Iterable[str | None] = ()
+) -> None:
+    """JSON lines unless stderr is a terminal (or `json_logs` says otherwise).
+
+    `secrets` (see `settings_secrets`) are masked by value wherever they would appear, on
+    top of the patterns that catch API keys, JWTs and bearer tokens by their shape.
+    """
+    register_secrets(secrets)
     if json_logs is None:
         json_logs = not sys.stderr.isatty()
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_activity_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -93,7 +117,7 @@ def configure_logging(json_logs: bool | None = None, level: str = "INFO") -> Non
     )
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(level)
+    root.setLevel(level.upper())  # LOG_LEVEL=debug as well as DEBUG
 
 
 def get_logger(name: str) -> Any:
@@ -101,12 +125,20 @@ def get_logger(name: str) -> Any:
 
 
 def activity_context(info: activity.Info, args: Iterable[Any]) -> dict[str, Any]:
-    """Run, task, role and attempt of an activity, from its info and its (pydantic) input."""
+    """Run, task, role and attempt of an activity, from its info and its (pydantic) input.
+
+    Every key is always present, so a log query can rely on it: `task` and `role` are null
+    for the run's own activities (recording the run, delivering webhooks), and a gate's
+    checks name the gate as their task with no role (no agent runs them). `attempt` is
+    Temporal's retry attempt of this activity; `task_attempt` the task's revision.
+    """
     context: dict[str, Any] = {
         "workflow_id": info.workflow_id,
         "run_id": (info.workflow_id or "").removeprefix("run-"),
         "activity": info.activity_type,
         "attempt": info.attempt,
+        "task": None,
+        "role": None,
     }
     for arg in args:
         key = getattr(arg, "key", None)
@@ -121,12 +153,22 @@ def activity_context(info: activity.Info, args: Iterable[Any]) -> dict[str, Any]
     return context
 
 
+def _add_activity_context(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    """Lines logged in an activity before the interceptor bound its context: the SDK's own
+    "Starting activity" precedes the interceptors, so it gets what the activity's info says
+    (run, activity, attempt) and a null task and role."""
+    if "activity" not in event and activity.in_activity():
+        for key, value in activity_context(activity.info(), ()).items():
+            event.setdefault(key, value)
+    return event
+
+
 class _BindActivityContext(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        with structlog.contextvars.bound_contextvars(
-            **activity_context(activity.info(), input.args)
-        ):
-            return await self.next.execute_activity(input)
+        # Bound for the rest of this asyncio task, not just this call: each activity runs
+        # in a task of its own, and the SDK logs its completion after the interceptors return.
+        structlog.contextvars.bind_contextvars(**activity_context(activity.info(), input.args))
+        return await self.next.execute_activity(input)
 
 
 class LogContextInterceptor(Interceptor):

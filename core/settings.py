@@ -9,6 +9,9 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_ANTHROPIC_VALIDATION_MODEL = "claude-haiku-4-5"
+"""Validation is a checklist, not a design task: a Haiku-class model is enough and cheap."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -66,6 +69,47 @@ class Settings(BaseSettings):
         default_factory=dict,
         validation_alias="LLM_ROLE_MAX_TOKENS",
         description='JSON {"role": tokens}: that role\'s output limit per model call.',
+    )
+    validation_model: str | None = Field(
+        default=None,
+        validation_alias="VALIDATION_MODEL",
+        description="Model of the validator, which checks every task's work; read where runs "
+        "start (CLI, API). Default: claude-haiku-4-5 with Anthropic, else the run's model.",
+    )
+
+    llm_context_tokens: int | None = Field(
+        default=None,
+        validation_alias="LLM_CONTEXT_TOKENS",
+        description="Input tokens one model call may send (every role); default 120000.",
+    )
+    llm_role_context_tokens: dict[str, int] = Field(
+        default_factory=dict,
+        validation_alias="LLM_ROLE_CONTEXT_TOKENS",
+        description='JSON {"role": tokens}: that role\'s context budget per model call.',
+    )
+    context_management: bool = Field(
+        default=True,
+        validation_alias="CONTEXT_MANAGEMENT",
+        description="Summarize upstream artifacts and trim agent history to fit the context "
+        "budget; off sends everything whole.",
+    )
+    summary_model: str | None = Field(
+        default=None,
+        validation_alias="SUMMARY_MODEL",
+        description="Model that summarizes oversized upstream artifacts; default: the "
+        "provider's cheap model (claude-haiku-4-5 on Anthropic).",
+    )
+    summary_tokens: int = Field(
+        default=2000,
+        ge=100,
+        validation_alias="SUMMARY_TOKENS",
+        description="Length limit of one artifact summary, in tokens.",
+    )
+    response_cache: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        validation_alias="RESPONSE_CACHE",
+        description="Answer a request identical to an earlier one of the same tenant from "
+        "the stored response; auto: on for every provider but the offline model.",
     )
 
     offline_latency_seconds: float = Field(default=0.0, validation_alias="OFFLINE_LATENCY_SECONDS")
@@ -174,10 +218,23 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'orchestrator.db').resolve()}"
 
     @property
+    def response_cache_enabled(self) -> bool:
+        if self.response_cache == "auto":
+            return self.resolved_provider != "offline"
+        return self.response_cache == "on"
+
+    @property
     def resolved_provider(self) -> str:
         if self.llm_provider:
             return self.llm_provider
         return "anthropic" if self.anthropic_api_key else "offline"
+
+    @property
+    def resolved_validation_model(self) -> str | None:
+        """The validator's model for a run started here; None: the run's model."""
+        if self.validation_model:
+            return self.validation_model
+        return DEFAULT_ANTHROPIC_VALIDATION_MODEL if self.resolved_provider == "anthropic" else None
 
     @property
     def target_address(self) -> str:

@@ -27,7 +27,7 @@ def sha256_text(content: str) -> str:
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
-async def _insert_ignore(
+async def insert_ignore(
     session: AsyncSession, model: type[SQLModel], values: dict[str, Any]
 ) -> None:
     """Insert unless a row with the same unique key exists: the first write wins."""
@@ -56,7 +56,7 @@ def _key_filter(model: Any, key: TurnKey) -> list[Any]:
 
 async def record_run_started(db: Database, plan: RunPlan, workflow_id: str) -> None:
     async with db.session() as session:
-        await _insert_ignore(
+        await insert_ignore(
             session,
             Run,
             {
@@ -120,6 +120,29 @@ async def get_model_call(db: Database, key: TurnKey) -> LedgerEntry | None:
         return entry
 
 
+async def model_call_of_turn(db: Database, key: TurnKey) -> LedgerEntry | None:
+    """The turn's ledger row; after a reset, the one of an earlier execution if need be.
+
+    A reset replays the history before its reset point under a new execution id: a model
+    call answered there comes from history, so its row carries the old execution's id.
+    """
+    entry = await get_model_call(db, key)
+    if entry is not None:
+        return entry
+    async with db.session() as session:
+        result = await session.execute(
+            select(LedgerEntry)
+            .where(
+                LedgerEntry.workflow_id == key.workflow_id,
+                LedgerEntry.task_id == key.task_id,
+                LedgerEntry.attempt == key.attempt,
+                LedgerEntry.turn == key.turn,
+            )
+            .order_by(col(LedgerEntry.id).desc())
+        )
+        return result.scalars().first()
+
+
 async def record_model_call(
     db: Database,
     key: TurnKey,
@@ -132,10 +155,11 @@ async def record_model_call(
     cost_usd: float,
     stop_reason: str,
     response_json: str,
+    response_cache_hit: bool = False,
 ) -> LedgerEntry:
     """Insert the call's ledger row unless this turn already has one; return the stored row."""
     async with db.session() as session:
-        await _insert_ignore(
+        await insert_ignore(
             session,
             LedgerEntry,
             {
@@ -154,6 +178,7 @@ async def record_model_call(
                 "cache_read_tokens": usage.cache_read_input_tokens,
                 "cache_write_tokens": usage.cache_creation_input_tokens,
                 "cost_usd": cost_usd,
+                "response_cache_hit": response_cache_hit,
                 "stop_reason": stop_reason,
                 "response": response_json,
                 "created_at": utcnow(),
@@ -233,18 +258,26 @@ async def _first(session: AsyncSession, model: Any, key: TurnKey) -> Any:
 
 
 async def _earlier_turns(session: AsyncSession, model: Any, key: TurnKey) -> list[Any]:
+    """Rows of the task attempt's earlier turns, one per turn.
+
+    This execution's row of a turn wins; a turn it has no row for was answered from
+    history replayed by a reset, and its row is the latest earlier execution's.
+    """
     result = await session.execute(
         select(model)
         .where(
             model.workflow_id == key.workflow_id,
-            model.execution_id == key.execution_id,
             model.task_id == key.task_id,
             model.attempt == key.attempt,
             model.turn < key.turn,
         )
-        .order_by(col(model.turn))
+        .order_by(col(model.id))
     )
-    return list(result.scalars())
+    by_turn: dict[int, Any] = {}
+    for row in result.scalars():
+        if by_turn.get(row.turn) is None or by_turn[row.turn].execution_id != key.execution_id:
+            by_turn[row.turn] = row
+    return [by_turn[turn] for turn in sorted(by_turn)]
 
 
 # --- artifacts (the run's workspace) ----------------------------------------------------
@@ -284,7 +317,7 @@ class RunWorkspace:
                 )
             )
             data = content.encode("utf-8")
-            await _insert_ignore(
+            await insert_ignore(
                 self.session,
                 Artifact,
                 {
@@ -316,7 +349,7 @@ class RunWorkspace:
 
     async def record_results(self, results_json: str) -> None:
         """The turn's tool results, for the next model call; kept from the first try."""
-        await _insert_ignore(
+        await insert_ignore(
             self.session,
             ToolResultsEntry,
             {

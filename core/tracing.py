@@ -1,8 +1,9 @@
 """OpenTelemetry tracing: one trace from the API request through the workflow to each activity.
 
+The API's FastAPI instrumentation opens a server span per request (api/app.py), and
 Temporal's `TracingInterceptor` carries the span context in workflow and activity
 headers, so the API's span of `POST /runs` is the parent of `StartWorkflow`, which is the
-parent of `RunWorkflow` and every `RunActivity:call_model` on whichever worker runs it.
+ancestor of `RunWorkflow` and of every `RunActivity:call_model` on whichever worker runs it.
 Spans go to an OTLP/HTTP collector when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; without
 it nothing is exported and tracing costs next to nothing.
 """
@@ -43,6 +44,12 @@ def configure_tracing(service: str, settings: Settings) -> TracerProvider | None
     if provider is not None:
         trace.set_tracer_provider(provider)
     return provider
+
+
+def configured_provider() -> TracerProvider | None:
+    """The process's provider when `configure_tracing` installed one; None when not tracing."""
+    provider = trace.get_tracer_provider()
+    return provider if isinstance(provider, TracerProvider) else None
 
 
 def temporal_interceptor(provider: TracerProvider | None = None) -> TracingInterceptor:

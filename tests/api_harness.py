@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,13 +18,17 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from temporalio.client import Client
+from google.protobuf.duration_pb2 import Duration
+from opentelemetry.sdk.trace import TracerProvider
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client, Interceptor
 
 from agents.llm import make_provider
 from agents.protocol import LLMProvider
 from api.app import create_app
 from core.db import Database
 from core.settings import Settings
+from core.temporal import ensure_search_attributes
 from core.tenancy import IssuedKey, OrgRole, create_key, create_org
 from workers.main import serving
 
@@ -33,6 +38,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def isolated_client(server: Client, interceptors: list[Interceptor] | None = None) -> Client:
+    """A client on a fresh namespace of `server`'s Temporal: no other test's runs, queues
+    or waiting workflows in sight (a dev server namespace is usable once registered)."""
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    await server.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    client = await Client.connect(
+        server.service_client.config.target_host,
+        namespace=namespace,
+        data_converter=server.data_converter,
+        interceptors=interceptors or [],
+    )
+    await ensure_search_attributes(client)
+    return client
 
 
 def api_settings(**overrides: Any) -> Settings:
@@ -94,8 +118,10 @@ async def serving_api(
     settings: Settings,
     provider: LLMProvider | None = None,
     with_workers: bool = True,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[ApiHarness]:
-    app = create_app(settings, db=db, temporal=temporal)
+    """`tracer_provider` traces the API's requests; `temporal`'s interceptors trace the rest."""
+    app = create_app(settings, db=db, temporal=temporal, tracer_provider=tracer_provider)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import uuid
@@ -11,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
@@ -51,7 +52,15 @@ async def started(
     settings: Settings | None = None,
 ) -> AsyncIterator[WorkflowHandle[Any, RunState]]:
     async with serving(client, db=db, provider=provider, settings=settings or Settings()):
-        yield await start_run(client, plan)
+        handle = await start_run(client, plan)
+        try:
+            yield handle
+        finally:
+            # A test that fails mid-run must not leave its workflow on the shared server,
+            # where the next test's workers would pick up its tasks.
+            with contextlib.suppress(Exception):
+                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate("the test that started it has ended")
 
 
 async def run_to_end(

@@ -1,9 +1,11 @@
 """Record the event history of one offline `sdlc` run for the replay test.
 
-    .venv/bin/python -m tests.record_history tests/histories/sdlc_offline_v1.json
+    .venv/bin/python -m tests.record_history tests/histories/sdlc_offline_v2.json
 
 Record a new file (keep the old ones) whenever a released change alters the
-workflow's commands; `tests/test_replay.py` replays every file here.
+workflow's commands; `tests/test_replay.py` replays every file here. Payloads are
+written with the deployment's codec (compressed, as a default deployment stores them);
+v1 was recorded before the codec existed and still replays.
 """
 
 from __future__ import annotations
@@ -13,19 +15,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from agents.providers.offline import OfflineProvider
 from core.db import Database
-from core.temporal import ensure_search_attributes
+from core.settings import Settings
+from core.temporal import data_converter, ensure_search_attributes
 from tests.conftest import binary
 from tests.helpers import make_plan, started
 
 
 async def record(out: Path) -> None:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"), data_converter=pydantic_data_converter
+        dev_server_existing_path=binary("temporal"),
+        data_converter=data_converter(Settings(_env_file=None)),  # type: ignore[call-arg]
     )
     try:
         await ensure_search_attributes(env.client)

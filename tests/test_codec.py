@@ -258,7 +258,11 @@ def test_data_converter_and_dev_server_follow_the_settings(tmp_path: Path) -> No
 # --- histories: old ones replay, new ones hold no plaintext ---------------------------------
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+BEFORE_CODEC = [p for p in HISTORIES if p.stem == "sdlc_offline_v1"]
+"""Recorded before the codec existed; later ones are written with it (tests/record_history.py)."""
+
+
+@pytest.mark.parametrize("path", BEFORE_CODEC, ids=[p.stem for p in BEFORE_CODEC])
 async def test_histories_recorded_before_the_codec_replay_through_it(path: Path) -> None:
     history = WorkflowHistory.from_json(f"run-{path.stem}", path.read_text())
     # the recorded payloads are plain JSON: the codec must pass them through

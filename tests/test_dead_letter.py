@@ -8,17 +8,11 @@ from typing import Any
 from temporalio.client import Client
 
 from agents.providers.anthropic import AnthropicProvider
-from agents.roles import load_prompt
 from core import storage
 from core.contracts import PendingDecision, RunState, RunStatus, TaskResolution, TaskStatus
 from core.db import Database
-from tests.fakes.messages_api import ErrorReply, FakeMessagesAPI, ReplyLike
+from tests.fakes.messages_api import ErrorReply, FakeMessagesAPI, ReplyLike, role_of, task_of
 from tests.helpers import TEMPLATES, make_plan, started, wait_until
-
-ROLE_BY_PROMPT = {
-    load_prompt(role): role
-    for role in ("business_analyst", "ux_engineer", "project_manager", "tech_lead", "cleanup_agent")
-}
 
 
 class FaultyDesigner:
@@ -28,10 +22,12 @@ class FaultyDesigner:
         self.api = api
         self.fault = True
         self.calls: Counter[str] = Counter()
+        self.task_calls: Counter[str] = Counter()
 
     def __call__(self, request: dict[str, Any]) -> ReplyLike:
-        role = ROLE_BY_PROMPT[request["system"]]
+        role = role_of(request)
         self.calls[role] += 1
+        self.task_calls[task_of(request)] += 1
         if role == "ux_engineer" and self.fault:
             return ErrorReply(400, "prompt is too long: 250000 tokens > 200000 maximum")
         return self.api.default_responder(request)
@@ -62,7 +58,7 @@ async def test_dead_letter_then_retry_completes_without_repeating_finished_calls
             assert state.task("cleanup").status == TaskStatus.PENDING
             pending = await handle.query("pending_decisions", result_type=list[PendingDecision])
             assert [(p.kind, p.key) for p in pending] == [("dead_letter", "design")]
-            calls_before_retry = model.calls.copy()
+            calls_before_retry = model.task_calls.copy()
 
             model.fault = False
             await handle.signal("resolve_task", TaskResolution(task="design", action="retry"))
@@ -70,10 +66,10 @@ async def test_dead_letter_then_retry_completes_without_repeating_finished_calls
 
     assert final.status == RunStatus.COMPLETED
     assert {t.status for t in final.tasks} == {TaskStatus.COMPLETED}
-    # finished tasks were not called again; only the designer (1 failed + 2 turns) and the
-    # cleanup after it made new calls
-    new_calls = model.calls - calls_before_retry
-    assert set(new_calls) == {"ux_engineer", "cleanup_agent"}
+    # finished tasks were not called (nor validated) again; only the designer (1 failed + 2
+    # turns), the cleanup after it and their validators made new calls
+    new_calls = model.task_calls - calls_before_retry
+    assert set(new_calls) == {"design", "design.validate", "cleanup", "cleanup.validate"}
     entries = await storage.ledger_entries(sqlite_db, handle.id)
     assert len(entries) == len({(e.task_id, e.attempt, e.turn) for e in entries})
     assert len(entries) == sum(t.turns for t in final.tasks)

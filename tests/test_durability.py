@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core import storage
 from core.contracts import RunStatus
-from core.db import Database
+from core.db import Database, LedgerEntry
 from core.temporal import start_run
 from tests.helpers import make_plan
 
@@ -28,9 +28,15 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def invocations(call_log: Path) -> Counter[tuple[str, int]]:
+def invocations(call_log: Path) -> Counter[str]:
+    """Calls by response id: the offline model derives it from role, turn and task message,
+    so a call made twice logs the same id twice, and the ledger row stores that id."""
     lines = [json.loads(line) for line in call_log.read_text().splitlines() if line.strip()]
-    return Counter((line["role"], int(line["turn"])) for line in lines)
+    return Counter(str(line["id"]) for line in lines)
+
+
+def response_id(entry: LedgerEntry) -> str:
+    return str(json.loads(entry.response)["id"])
 
 
 async def test_sigkilled_worker_loses_nothing_and_repeats_no_finished_call(
@@ -57,7 +63,7 @@ async def test_sigkilled_worker_loses_nothing_and_repeats_no_finished_call(
         first.send_signal(signal.SIGKILL)
         first.wait()
         finished_before_kill = {
-            (e.role, e.turn) for e in await storage.ledger_entries(db, workflow_id)
+            response_id(e) for e in await storage.ledger_entries(db, workflow_id)
         }
         versions_before_kill = len(await storage.all_artifact_versions(db, plan.run_id))
     finally:
@@ -76,6 +82,7 @@ async def test_sigkilled_worker_loses_nothing_and_repeats_no_finished_call(
     ledger = await storage.ledger_entries(db, workflow_id)
     assert len(ledger) == sum(t.turns for t in state.tasks)
     assert len({(e.task_id, e.turn) for e in ledger}) == len(ledger)
+    assert set(calls) == {response_id(e) for e in ledger}  # each logged call has its row
     # every call that had finished before the kill was made exactly once
     assert all(calls[key] == 1 for key in finished_before_kill), calls
     # only calls in flight at the kill (at most one per running task) were made twice

@@ -1,21 +1,42 @@
-"""Cost estimates from a tenant's ledger history, on SQLite and PostgreSQL."""
+"""Cost estimates from a tenant's ledger history, on SQLite and PostgreSQL; predicted vs
+actual after a run; the estimate of a fourth offline run after three, on a real Temporal
+dev server; `GET /runs/{id}/estimate` over real HTTP."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import time
+from collections import defaultdict
 
+import pytest
+from temporalio.client import Client
+
+from agents.providers.offline import OfflineProvider
 from agents.roles import ROLES
 from core import storage
-from core.contracts import RunPlan, RunState, RunStatus, TurnKey, Usage, workflow_id_for
-from core.db import Database
+from core.contracts import (
+    RunPlan,
+    RunState,
+    RunStatus,
+    TaskState,
+    TaskStatus,
+    TurnKey,
+    Usage,
+    workflow_id_for,
+)
+from core.db import Database, LedgerEntry
 from core.estimate import (
     DEFAULT_P90_FACTOR,
     DEFAULT_TASK_USAGE,
     Figure,
+    RunNotRecorded,
     estimate_run,
     percentile,
+    predicted_vs_actual,
     task_history,
 )
+from tests.api_harness import ApiHarness
+from tests.helpers import make_plan, run_to_end
 from workflows.dsl import compile_plan, parse_template, validate
 
 TEMPLATE = """
@@ -60,6 +81,8 @@ async def recorded_run(
     turns: list[Turn],
     status: RunStatus | None = RunStatus.COMPLETED,
     text: str = TEMPLATE,
+    model: str = "m1",
+    tasks: list[TaskState] | None = None,
 ) -> None:
     """A run as the workflow's activities record it: row, ledger rows, final state."""
     plan = plan_for(tenant, run_id, text=text)
@@ -74,7 +97,7 @@ async def recorded_run(
             tenant=tenant,
             role=role,
             provider="offline",
-            model="m1",
+            model=model,
             usage=Usage(input_tokens=inp, output_tokens=out, cache_read_input_tokens=7),
             cost_usd=cost,
             stop_reason="end_turn",
@@ -83,7 +106,13 @@ async def recorded_run(
     if status is not None:
         await storage.record_run_finished(
             db,
-            RunState(run_id=run_id, goal=plan.goal, template=plan.template, status=status),
+            RunState(
+                run_id=run_id,
+                goal=plan.goal,
+                template=plan.template,
+                status=status,
+                tasks=tasks or [],
+            ),
             workflow_id,
         )
 
@@ -224,3 +253,287 @@ async def test_without_history_the_estimate_says_it_uses_defaults(any_db: Databa
     )
     assert estimate.tokens == Figure(mean=expected, p90=expected * DEFAULT_P90_FACTOR)
     assert estimate.cost_usd.mean > 0
+
+
+# --- conditional tasks, models, roles the plan does not name ------------------------------
+
+COND_TEMPLATE = """
+name: cond
+tasks:
+  - id: requirements
+    role: business_analyst
+  - id: analytics
+    role: data_scientist
+    depends_on: [requirements]
+    when: requirements.needs_data_science
+  - id: cleanup
+    role: cleanup_agent
+    depends_on: [requirements]
+    when: requirements.cleanup
+"""
+
+
+async def test_a_conditional_task_counts_at_its_expected_cost(any_db: Database) -> None:
+    analyst: Turn = ("requirements", "business_analyst", 100, 50, 0.01)
+    await recorded_run(
+        any_db,
+        "acme",
+        "c1",
+        [analyst, ("analytics", "data_scientist", 600, 300, 0.9)],
+        text=COND_TEMPLATE,
+    )
+    await recorded_run(any_db, "acme", "c2", [analyst], text=COND_TEMPLATE)
+    await recorded_run(any_db, "acme", "c3", [analyst], text=COND_TEMPLATE)
+    estimate = await estimate_run(
+        any_db, plan_for("acme", "next", text=COND_TEMPLATE), default_model="m-x", price=price
+    )
+    assert (estimate.basis, estimate.runs_seen) == ("history", 3)
+    roles = {r.role: r for r in estimate.roles}
+
+    # Ran in one run of three: its mean is a third of what it spent there, not all of it.
+    scientist = roles["data_scientist"]
+    assert (scientist.basis, scientist.samples) == ("history", 1)
+    assert scientist.tokens == Figure(mean=300, p90=720)
+    assert scientist.cost_usd.mean == pytest.approx(0.3)
+
+    # Never ran: nothing on average, a whole task if the condition turns true.
+    cleanup = roles["cleanup_agent"]
+    default = DEFAULT_TASK_USAGE["cleanup_agent"]
+    assert (cleanup.basis, cleanup.samples) == ("never_ran", 0)
+    assert cleanup.tokens == Figure(
+        mean=0, p90=(default.input_tokens + default.output_tokens) * DEFAULT_P90_FACTOR
+    )
+    assert cleanup.cost_usd.p90 == pytest.approx(price("m1", default) * DEFAULT_P90_FACTOR)
+    assert estimate.note == (
+        "conditional tasks cleanup ran in none of the 3 earlier runs: counted as 0 "
+        "(p90 as if they run)"
+    )
+    assert estimate.tokens.mean == 150 + 300 + 0
+
+
+async def test_samples_on_the_units_model_are_preferred(any_db: Database) -> None:
+    await recorded_run(
+        any_db, "acme", "a", [("requirements", "business_analyst", 800, 200, 0.5)], model="m1"
+    )
+    await recorded_run(
+        any_db, "acme", "b", [("requirements", "business_analyst", 2000, 1000, 0.7)], model="m2"
+    )
+    on_m2 = await estimate_run(
+        any_db, plan_for("acme", "next", model="m2"), default_model="m-x", price=price
+    )
+    analyst = next(r for r in on_m2.roles if r.role == "business_analyst")
+    assert (analyst.samples, analyst.models) == (1, ["m2"])
+    assert analyst.tokens == Figure(mean=3000, p90=3000)
+    assert analyst.cost_usd.mean == pytest.approx(0.7)  # its own model: the ledger's cost
+
+    # A model the template never ran on: every sample, repriced for it.
+    on_m3 = await estimate_run(
+        any_db, plan_for("acme", "next", model="m3"), default_model="m-x", price=price
+    )
+    analyst = next(r for r in on_m3.roles if r.role == "business_analyst")
+    assert (analyst.samples, analyst.models) == (2, ["m1", "m2"])
+    assert analyst.tokens.mean == 2000
+    assert analyst.cost_usd.mean == pytest.approx(
+        (
+            price("m3", Usage(input_tokens=800, output_tokens=200))
+            + price("m3", Usage(input_tokens=2000, output_tokens=1000))
+        )
+        / 2
+    )
+
+
+async def test_roles_the_plan_does_not_name_are_estimated_per_run(any_db: Database) -> None:
+    analyst: Turn = ("requirements", "business_analyst", 100, 50, 0.01)
+    await recorded_run(
+        any_db,
+        "acme",
+        "v1",
+        [
+            analyst,
+            ("requirements.validate", "validator", 30, 10, 0.001),
+            ("backend.validate", "validator", 50, 10, 0.002),
+        ],
+    )
+    await recorded_run(
+        any_db, "acme", "v2", [analyst, ("requirements.validate", "validator", 200, 100, 0.004)]
+    )
+    plan = plan_for("acme", "next")
+    estimate = await estimate_run(any_db, plan, default_model="m-x", price=price)
+    validator = next(r for r in estimate.roles if r.role == "validator")
+    # Per run: 100 tokens in v1 (two tasks), 300 in v2.
+    assert (validator.tasks, validator.basis, validator.samples) == (0, "history", 3)
+    assert validator.tokens == Figure(mean=200, p90=280)
+    assert validator.cost_usd.mean == pytest.approx(0.0035)
+
+    unvalidated = plan.model_copy(update={"validate_tasks": False})
+    without = await estimate_run(any_db, unvalidated, default_model="m-x", price=price)
+    assert "validator" not in {r.role for r in without.roles}
+    assert estimate.tokens.mean - without.tokens.mean == 200
+
+
+# --- predicted vs actual -------------------------------------------------------------------
+
+
+async def test_predicted_vs_actual_reads_the_runs_finished_before_it(any_db: Database) -> None:
+    await recorded_run(any_db, "acme", "r1", FIRST)
+    await recorded_run(any_db, "acme", "r2", SECOND)
+    await recorded_run(
+        any_db,
+        "acme",
+        "target",
+        [
+            ("requirements", "business_analyst", 300, 100, 0.04),
+            ("backend", "backend_engineer", 1500, 500, 0.6),
+            (REVIEW, "tech_lead", 400, 100, 0.1),
+            ("backend.validate", "validator", 100, 20, 0.0),
+        ],
+        tasks=[
+            TaskState(id="requirements", role="business_analyst", model="m1"),
+            TaskState(id="backend", role="backend_engineer", model="m1"),
+            TaskState(id="cleanup", role="cleanup_agent", status=TaskStatus.SKIPPED),
+        ],
+    )
+    # Finished after `target` was created: an estimate made then could not have read it.
+    await recorded_run(any_db, "acme", "later", NOISE)
+
+    comparison = await predicted_vs_actual(any_db, "target", default_model="m-x", price=price)
+    assert (comparison.run_id, comparison.template, comparison.status) == (
+        "target",
+        "shop",
+        RunStatus.COMPLETED,
+    )
+    assert comparison.estimate.runs_seen == 2
+    rows = {
+        r.role: (r.basis, r.predicted_tokens.mean, r.actual_tokens, r.actual_cost_usd)
+        for r in comparison.roles
+    }
+    assert rows == {
+        "business_analyst": ("history", 275, 400, 0.04),
+        "backend_engineer": ("history", 2250, 2000, 0.6),
+        # The review pass is rebuilt from the ledger's `backend.review-tech_lead` rows.
+        "tech_lead": ("history", 500, 500, 0.1),
+        # Skipped in this run: conditional; it never ran before either.
+        "cleanup_agent": ("never_ran", 0, 0, 0.0),
+        # Spent, never predicted: no earlier run had validator calls.
+        "validator": (None, 0, 120, 0.0),
+    }
+    assert comparison.actual_tokens == 400 + 2000 + 500 + 120
+    assert comparison.actual_cost_usd == pytest.approx(0.74)
+    assert comparison.estimate.tokens.mean == 275 + 2250 + 500
+    assert comparison.tokens_error_pct == pytest.approx(0.2)
+
+    # With the run's own plan (cleanup unconditional), that plan is what is predicted.
+    with_plan = await predicted_vs_actual(
+        any_db, "target", default_model="m-x", price=price, plan=plan_for("acme", "target")
+    )
+    cleanup = next(r for r in with_plan.roles if r.role == "cleanup_agent")
+    assert (cleanup.basis, cleanup.actual_tokens) == ("defaults", 0)
+
+    with pytest.raises(RunNotRecorded):
+        await predicted_vs_actual(any_db, "nope", default_model="m-x", price=price)
+
+
+# --- the done-when: three offline runs predict the fourth ------------------------------------
+
+HISTORY_GOALS = [
+    "Build a task management API with user authentication",
+    "Build a bookstore inventory service",
+    "Build a library lending API",
+]
+FOURTH_GOAL = "Build a recipe sharing API with user accounts"
+
+
+def ledger_tokens_by_role(entries: list[LedgerEntry]) -> dict[str, int]:
+    spent: dict[str, int] = defaultdict(int)
+    for entry in entries:
+        spent[entry.role] += entry.input_tokens + entry.output_tokens
+    return dict(spent)
+
+
+async def test_three_offline_runs_predict_the_fourth_within_25_percent(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    provider = OfflineProvider()
+    # What a user does: the same template, a different goal each time.
+    for goal in HISTORY_GOALS:
+        state = await run_to_end(dev_client, sqlite_db, provider, make_plan(goal))
+        assert state.status == RunStatus.COMPLETED, state.error
+
+    fourth = make_plan(FOURTH_GOAL)
+    estimate = await estimate_run(
+        sqlite_db, fourth, default_model=provider.default_model, price=provider.cost_usd
+    )
+    assert (estimate.basis, estimate.runs_seen, estimate.template) == ("history", 3, "sdlc")
+    state = await run_to_end(dev_client, sqlite_db, provider, fourth)
+    assert state.status == RunStatus.COMPLETED, state.error
+
+    entries = await storage.ledger_entries(sqlite_db, workflow_id_for(fourth.run_id))
+    actual = sum(e.input_tokens + e.output_tokens for e in entries)
+    assert actual > 0
+    assert abs(estimate.tokens.mean - actual) <= 0.25 * actual, (estimate.tokens.mean, actual)
+
+    # After the run: the same prediction (from the three runs before it), next to the ledger,
+    # whether the run's plan is given (the CLI) or rebuilt from the database (the API).
+    for plan in (fourth, None):
+        comparison = await predicted_vs_actual(
+            sqlite_db,
+            fourth.run_id,
+            default_model=provider.default_model,
+            price=provider.cost_usd,
+            plan=plan,
+        )
+        assert comparison.estimate.runs_seen == 3
+        assert comparison.estimate.tokens == estimate.tokens
+        assert comparison.actual_tokens == actual
+        assert {r.role: r.actual_tokens for r in comparison.roles if r.actual_tokens} == (
+            ledger_tokens_by_role(entries)
+        )
+        by_role = {r.role: r for r in comparison.roles}
+        # sdlc's data_science task ran in none of the runs: predicted 0, spent 0.
+        assert (by_role["data_scientist"].basis, by_role["data_scientist"].actual_tokens) == (
+            "never_ran",
+            0,
+        )
+
+
+# --- GET /runs/{id}/estimate -----------------------------------------------------------------
+
+
+async def test_the_api_shows_predicted_vs_actual_of_a_closed_run(api: ApiHarness) -> None:
+    tenant = await api.tenant()
+    http = api.http(tenant.headers)
+    started = await http.post("/runs", json={"goal": "Build a library lending API"})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+
+    # An open run has no actual yet: 409.
+    open_plan = plan_for(tenant.org_id, f"open{run_id[:8]}")
+    await storage.record_run_started(api.db, open_plan, workflow_id_for(open_plan.run_id))
+    refused = await http.get(f"/runs/{open_plan.run_id}/estimate")
+    assert refused.status_code == 409, refused.text
+    assert "still running" in refused.json()["detail"]
+
+    deadline = time.monotonic() + 180
+    while (await http.get(f"/runs/{run_id}")).json()["status"] == "running":
+        assert time.monotonic() < deadline, "the run did not finish"
+        await asyncio.sleep(0.3)
+
+    response = await http.get(f"/runs/{run_id}/estimate")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    entries = await storage.ledger_entries(api.db, workflow_id_for(run_id))
+    assert body["run_id"] == run_id and body["status"] == "completed"
+    # The organization's first run: the prediction was per-role defaults.
+    assert (body["estimate"]["basis"], body["estimate"]["runs_seen"]) == ("defaults", 0)
+    assert body["actual_tokens"] == sum(e.input_tokens + e.output_tokens for e in entries)
+    spent = {r["role"]: r["actual_tokens"] for r in body["roles"] if r["actual_tokens"]}
+    assert spent == ledger_tokens_by_role(entries)
+    assert body["tokens_error_pct"] == pytest.approx(
+        (body["estimate"]["tokens"]["mean"] - body["actual_tokens"]) / body["actual_tokens"] * 100,
+        abs=0.05,
+    )
+
+    stranger = api.http((await api.tenant()).headers)
+    hidden = await stranger.get(f"/runs/{run_id}/estimate")
+    assert hidden.status_code == 404
+    assert hidden.json() == {"detail": f"no run with id {run_id!r}"}

@@ -7,11 +7,16 @@ from typing import Any
 from temporalio.client import Client
 
 from agents.providers.anthropic import AnthropicProvider
-from agents.roles import load_prompt
 from core import storage
 from core.contracts import RunStatus, Severity, TaskStatus
 from core.db import Database
-from tests.fakes.messages_api import FakeMessagesAPI, ReplyLike, text_message, tool_use_message
+from tests.fakes.messages_api import (
+    FakeMessagesAPI,
+    ReplyLike,
+    role_of,
+    text_message,
+    tool_use_message,
+)
 from tests.helpers import TEMPLATES, make_plan, run_generated_tests, run_to_end
 
 APP_WITH_SHELL = """\
@@ -75,7 +80,7 @@ class ScriptedTeam:
     def __call__(self, request: dict[str, Any]) -> ReplyLike:
         if answered(request):
             return text_message("Done.")
-        if request["system"] == load_prompt("backend_engineer"):
+        if role_of(request) == "backend_engineer":
             return self.backend(user_text(request))
         return tool_use_message(
             "submit_verdict", {"verdict": "pass", "summary": "the tool findings decide"}

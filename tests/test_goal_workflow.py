@@ -110,7 +110,9 @@ async def test_a_long_history_continues_as_new_and_carries_the_state(
         == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     )
     assert state.status == RunStatus.COMPLETED, state.error
-    assert state.task("requirements").turns == 2  # finished in the first run, carried over
+    # two turns and the validator's two, finished in the first run, carried over
+    assert state.task("requirements").turns == 4
+    assert [v.passed for v in state.task("requirements").validations] == [True]
     entries = await storage.ledger_entries(sqlite_db, handle.id)
     assert len(entries) == sum(t.turns for t in state.tasks)
     assert state.usage.input_tokens == sum(e.input_tokens for e in entries)

@@ -15,6 +15,7 @@ from agents.roles import ROLES, load_prompt
 from core import storage
 from core.contracts import RunStatus, TaskStatus, Usage
 from core.db import Database
+from tests.fakes.messages_api import TASK_TAG
 from tests.fakes.openai_api import (
     DropMidResponse,
     ErrorReply,
@@ -34,7 +35,12 @@ ROLE_BY_PROMPT = {load_prompt(role): role for role in ROLES}
 def role_of(request: Mapping[str, Any]) -> str:
     system = request["messages"][0]
     assert system["role"] == "system"
-    return ROLE_BY_PROMPT[system["content"]]
+    if system["content"] in ROLE_BY_PROMPT:
+        return ROLE_BY_PROMPT[system["content"]]
+    # The validator's system prompt is the team handbook: its task message names the role.
+    task = TASK_TAG.search(str(request["messages"][1]["content"]))
+    assert task is not None, "neither a role's prompt nor a task message"
+    return task.group(2)
 
 
 def turn_of(request: Mapping[str, Any]) -> int:
@@ -92,16 +98,23 @@ async def test_sdlc_run_over_an_openai_compatible_endpoint(
     assert sorted(server.injected) == sorted(faults)
     ran = [t for t in state.tasks if t.status == TaskStatus.COMPLETED]
     assert len(ran) == 9  # data_science and cleanup wait for outputs this responder never sets
-    # every task wrote its note through a tool_calls round trip, then ended its turn
-    assert all(t.turns == 2 and len(t.artifacts) == 1 for t in ran)
+    # every task wrote its note through a tool_calls round trip, then ended its turn; the
+    # validator passed each of the seven tasks that are not gates the same way
+    gates = {t.id for t in plan.tasks if t.gate}
+    assert all(t.turns == (2 if t.id in gates else 4) and len(t.artifacts) == 1 for t in ran)
     assert all(t.model == MODEL for t in ran)
     assert {a.path for t in ran for a in t.artifacts} == {f"notes/{n}.md" for n in range(1, 10)}
     assert all(r.api_key == KEY for r in requests)
-    assert len(requests) == 18 + len(faults)
-    assert len(successes) == 18
+    assert len(requests) == 18 + 14 + len(faults)
+    assert len(successes) == 18 + 14
+    validators = [r.json for r in requests if role_of(r.json) == "validator"]
+    assert len(validators) == 14
+    assert all(body["tools"][-1]["function"]["name"] == "submit_validation" for body in validators)
 
     # the second turn answers the first turn's tool call by its id, as a tool message
-    second_turns = [r.json for r in requests if turn_of(r.json) == 2]
+    second_turns = [
+        r.json for r in requests if turn_of(r.json) == 2 and role_of(r.json) != "validator"
+    ]
     assert len(second_turns) == 9 + 1  # the backend's second turn was asked twice
     for body in second_turns:
         assistant, tool = body["messages"][2:]

@@ -156,7 +156,8 @@ async def test_reset_reruns_from_a_task_without_repeating_earlier_calls(
 
     assert second.status == RunStatus.COMPLETED
     new_calls = [json.loads(line) for line in call_log.read_text().splitlines()[calls_before:]]
-    assert {c["role"] for c in new_calls} == {"cleanup_agent"}
+    # the cleanup's two turns and its validator's two; nothing before it was called again
+    assert sorted(c["role"] for c in new_calls) == ["cleanup_agent"] * 2 + ["validator"] * 2
     entries = await storage.ledger_entries(sqlite_db, handle.id)
     cleanup_rows = [e for e in entries if e.task_id == "cleanup"]
     assert len({e.execution_id for e in cleanup_rows}) == 2  # the first run's and the reset's

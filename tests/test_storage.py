@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
+
+import asyncpg
+from sqlalchemy import text
 
 from core import storage
 from core.contracts import RunPlan, RunState, RunStatus, TurnKey, Usage
-from core.db import Database
+from core.db import MIGRATIONS_DIR, Database
+from tests.conftest import POSTGRES_ADMIN_DSN
 
 
 def key(turn: int, task: str = "backend", run: str = "r1") -> TurnKey:
@@ -161,3 +167,61 @@ async def test_a_database_from_the_first_release_upgrades_with_its_rows(tmp_path
         assert (entry.execution_id, entry.input_tokens, entry.cost_usd) == ("", 10, 0.5)
     finally:
         await db.dispose()
+
+
+async def test_processes_starting_together_migrate_a_fresh_postgresql_once() -> None:
+    """Workers and API replicas open the same new database at once: none fails."""
+
+    name = f"orch_race_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    # One engine each, as separate processes would have: separate connections.
+    databases = [Database(f"{base}/{name}") for _ in range(6)]
+    try:
+        await asyncio.gather(*(db.ensure_schema() for db in databases))
+        async with databases[0].engine.connect() as conn:
+            versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        assert len(versions) == 1
+        assert (
+            versions[0][0]
+            == sorted(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("0*.py"))[-1]
+        )
+    finally:
+        for db in databases:
+            await db.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_after_a_reset_turns_replayed_from_history_find_their_earlier_rows(
+    any_db: Database,
+) -> None:
+    """Turn 0 ran before a reset (execution A); turn 1 ran after it (execution B)."""
+
+    async def record(turn: int, execution: str) -> None:
+        await storage.record_model_call(
+            any_db,
+            key(turn).model_copy(update={"execution_id": execution}),
+            tenant="acme",
+            role="backend_engineer",
+            provider="offline",
+            model="offline-sim-1",
+            usage=Usage(input_tokens=turn + 1),
+            cost_usd=0.0,
+            stop_reason="tool_use",
+            response_json=f'{{"turn": {turn}, "execution": "{execution}"}}',
+        )
+
+    await record(0, "A")
+    await record(1, "A")  # superseded: execution B made turn 1 again
+    await record(1, "B")
+    in_b = key(2).model_copy(update={"execution_id": "B"})
+
+    context = await storage.turn_context(any_db, in_b, [])
+    assert [(e.turn, e.execution_id) for e in context.earlier_calls] == [(0, "A"), (1, "B")]
+    replayed = await storage.model_call_of_turn(
+        any_db, key(0).model_copy(update={"execution_id": "B"})
+    )
+    assert replayed is not None and replayed.execution_id == "A"
+    assert await storage.model_call_of_turn(any_db, in_b) is None

@@ -8,11 +8,17 @@ from temporalio.client import Client
 
 from agents.providers.anthropic import AnthropicProvider
 from agents.providers.offline import OfflineProvider
-from agents.roles import load_prompt
 from core import storage
 from core.contracts import RunStatus, TaskStatus
 from core.db import Database
-from tests.fakes.messages_api import FakeMessagesAPI, ReplyLike, text_message, tool_use_message
+from tests.fakes.messages_api import (
+    FakeMessagesAPI,
+    ReplyLike,
+    first_text,
+    role_of,
+    text_message,
+    tool_use_message,
+)
 from tests.helpers import TEMPLATES, make_plan, run_to_end
 
 
@@ -23,7 +29,9 @@ async def test_the_offline_tech_lead_accepts_the_schema(
     final = await run_to_end(dev_client, sqlite_db, OfflineProvider(), plan)
     assert final.status == RunStatus.COMPLETED
     database = final.task("database")
-    assert database.attempt == 0 and database.turns == 4  # 2 of its own, 2 of the review
+    # 2 of its own, 2 of the validator, 2 of the review
+    assert database.attempt == 0 and database.turns == 6
+    assert [v.passed for v in database.validations] == [True]
     entries = await storage.ledger_entries(sqlite_db, f"run-{plan.run_id}")
     assert {e.task_id for e in entries} >= {"database", "database.review-tech_lead"}
 
@@ -38,9 +46,10 @@ class StrictLead:
     def __call__(self, request: dict[str, Any]) -> ReplyLike:
         if len(request["messages"]) > 1:
             return text_message("Done.")
-        first = request["messages"][0]["content"]
-        text = first if isinstance(first, str) else first[0]["text"]
-        if request["system"] == load_prompt("tech_lead"):
+        text = first_text(request)
+        if role_of(request) == "validator":
+            return tool_use_message("submit_validation", {"passed": True})
+        if role_of(request) == "tech_lead":
             self.reviews += 1
             if self.reviews == 1:
                 return tool_use_message(
@@ -59,7 +68,7 @@ class StrictLead:
                     },
                 )
             return tool_use_message("submit_verdict", {"verdict": "pass", "summary": "good"})
-        if request["system"] == load_prompt("database_engineer") and "<feedback>" in text:
+        if role_of(request) == "database_engineer" and "<feedback>" in text:
             self.revised_with.append(text.split("<feedback>", 1)[1])
         return tool_use_message("write_file", {"path": "db/schema.sql", "content": "-- schema\n"})
 

@@ -57,7 +57,7 @@ def build_workers(
     queues: Iterable[str] = ALL_QUEUES,
     max_concurrent_activities: int = 100,
 ) -> list[Worker]:
-    models = ModelActivities(db, provider)
+    models = ModelActivities(db, provider, settings)
     workspace = WorkspaceActivities(db)
     runs = RunActivities(db)
     notifications = NotificationActivities(settings)

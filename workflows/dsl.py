@@ -54,6 +54,12 @@ class TemplateSettings(BaseModel):
 
     max_turns: int = Field(default=12, ge=1, le=100)
     model: str | None = None
+    validate_tasks: bool = Field(default=True, alias="validate")
+    """`validate: false` turns off the validator's check after each task."""
+    max_validation_rounds: int = Field(default=1, ge=0, le=5)
+    """Reruns of a task whose work failed validation before it completes with the issues."""
+    response_cache: bool = True
+    """`response_cache: false` makes every model call of the run, even a repeated one."""
 
 
 class Template(BaseModel):
@@ -208,7 +214,11 @@ def compile_plan(
     tenant: str = "default",
     model: str | None = None,
     heartbeat_timeout_seconds: float = 60.0,
+    validate: bool | None = None,
+    validation_model: str | None = None,
+    response_cache: bool | None = None,
 ) -> RunPlan:
+    """`validate` None follows the template's setting; True or False is the run's own choice."""
     goal = goal.strip()
     if not goal:
         raise ValueError("the goal is empty: say what to build, e.g. 'Build a todo API'")
@@ -222,6 +232,12 @@ def compile_plan(
         model=model or template.settings.model,
         model_heartbeat_timeout_seconds=heartbeat_timeout_seconds,
         roles=sorted(roles),
+        validate_tasks=template.settings.validate_tasks if validate is None else validate,
+        max_validation_rounds=template.settings.max_validation_rounds,
+        validation_model=validation_model,
+        response_cache=template.settings.response_cache
+        if response_cache is None
+        else response_cache,
         tasks=[
             TaskPlan(
                 id=t.id,

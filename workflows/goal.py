@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         SEARCH_ATTRIBUTE_TEMPLATE,
         SEARCH_ATTRIBUTE_TENANT,
         TASK_QUEUE,
+        VALIDATOR_ROLE,
         VERDICT_OUTPUT,
         WEBHOOK_EVENT_TYPES,
         ArtifactRef,
@@ -66,7 +67,8 @@ with workflow.unsafe.imports_passed_through():
         agent_queue,
     )
     from core.metrics import GATE_VERDICTS, REVISIONS
-    from workflows import changes
+    from workflows import changes, validation
+    from workflows import notes as agent_notes
     from workflows.dag import blocked_tasks, ready_tasks, should_run, upstream_ids
     from workflows.gates import (
         HUMAN_APPROVAL,
@@ -89,6 +91,8 @@ TENANT = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_TENANT)
 STORAGE_TIMEOUT = timedelta(seconds=60)
 STORAGE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 CHECKS_TIMEOUT = timedelta(minutes=15)
+CHECKS_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+"""Checks beat every 5 s; a killed checks worker's work moves elsewhere within 20 s."""
 NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=20)
 WEBHOOK_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=2))
 WEBHOOK_GIVE_UP = timedelta(minutes=15)
@@ -101,6 +105,8 @@ GATE_OPTIONS = [
 
 # workflow.patched ids: histories recorded before each change replay the old path.
 PATCH_WEBHOOKS = "webhook-deliveries"
+PATCH_NOTES = "agent-notes"
+PATCH_VALIDATION = "semantic-validation"
 
 
 class MaxTurnsExceeded(Exception):
@@ -332,7 +338,11 @@ class GoalWorkflow:
         if task.gate:
             done = await self._run_gate(task, task_state)
         else:
-            done = await self._work(task, task_state) and await self._supervise(task, task_state)
+            done = (
+                await self._work(task, task_state)
+                and await self._validate(task, task_state)
+                and await self._supervise(task, task_state)
+            )
         if done:
             task_state.status = TaskStatus.COMPLETED
         self._emit_task_outcome(task_state)
@@ -415,8 +425,12 @@ class GoalWorkflow:
             ]
         description = "\n\n".join(p for p in (task.description, task.prompt_addition) if p)
         round_ = f", attempt {task_state.attempt + 1}" if task_state.attempt else ""
+        notes_on = workflow.patched(PATCH_NOTES)
+        peers = agent_notes.peers(plan.tasks, task.id) if notes_on else {}
         while task_state.next_turn < task.max_turns:
             turn = task_state.next_turn
+            if notes_on and turn == 0:
+                task_state.delivered_notes = {}  # a new attempt is a new conversation
             key = TurnKey(
                 run_id=plan.run_id,
                 workflow_id=workflow.info().workflow_id,
@@ -437,6 +451,17 @@ class GoalWorkflow:
                     model=task.model or plan.model,
                     upstream=upstream,
                     tenant=plan.tenant,
+                    response_cache=plan.response_cache,
+                    notes=agent_notes.deliver(
+                        state.notes,
+                        task_id=task.id,
+                        role=task.role,
+                        turn=turn,
+                        delivered=task_state.delivered_notes,
+                    )
+                    if notes_on
+                    else [],
+                    peers=peers,
                 ),
                 summary=f"{label}: turn {turn + 1}",
             )
@@ -444,17 +469,63 @@ class GoalWorkflow:
             if call.tool_calls:
                 tools = await self._storage(
                     RUN_TOOL_CALLS,
-                    ToolCallsInput(key=key, role=task.role, model=call.model),
+                    ToolCallsInput(
+                        key=key,
+                        role=task.role,
+                        model=call.model,
+                        recipients=agent_notes.recipients(plan.tasks) if notes_on else [],
+                    ),
                     result_type=ToolCallsResult,
                     summary=f"{label}: tools of turn {turn + 1}",
                 )
                 task_state.artifacts = merge_artifacts(task_state.artifacts, tools.written)
                 task_state.outputs.update(tools.outputs)
+                if notes_on:
+                    await self._take_notes(task, task_state, turn, tools)
             task_state.next_turn = turn + 1
             if call.stop_reason != "tool_use":
                 task_state.summary = call.text
                 return
         raise MaxTurnsExceeded(f"{task.id} did not finish within {task.max_turns} turns")
+
+    async def _take_notes(
+        self, task: TaskPlan, task_state: TaskState, turn: int, tools: ToolCallsResult
+    ) -> None:
+        """Post the turn's notes to the run's state; hold the agent if it waits for one."""
+        state = self._require_state()
+        posted = agent_notes.posted(
+            tools.notes,
+            after=state.notes,
+            from_task=task.id,
+            from_role=task.role,
+            turn=turn,
+            at=workflow.now(),
+        )
+        for note in posted:
+            state.notes.append(note)
+            self._emit(
+                EventType.NOTE_POSTED, task.id, seq=note.seq, to=note.to, subject=note.subject
+            )
+        wait = tools.wait_for_note
+        if wait is None:
+            return
+
+        def may_go_on() -> bool:
+            return agent_notes.may_go_on(
+                state.notes,
+                state.tasks,
+                task_id=task.id,
+                role=task.role,
+                delivered=task_state.delivered_notes,
+                sender=wait.sender,
+            )
+
+        if may_go_on():
+            return
+        try:
+            await workflow.wait_condition(may_go_on, timeout=wait.timeout_seconds)
+        except TimeoutError:
+            workflow.logger.info("%s waited %ss for a note in vain", task.id, wait.timeout_seconds)
 
     async def _call_model(self, call: ModelCallInput, summary: str) -> ModelCallResult:
         """One model call; when a budget is spent, pause for `raise` or `abort` and go on."""
@@ -570,7 +641,7 @@ class GoalWorkflow:
             result_type=ChecksReport,
             task_queue=CHECKS_QUEUE,
             start_to_close_timeout=CHECKS_TIMEOUT,
-            heartbeat_timeout=timedelta(seconds=60),
+            heartbeat_timeout=CHECKS_HEARTBEAT_TIMEOUT,
             retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"{gate.id}: checks, round {round_}",
         )
@@ -629,6 +700,49 @@ class GoalWorkflow:
         if answer.by == POLICY_BY and policy.auto_decision == AutoDecision.FAIL:
             self._fail_reason = f"gate {gate.id} waited past its escalation policy"
         return answer
+
+    async def _validate(self, task: TaskPlan, task_state: TaskState) -> bool:
+        """The validator checks the work; failed work goes round again, a bounded number of times.
+
+        Validation never fails a task by itself: after the last rerun the task completes
+        with the issues on its state. Only the validator's own failure (a dead letter that
+        was aborted, a budget abort) or a failed rerun stops the task.
+        """
+        plan = self._require_plan()
+        if not validation.should_validate(task, plan) or not workflow.patched(PATCH_VALIDATION):
+            return True
+        round_ = 0
+        while True:
+            round_ += 1
+            validator = validation.validator_task(task, task_state, plan)
+            scratch = TaskState(id=validator.id, role=VALIDATOR_ROLE, attempt=round_ - 1)
+            if not await self._work(validator, scratch, upstream=list(task_state.artifacts)):
+                if scratch.status == TaskStatus.SKIPPED:
+                    task_state.validations.append(validation.skipped_result(scratch.summary))
+                    return True
+                task_state.status = TaskStatus.FAILED
+                task_state.error = f"validation failed to run: {scratch.error}"
+                return False
+            _fold(task_state, scratch)
+            result = validation.validation_outcome(scratch.outputs)
+            task_state.validations.append(result)
+            if result.passed:
+                return True
+            rerun = validation.should_rerun(round_, plan)
+            self._emit(
+                EventType.TASK_VALIDATION_FAILED,
+                task.id,
+                round=round_,
+                issues=validation.event_issues(result),
+                rerun=rerun,
+            )
+            if not rerun:
+                return True
+            task_state.attempt += 1
+            task_state.next_turn = 0
+            feedback = validation.rerun_feedback(result, round_)
+            if not await self._work(task, task_state, feedback=feedback):
+                return False
 
     async def _supervise(self, task: TaskPlan, task_state: TaskState) -> bool:
         """Each reviewer in `review_by`, in turn, accepts the work or sends it back."""

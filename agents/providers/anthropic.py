@@ -36,6 +36,9 @@ from core.contracts import Usage
 # they stay importable from here.
 __all__ = ["PRICING", "AnthropicProvider", "ModelPrice", "price_usd"]
 
+CHEAP_MODEL = "claude-haiku-4-5"
+"""For side work such as summaries (SUMMARY_MODEL overrides it)."""
+
 _STOP_REASONS: frozenset[str] = frozenset(get_args(StopReason))
 
 
@@ -43,6 +46,7 @@ class AnthropicProvider:
     """``LLMProvider`` for the Anthropic Messages API."""
 
     name = "anthropic"
+    prompt_caching = True
 
     def __init__(
         self,
@@ -53,6 +57,7 @@ class AnthropicProvider:
         pricing: PriceTable | None = None,
     ) -> None:
         self.default_model = model
+        self.cheap_model = CHEAP_MODEL
         self._timeout_seconds = timeout_seconds
         self._pricing = pricing or PriceTable()
         self._client = AsyncAnthropic(
@@ -64,23 +69,8 @@ class AnthropicProvider:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         model = request.model or self.default_model
-        params: dict[str, Any] = {
-            "model": model,
-            "max_tokens": request.max_tokens,
-            "messages": cast(
-                "list[MessageParam]",
-                [msg.model_dump(mode="json", exclude_none=True) for msg in request.messages],
-            ),
-        }
-        # Omitted rather than sent empty: the API rejects empty system text blocks, and an
-        # empty tool list only adds noise to the request.
-        if request.system:
-            params["system"] = request.system
-        if request.tools:
-            params["tools"] = cast(
-                "list[ToolUnionParam]",
-                [tool.model_dump(mode="json", exclude_none=True) for tool in request.tools],
-            )
+        params = _params(request, model)
+        params["max_tokens"] = request.max_tokens
         try:
             message = await self._client.messages.create(**params)
         except anthropic.APIStatusError as exc:
@@ -100,12 +90,47 @@ class AnthropicProvider:
             raise ProviderError(f"Anthropic SDK error: {exc}", retryable=False) from exc
         return _to_response(message, model)
 
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        """The API's exact input token count (free, rate-limited); None when it fails."""
+        try:
+            counted = await self._client.messages.count_tokens(
+                **_params(request, request.model or self.default_model)
+            )
+        except anthropic.AnthropicError:
+            # Only an optimisation: the caller falls back to its estimate.
+            return None
+        return counted.input_tokens
+
     def cost_usd(self, model: str, usage: Usage) -> float:
         """List price from the shared table; an unlisted Claude model at its family's price."""
         return cost_usd(self._pricing.claude_price(model), usage)
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _params(request: ModelRequest, model: str) -> dict[str, Any]:
+    """The request on the wire, without `max_tokens` (count_tokens takes none)."""
+    params: dict[str, Any] = {
+        "model": model,
+        "messages": cast(
+            "list[MessageParam]",
+            [msg.model_dump(mode="json", exclude_none=True) for msg in request.messages],
+        ),
+    }
+    cache = {"cache_control": {"type": "ephemeral"}} if request.cache_prefix else {}
+    # Omitted rather than sent empty: the API rejects empty system text blocks, and an
+    # empty tool list only adds noise to the request.
+    if request.system:
+        params["system"] = (
+            [{"type": "text", "text": request.system, **cache}] if cache else request.system
+        )
+    if request.tools:
+        tools = [tool.model_dump(mode="json", exclude_none=True) for tool in request.tools]
+        # Tools come first in the cached prefix; a breakpoint on the last one covers them all.
+        tools[-1].update(cache)
+        params["tools"] = cast("list[ToolUnionParam]", tools)
+    return params
 
 
 def _to_response(message: anthropic.types.Message, requested_model: str) -> ModelResponse:

@@ -7,6 +7,10 @@ that actually scan the delivered code for the reviewers) and records the role's 
 once the tool results come back it ends the turn with a summary. Same request, same answer:
 ids, texts and usage are all derived from the request.
 
+Where backend and frontend engineers run side by side (peers in the task message), the
+backend engineer posts its API contract to the frontend with `post_note`, and the frontend
+engineer first calls `wait_for_note`, then builds its API client against the note it got.
+
 Every file it writes starts with a line saying it came from the offline model, so nobody
 mistakes template output for model output.
 """
@@ -22,6 +26,7 @@ import math
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +34,7 @@ from typing import Any, Literal, cast, get_args
 
 from agents import roles
 from agents.context import parse_goal, parse_review_request, parse_upstream
+from agents.conversation import ReceivedNote, parse_notes, parse_peers
 from agents.protocol import (
     ContentBlock,
     Message,
@@ -40,7 +46,7 @@ from agents.protocol import (
     ToolUseBlock,
 )
 from agents.providers import offline_templates as tpl
-from core.contracts import Usage
+from core.contracts import VALIDATOR_ROLE, Usage
 
 OFFLINE_MODEL = "offline-sim-1"
 
@@ -561,6 +567,8 @@ class Job:
     model: str
     blueprint: Blueprint
     upstream: Mapping[str, str]
+    notes: tuple[ReceivedNote, ...] = ()
+    """Notes other agents posted to this one (e.g. the backend's API contract)."""
 
 
 @dataclass(frozen=True)
@@ -606,6 +614,7 @@ ROLE_DELIVERABLES: dict[str, tuple[str, ...]] = {
     "security_reviewer": ("reviews/security_review.md",),
     "data_scientist": ("analytics/metrics.md", "analytics/metrics.py"),
     "cleanup_agent": ("README.md", ".gitignore"),
+    VALIDATOR_ROLE: (),
 }
 """Paths each role writes; the plan quotes them and tests hold the builders to them."""
 
@@ -1152,7 +1161,46 @@ def frontend_engineer(job: Job) -> Deliverable:
         plural_words=e.plural_words,
         entity_title=e.words.capitalize(),
     )
+    contract = api_contract_from(job.notes)
+    if contract is not None:
+        note, lines = contract
+        # Built against what the backend said, not only the plan: say so where it is used.
+        js = (
+            f"// API contract from {note.from_task} ({note.from_role}), note #{note.seq} "
+            f'"{note.subject}":\n' + "".join(f"//   {line}\n" for line in lines) + js
+        )
     return Deliverable({"frontend/index.html": html, "frontend/app.js": js})
+
+
+CONTRACT_SUBJECT = "API contract"
+_CONTRACT_LINE = re.compile(r"^(?:GET|POST|PUT|PATCH|DELETE) /\S*", re.M)
+
+
+def api_contract_note(bp: Blueprint) -> str:
+    """What the backend engineer tells the frontend engineer: every endpoint it serves."""
+    lines = [
+        f"{ep.method} {ep.path}{' (bearer token)' if ep.auth else ''}: body {ep.body}, "
+        f"{ep.success}; errors {ep.errors}"
+        for ep in endpoints(bp)
+    ]
+    auth = (
+        " Sign in with POST /auth/login and send `Authorization: Bearer <access_token>`."
+        if bp.auth
+        else ""
+    )
+    return (
+        f"{bp.project} API at http://127.0.0.1:8000 (JSON bodies; backend/README.md has the "
+        f"details).{auth}\n" + "\n".join(lines)
+    )
+
+
+def api_contract_from(notes: Iterable[ReceivedNote]) -> tuple[ReceivedNote, list[str]] | None:
+    """The newest note from a backend engineer that lists endpoints, with those endpoints."""
+    for note in reversed(list(notes)):
+        found = _CONTRACT_LINE.findall(note.text)
+        if note.from_role == "backend_engineer" and found:
+            return note, found
+    return None
 
 
 # ---- reviews
@@ -1617,14 +1665,54 @@ def _role_title(role: str) -> str:
     return known.title if known else (role.replace("_", " ").strip().capitalize() or "Agent")
 
 
-def deliverables(role: str, goal: str, upstream: Mapping[str, str], model: str) -> Deliverable:
+def deliverables(
+    role: str,
+    goal: str,
+    upstream: Mapping[str, str],
+    model: str,
+    notes: Iterable[ReceivedNote] = (),
+) -> Deliverable:
     """The labelled files and outputs `role` delivers for `goal`: the offline model's answer."""
     author = _role_title(role)
     blueprint = Blueprint.from_goal(goal)
-    job = Job(role=role, author=author, model=model, blueprint=blueprint, upstream=upstream)
+    job = Job(
+        role=role,
+        author=author,
+        model=model,
+        blueprint=blueprint,
+        upstream=upstream,
+        notes=tuple(notes),
+    )
     result = ROLE_BUILDERS.get(role, generic_notes)(job)
     files = {path: labelled(path, text, author, model) for path, text in result.files.items()}
     return Deliverable(files, result.outputs, result.verdict)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validation_input(delivered: Mapping[str, str]) -> dict[str, Any]:
+    """The offline validator's `submit_validation` input for the files a task delivered.
+
+    It cannot judge substance, so it checks what it can deterministically: the task
+    delivered files, and none of them is empty (its own label line aside).
+    """
+    issues = [
+        f"{path} is empty: write its full content with write_file."
+        for path, content in sorted(delivered.items())
+        if not strip_label(content).strip()
+    ]
+    if not delivered:
+        issues.append(
+            "The task delivered no files: write every deliverable its role's contract names "
+            "with write_file."
+        )
+    return {
+        "passed": not issues,
+        "issues": issues,
+        "summary": f"{len(delivered)} delivered files checked: "
+        + ("all have content." if not issues else f"{len(issues)} issues."),
+    }
 
 
 # --------------------------------------------------------------------------- provider
@@ -1632,6 +1720,23 @@ def deliverables(role: str, goal: str, upstream: Mapping[str, str], model: str) 
 
 def _text(message: Message) -> str:
     return "\n".join(block.text for block in message.content if isinstance(block, TextBlock))
+
+
+SUMMARIZER_ROLE = "summarizer"
+_OUTLINE_LINE = re.compile(r"^\s*(#|def |class |async def |CREATE |[-*] |\w+:|@)")
+
+
+def _extract(prompt: str, max_tokens: int) -> str:
+    """The offline summarizer: the text's outline (headings, definitions), within the limit."""
+    body = re.sub(r"</?(artifact|part-summary)[^>]*>", "", prompt)
+    lines = [line for line in body.splitlines() if _OUTLINE_LINE.match(line)] or body.splitlines()
+    summary, size, limit = [], 0, max_tokens * 4
+    for line in dict.fromkeys(lines):  # repeated lines once, in order
+        if size + len(line) + 1 > limit:
+            break
+        summary.append(line)
+        size += len(line) + 1
+    return "Offline summary (deterministic outline, no LLM):\n" + "\n".join(summary)
 
 
 def _tokens(chars: int) -> int:
@@ -1648,6 +1753,57 @@ def _describe_call(use: ToolUseBlock | None, tool_id: str) -> str:
     return f"{use.name} {use.input['path']}" if "path" in use.input else use.name
 
 
+def _peers_with_role(request: ModelRequest, first: str, role: str, tool: str) -> list[str]:
+    """Peer tasks of `role` named in the task message, when the request offers `tool`."""
+    if not any(t.name == tool for t in request.tools):
+        return []
+    return [tid for tid, peer_role in parse_peers(first).items() if peer_role == role]
+
+
+def _contract_readers(request: ModelRequest, first: str) -> list[str]:
+    """A backend engineer tells the frontend engineers running beside it its endpoints."""
+    if request.role != "backend_engineer" or parse_review_request(first) is not None:
+        return []
+    return _peers_with_role(request, first, "frontend_engineer", "post_note")
+
+
+def _awaited_backend(request: ModelRequest, first: str) -> str | None:
+    """The backend task a frontend engineer waits for before writing its API client."""
+    if request.role != "frontend_engineer" or parse_review_request(first) is not None:
+        return None
+    if api_contract_from(parse_notes(request.messages)) is not None:
+        return None  # the contract is already here
+    backends = _peers_with_role(request, first, "backend_engineer", "wait_for_note")
+    return backends[0] if backends else None
+
+
+def _wait_for_contract(
+    request: ModelRequest, first: str, model: str, backend: str
+) -> list[ContentBlock]:
+    role_slug = re.sub(r"[^a-z0-9_]", "", request.role) or "agent"
+    return [
+        TextBlock(
+            text=f"Offline model ({model}, deterministic, no LLM): waiting for the API "
+            f"contract from {backend} before writing the frontend."
+        ),
+        ToolUseBlock(
+            id=f"toolu_off_{role_slug}_{_digest(first)[:8]}_wait",
+            name="wait_for_note",
+            input={"from": backend, "timeout_seconds": 300},
+        ),
+    ]
+
+
+def _delivery_turn(request: ModelRequest) -> int:
+    """The turn that writes the deliverables: the first, or the one after waiting for a note."""
+    answers = [m for m in request.messages if m.role == "assistant"]
+    waited = bool(answers) and any(
+        isinstance(block, ToolUseBlock) and block.name == "wait_for_note"
+        for block in answers[0].content
+    )
+    return 1 if waited else 0
+
+
 class OfflineProvider:
     """Deterministic, network-free `LLMProvider` that plays every role from templates."""
 
@@ -1662,14 +1818,19 @@ class OfflineProvider:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         turn = sum(message.role == "assistant" for message in request.messages)
-        self._log_call(request, turn)
+        first = _text(request.messages[0]) if request.messages else ""
+        response_id = "msg_offline_" + _digest(request.role, turn, first)[:24]
+        self._log_call(request, turn, response_id)
         if self.latency_seconds > 0:
             await asyncio.sleep(self.latency_seconds)
-        first = _text(request.messages[0]) if request.messages else ""
         model = request.model or self.default_model
         stop: StopReason
         content: list[ContentBlock]
-        if turn == 0:
+        if request.role == SUMMARIZER_ROLE:
+            content, stop = [TextBlock(text=_extract(first, request.max_tokens))], "end_turn"
+        elif turn == 0 and (backend := _awaited_backend(request, first)) is not None:
+            content, stop = _wait_for_contract(request, first, model, backend), "tool_use"
+        elif turn == _delivery_turn(request):
             content, stop = self._deliver(request, first, model), "tool_use"
         else:
             content, stop = [TextBlock(text=self._summary(request, model))], "end_turn"
@@ -1678,7 +1839,7 @@ class OfflineProvider:
             len(message.model_dump_json()) for message in request.messages
         )
         return ModelResponse(
-            id="msg_offline_" + _digest(request.role, turn, first)[:24],
+            id=response_id,
             model=model,
             content=content,
             stop_reason=stop,
@@ -1688,11 +1849,20 @@ class OfflineProvider:
     def cost_usd(self, model: str, usage: Usage) -> float:
         return 0.0
 
-    def _log_call(self, request: ModelRequest, turn: int) -> None:
+    def _log_call(self, request: ModelRequest, turn: int, response_id: str) -> None:
         if self.call_log is None:
             return
         self.call_log.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"role": request.role, "turn": turn, "pid": os.getpid()})
+        # `id` is the response id the ledger stores, so a logged call maps to its ledger row.
+        line = json.dumps(
+            {
+                "role": request.role,
+                "turn": turn,
+                "pid": os.getpid(),
+                "id": response_id,
+                "at": round(time.time(), 3),
+            }
+        )
         # One write of one short line in append mode: concurrent workers do not interleave.
         with self.call_log.open("a", encoding="utf-8") as log:
             log.write(line + "\n")
@@ -1702,6 +1872,15 @@ class OfflineProvider:
         # The digest keeps ids unique across tasks (and revisions) of the same role.
         role_slug = re.sub(r"[^a-z0-9_]", "", request.role) or "agent"
         prefix = f"toolu_off_{role_slug}_{_digest(first)[:8]}"
+        if request.role == VALIDATOR_ROLE:
+            result = validation_input(parse_upstream(first))
+            verdict = "passes" if result["passed"] else f"fails: {len(result['issues'])} issues"
+            return [
+                TextBlock(
+                    text=f"Offline model ({model}, deterministic, no LLM): the work {verdict}."
+                ),
+                ToolUseBlock(id=f"{prefix}_1", name="submit_validation", input=result),
+            ]
         reviewed = parse_review_request(first)
         if reviewed is not None:
             # Supervision: the offline model accepts what its own templates produced.
@@ -1712,19 +1891,35 @@ class OfflineProvider:
                 ),
                 ToolUseBlock(id=f"{prefix}_1", name="submit_verdict", input=accept),
             ]
-        result = deliverables(request.role, parse_goal(first), parse_upstream(first), model)
+        goal = parse_goal(first)
+        made = deliverables(
+            request.role, goal, parse_upstream(first), model, parse_notes(request.messages)
+        )
         calls: list[tuple[str, dict[str, Any]]] = [
             ("write_file", {"path": path, "content": content})
-            for path, content in result.files.items()
+            for path, content in made.files.items()
         ]
-        if result.outputs:
-            calls.append(("set_outputs", {"outputs": result.outputs}))
-        if result.verdict and any(tool.name == "submit_verdict" for tool in request.tools):
-            calls.append(("submit_verdict", result.verdict))
-        recorded = f" and recording {', '.join(result.outputs)}" if result.outputs else ""
+        if made.outputs:
+            calls.append(("set_outputs", {"outputs": made.outputs}))
+        if made.verdict and any(tool.name == "submit_verdict" for tool in request.tools):
+            calls.append(("submit_verdict", made.verdict))
+        recorded = f" and recording {', '.join(made.outputs)}" if made.outputs else ""
+        contract_to = _contract_readers(request, first)
+        calls.extend(
+            (
+                "post_note",
+                {
+                    "to": task_id,
+                    "subject": CONTRACT_SUBJECT,
+                    "text": api_contract_note(Blueprint.from_goal(goal)),
+                },
+            )
+            for task_id in contract_to
+        )
+        telling = f", telling {', '.join(contract_to)} the API contract" if contract_to else ""
         intro = TextBlock(
             text=f"Offline model ({model}, deterministic, no LLM): writing "
-            f"{', '.join(result.files)}{recorded}."
+            f"{', '.join(made.files)}{recorded}{telling}."
         )
         return [
             intro,
@@ -1765,10 +1960,24 @@ class OfflineProvider:
             for tool_id, result in results.items()
             if result.is_error
         ]
+        posted = [
+            use.input
+            for tool_id, use in uses.items()
+            if use.name == "post_note" and tool_id in results and not results[tool_id].is_error
+        ]
         parts = [f"Offline model ({model}): done."]
         parts.append(f"Wrote {', '.join(written)}." if written else "Wrote no files.")
         for recorded in outputs:
             parts.append(f"Recorded outputs {json.dumps(recorded, sort_keys=True)}.")
+        for sent in posted:
+            parts.append(f"Posted note {sent.get('subject')!r} to {sent.get('to')}.")
+        contract = api_contract_from(parse_notes(request.messages))
+        if contract is not None and any(path.startswith("frontend/") for path in written):
+            received, lines = contract
+            parts.append(
+                f"API contract from {received.from_task} ({received.from_role}), used in the "
+                f"frontend: {', '.join(lines)}."
+            )
         if failed:
             parts.append(f"{len(failed)} tool call(s) failed: {'; '.join(failed)}.")
         return " ".join(parts)

@@ -8,9 +8,11 @@ sees every tenant, an organization admin key sees its own organization.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
@@ -29,6 +31,8 @@ from core.settings import Settings
 
 router = APIRouter(tags=["operations"])
 
+QUERY_CONCURRENCY = 16
+QUERY_TIMEOUT = timedelta(seconds=2)
 MAX_WAITING_RUNS_SCANNED = 200
 
 
@@ -51,20 +55,34 @@ async def _run_counts(db: Database) -> GaugeMetricFamily:
 
 
 async def _waiting(temporal: TemporalDep) -> list[GaugeMetricFamily]:
-    """Pending decisions by kind and dead-lettered tasks, from the runs that wait."""
-    kinds: Counter[str] = Counter()
+    """Pending decisions by kind and dead-lettered tasks, from the runs that wait.
+
+    Queries run concurrently, each with a short deadline: a query needs a worker to answer
+    it, and with the workers down (when metrics matter most) each one would otherwise hang
+    for the server's default of about 30 s and the scrape would time out.
+    """
     query = f'WorkflowType="GoalWorkflow" AND {SEARCH_ATTRIBUTE_RUN_STATUS}="waiting"'
-    scanned = 0
+    ids: list[str] = []
     async for execution in temporal.list_workflows(query):
-        if scanned >= MAX_WAITING_RUNS_SCANNED:
+        if len(ids) >= MAX_WAITING_RUNS_SCANNED:
             break
-        scanned += 1
-        handle = temporal.get_workflow_handle(execution.id)
-        try:
-            pending = await handle.query("pending_decisions", result_type=list[PendingDecision])
-        except Exception:  # closed between listing and query: nothing pending there
-            continue
-        kinds.update(p.kind for p in pending)
+        ids.append(execution.id)
+    limit = asyncio.Semaphore(QUERY_CONCURRENCY)
+
+    async def pending_of(workflow_id: str) -> list[PendingDecision]:
+        async with limit:
+            try:
+                return await temporal.get_workflow_handle(workflow_id).query(
+                    "pending_decisions",
+                    result_type=list[PendingDecision],
+                    rpc_timeout=QUERY_TIMEOUT,
+                )
+            except Exception:  # closed since listed, or no worker answered in time
+                return []
+
+    kinds: Counter[str] = Counter(
+        p.kind for pending in await asyncio.gather(*map(pending_of, ids)) for p in pending
+    )
     decisions = GaugeMetricFamily(
         "orchestrator_pending_decisions", "Human decisions runs wait for.", labels=["kind"]
     )

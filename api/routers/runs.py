@@ -40,6 +40,7 @@ from api.schemas import (
     Remaining,
     RunAccepted,
     RunCreate,
+    RunEstimate,
     RunLinks,
     RunPage,
     RunProgress,
@@ -49,7 +50,7 @@ from api.schemas import (
 from core import runs, steering, storage
 from core.contracts import RunPlan, RunStatus, workflow_id_for
 from core.db import Database, Organization, Run
-from core.estimate import Estimate, estimate_run
+from core.estimate import Estimate, estimate_run, predicted_vs_actual
 from core.export import export_repository
 from core.settings import Settings
 from core.temporal import start_run
@@ -128,6 +129,9 @@ def _plan(body: EstimateRequest, tenant: str, settings: Settings, run_id: str) -
             tenant=tenant,
             model=body.model or settings.llm_model,
             heartbeat_timeout_seconds=settings.model_heartbeat_timeout_seconds,
+            validate=body.validate_tasks,
+            validation_model=settings.resolved_validation_model,
+            response_cache=body.response_cache,
         )
     except ValueError as exc:
         raise _unprocessable("goal", str(exc)) from None
@@ -429,6 +433,24 @@ async def run_status(
         last_event_seq=state.events[-1].seq if state.events else 0,
         source=view.source,
     )
+
+
+@router.get(
+    "/runs/{run_id}/estimate",
+    responses={**RUN_NOT_FOUND, 409: {"description": "The run is still open."}},
+)
+async def run_estimate(run: OwnedRunDep, db: DatabaseDep, provider: PricingDep) -> RunEstimate:
+    """Predicted (the estimate from the runs completed before this one was created) vs
+    actual (the ledger) tokens and cost, per role and in total, once the run is closed."""
+    if run.completed_at is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"run {run.id} is still {run.status}: predicted vs actual is known once it closes",
+        )
+    comparison = await predicted_vs_actual(
+        db, run.id, default_model=provider.default_model, price=provider.cost_usd
+    )
+    return RunEstimate.model_validate(comparison.model_dump())
 
 
 @router.get(

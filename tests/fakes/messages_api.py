@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import itertools
 import json
+import re
 import secrets
 import signal
 import socket
@@ -51,6 +53,7 @@ __all__ = [
     "InvalidRequest",
     "LoopbackAPI",
     "MessageReply",
+    "PromptCache",
     "RawReply",
     "RecordedRequest",
     "Reply",
@@ -60,14 +63,19 @@ __all__ = [
     "default_reply",
     "error_body",
     "estimate_tokens",
+    "first_text",
     "message",
     "new_id",
+    "role_of",
+    "task_of",
     "text_message",
     "tool_use_message",
     "wants_note",
+    "wants_validation",
 ]
 
 MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 BAD_API_KEY = "bad-key"
 
 # The error `type` the real API uses for each status; anything else falls back by class.
@@ -295,9 +303,7 @@ def _complete_message(body: Mapping[str, Any], request: Mapping[str, Any]) -> di
     content = list(body.get("content") or [{"type": "text", "text": "OK"}])
     has_tool_use = any(block.get("type") == "tool_use" for block in content)
     estimated = {
-        "input_tokens": estimate_tokens(
-            [request.get("system", ""), request.get("messages", []), request.get("tools", [])]
-        ),
+        "input_tokens": _input_tokens(request),
         "output_tokens": estimate_tokens(content),
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
@@ -332,7 +338,13 @@ def default_reply(request: Mapping[str, Any], note_number: int) -> dict[str, Any
 
     That is the shortest conversation that still exercises the tool loop end to end.
     ``note_number`` is only used for the note; see ``FakeMessagesAPI.default_responder``.
+    A validator (offered ``submit_validation``) passes the work in one turn.
     """
+    if wants_validation(request):
+        return tool_use_message(
+            "submit_validation",
+            {"passed": True, "issues": [], "summary": "Accepted by the fake Messages API."},
+        )
     if wants_note(request):
         return tool_use_message(
             "write_file",
@@ -343,6 +355,39 @@ def default_reply(request: Mapping[str, Any], note_number: int) -> dict[str, Any
             text="I'll write that down.",
         )
     return text_message("Done.")
+
+
+def wants_validation(request: Mapping[str, Any]) -> bool:
+    """Whether ``default_reply`` answers with a submit_validation tool_use (a validator asks)."""
+    tool_names = [tool.get("name") for tool in request.get("tools") or []]
+    return "submit_validation" in tool_names and not _has_tool_result(request)
+
+
+TASK_TAG = re.compile(r'<task id="([^"]+)" role="([^"]+)">')
+
+
+def first_text(request: Mapping[str, Any]) -> str:
+    """The text of the request's first message (the agent's task message)."""
+    messages = request.get("messages") or [{}]
+    content = messages[0].get("content") or ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(b.get("text", "") for b in content if isinstance(b, dict))
+
+
+def role_of(request: Mapping[str, Any]) -> str:
+    """The agent role a request speaks for, from its task message; else "summarizer" etc.
+
+    The platform sends one shared system prompt to every agent (so they share the prompt
+    cache), so the role is read from the `<task id=.. role=..>` tag of the first message.
+    """
+    match = TASK_TAG.search(first_text(request))
+    return match.group(2) if match else "summarizer"
+
+
+def task_of(request: Mapping[str, Any]) -> str:
+    match = TASK_TAG.search(first_text(request))
+    return match.group(1) if match else ""
 
 
 def wants_note(request: Mapping[str, Any]) -> bool:
@@ -812,6 +857,82 @@ class LoopbackAPI(ABC):
             return ErrorReply(500, f"fake responder raised {exc!r}")
 
 
+class PromptCache:
+    """The Messages API's prompt cache, as far as a client can observe it.
+
+    The request is read as one sequence of blocks in the API's prefix order: tools, system,
+    then every message's content blocks. A block with ``cache_control`` is a breakpoint.
+    A breakpoint whose prefix is at least ``min_tokens`` long writes that prefix to the
+    cache; a request reads the longest cached prefix found at a breakpoint or up to
+    ``LOOKBACK`` blocks before one. Token figures use ``estimate_tokens``, so cache read +
+    cache write + uncached input add up to the request's estimated input tokens.
+    """
+
+    LOOKBACK = 20
+
+    def __init__(self, min_tokens: int = 1024) -> None:
+        self.min_tokens = min_tokens
+        self._prefixes: set[str] = set()
+        self._lock = threading.Lock()
+
+    def use(self, request: Mapping[str, Any]) -> tuple[int, int]:
+        """(cache read, cache write) tokens of this request; its breakpoints are stored."""
+        blocks, breakpoints = _prefix_blocks(request)
+        if not breakpoints:
+            return 0, 0
+        total = _input_tokens(request)
+        prefixes = [_prefix_key(blocks[: i + 1]) for i in range(len(blocks))]
+        sizes = [estimate_tokens(blocks[: i + 1]) for i in range(len(blocks))]
+        with self._lock:
+            hits = [
+                i
+                for b in breakpoints
+                for i in range(max(0, b - self.LOOKBACK + 1), b + 1)
+                if prefixes[i] in self._prefixes
+            ]
+            read = min(total, sizes[max(hits)]) if hits else 0
+            last = breakpoints[-1]
+            written = 0
+            if sizes[last] >= self.min_tokens:
+                written = max(0, min(total, sizes[last]) - read)
+            for b in breakpoints:
+                if sizes[b] >= self.min_tokens:
+                    self._prefixes.add(prefixes[b])
+        return read, written
+
+
+def _prefix_blocks(request: Mapping[str, Any]) -> tuple[list[Any], list[int]]:
+    blocks: list[Any] = []
+    breakpoints: list[int] = []
+
+    def add(block: Any) -> None:
+        if isinstance(block, dict) and "cache_control" in block:
+            breakpoints.append(len(blocks))
+            block = {k: v for k, v in block.items() if k != "cache_control"}
+        blocks.append(block)
+
+    for tool in request.get("tools") or []:
+        add(tool)
+    system = request.get("system")
+    for block in [system] if isinstance(system, str) else system or []:
+        add(block)
+    for message in request.get("messages") or []:
+        content = message.get("content")
+        for block in [content] if isinstance(content, str) else content or []:
+            add(block)
+    return blocks, breakpoints
+
+
+def _prefix_key(blocks: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(blocks, sort_keys=True).encode()).hexdigest()
+
+
+def _input_tokens(request: Mapping[str, Any]) -> int:
+    return estimate_tokens(
+        [request.get("system", ""), request.get("messages", []), request.get("tools", [])]
+    )
+
+
 class FakeMessagesAPI(LoopbackAPI):
     """The fake Messages API. Use as a context manager, or call ``start()`` and ``close()``."""
 
@@ -850,6 +971,23 @@ class FakeMessagesAPI(LoopbackAPI):
             return default_reply(request, 0)
         return default_reply(request, self.next_note_number())
 
+    def __init__(self, responder: Responder | None = None, *, port: int = 0) -> None:
+        super().__init__(responder, port=port)
+        self.prompt_cache = PromptCache()
+        """What the server's prompt cache holds; it sets the cache fields of every usage."""
+
+    def _reply_for(self, method: str, path: str, headers: Mapping[str, str], body: Any) -> Reply:
+        if path == COUNT_TOKENS_PATH and method == "POST":
+            # Answered at once, never from the script: counting is not a model call.
+            try:
+                _validate_headers(headers)
+                request = _validate_body({"max_tokens": 1, **(body or {})})
+            except InvalidRequest as invalid:
+                return invalid.reply
+            counted = {"input_tokens": _input_tokens(request)}
+            return RawReply(200, json.dumps(counted).encode(), "application/json")
+        return super()._reply_for(method, path, headers, body)
+
     def _validate(
         self, method: str, path: str, headers: Mapping[str, str], body: Any
     ) -> dict[str, Any]:
@@ -859,7 +997,16 @@ class FakeMessagesAPI(LoopbackAPI):
         return _validate_body(body)
 
     def _success_body(self, body: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
-        return _complete_message(body, request)
+        completed = _complete_message(body, request)
+        if "usage" not in body:
+            # Scripted usage is the test's word; otherwise the cache decides, as it does
+            # on the real API.
+            read, written = self.prompt_cache.use(request)
+            usage = completed["usage"]
+            usage["cache_read_input_tokens"] = read
+            usage["cache_creation_input_tokens"] = written
+            usage["input_tokens"] = max(0, usage["input_tokens"] - read - written)
+        return completed
 
     def _error_body(self, reply: ErrorReply) -> dict[str, Any]:
         return error_body(reply.resolved_type, reply.message)

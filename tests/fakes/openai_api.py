@@ -74,6 +74,7 @@ __all__ = [
     "text_completion",
     "tool_call_completion",
     "wants_note",
+    "wants_validation",
 ]
 
 CHAT_PATH = "/v1/chat/completions"
@@ -246,8 +247,23 @@ def wants_note(request: Mapping[str, Any]) -> bool:
     return "write_file" in names and not answered
 
 
+def wants_validation(request: Mapping[str, Any]) -> bool:
+    """Whether ``default_reply`` answers with a submit_validation call (a validator asks)."""
+    names = [(tool.get("function") or {}).get("name") for tool in request.get("tools") or []]
+    answered = any(msg.get("role") == "tool" for msg in request.get("messages") or [])
+    return "submit_validation" in names and not answered
+
+
 def default_reply(request: Mapping[str, Any], note_number: int) -> dict[str, Any]:
-    """One tool turn, then done: write ``notes/<n>.md`` if offered ``write_file``, else text."""
+    """One tool turn, then done: write ``notes/<n>.md`` if offered ``write_file``, else text.
+
+    A validator (offered ``submit_validation``) passes the work in one turn.
+    """
+    if wants_validation(request):
+        return tool_call_completion(
+            "submit_validation",
+            {"passed": True, "issues": [], "summary": "Accepted by the fake OpenAI API."},
+        )
     if wants_note(request):
         return tool_call_completion(
             "write_file",

@@ -1,0 +1,184 @@
+"""Throughput: N concurrent offline `sdlc` goals against real worker processes.
+
+    python -m bench.throughput [--runs 100] [--latency 0.5] [--workers 1] [--database-url URL]
+
+Starts the dev server `orchestrator up` runs (same command line, SQLite file history) and
+`--workers` `orchestrator worker` subprocesses serving every queue, so the memory measured
+is the worker's own: each worker's peak resident set (VmHWM, kept by the kernel) and the
+sampled peak of workers plus their children (the gate checks run ruff, bandit and pytest
+in sandboxed subprocesses). Every offline model call sleeps `--latency` seconds. The
+database is a fresh SQLite file unless `--database-url` names another (PostgreSQL:
+`postgresql+asyncpg://...`). It also prints the concurrency settings the workers run
+with, and the CPU seconds per run of the workers (with their check sandboxes) and of the
+dev server: when the cores are busy, that, not the ideal, bounds the throughput.
+
+One run alone goes first (it also warms the worker up), then N runs start at once.
+
+The ideal: model calls are the only thing that has to take time, and N independent runs
+do not wait for each other, so N concurrent runs ideally finish as fast as one: in the
+critical path of the DAG weighted by model time (calls per task x latency). It is
+computed from the plan and the calls each task made, not from a measured makespan,
+because a measured run already contains the costs this benchmark is after (orchestration,
+the gate checks, the database). The one-run makespan is printed beside it: the gap
+between the two is the per-run cost of orchestration and checks, and N runs / one run
+shows how much N runs slow each other down on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+
+from temporalio.client import WorkflowFailureError
+
+from agents.roles import ROLES
+from bench.common import (
+    GOAL,
+    FileDevServer,
+    MemoryWatch,
+    WorkerProcess,
+    become_subreaper,
+    cpu_seconds,
+    kill_orphans,
+    scratch_directory,
+    worker_env,
+)
+from core.contracts import RunState, RunStatus
+from core.db import Database
+from core.settings import Settings
+from core.temporal import start_run
+from workflows.dag import critical_path
+from workflows.dsl import compile_plan, load_template
+
+# Worker defaults in workers/main.py and the Temporal SDK, printed with the run.
+ORCHESTRATOR_QUEUE_ACTIVITIES = 100
+SDK_WORKFLOW_TASK_SLOTS = 100
+SDK_MAX_CACHED_WORKFLOWS = 1000
+
+
+def concurrency_lines(settings: Settings, workers: int) -> list[str]:
+    agent = settings.agent_max_concurrent_activities
+    rate = settings.agent_activities_per_second
+    return [
+        f"workers: {workers} process(es), each serving every queue",
+        "AGENT_MAX_CONCURRENT_ACTIVITIES (model calls at once per agent queue per worker): "
+        + (str(agent) if agent else "unset = 100"),
+        "AGENT_ACTIVITIES_PER_SECOND (per agent queue, all workers): "
+        + (f"{rate:g}" if rate else "unset = no limit"),
+        f"ORCHESTRATOR_MAX_CONCURRENT_CHECKS (gate checks at once per worker): "
+        f"{settings.max_concurrent_checks}",
+        f"orchestrator queue activities at once per worker: {ORCHESTRATOR_QUEUE_ACTIVITIES}; "
+        f"workflow task slots: {SDK_WORKFLOW_TASK_SLOTS}; "
+        f"cached workflows: {SDK_MAX_CACHED_WORKFLOWS} (SDK defaults)",
+    ]
+
+
+async def main(runs: int, latency: float, workers: int, database_url: str | None) -> int:
+    become_subreaper()
+    with scratch_directory("bench-throughput-") as tmp:
+        url = database_url or f"sqlite+aiosqlite:///{tmp / 'orchestrator.db'}"
+        server = FileDevServer(tmp / "temporal")
+        processes: list[WorkerProcess] = []
+        db = Database(url)
+        try:
+            await db.ensure_schema()  # once, before several workers race to create it
+            await server.start()
+            client = await server.client()
+            env = worker_env(
+                server.address, url, tmp / "worker", OFFLINE_LATENCY_SECONDS=str(latency)
+            )
+            processes = [WorkerProcess(env, tmp / f"worker-{n}.log") for n in range(workers)]
+            for process in processes:
+                process.start()
+            await asyncio.gather(*(process.ready() for process in processes))
+            template = load_template("sdlc", ROLES)
+
+            async def one(i: int) -> tuple[float, RunState | None]:
+                plan = compile_plan(
+                    template, goal=f"{GOAL} (run {i})", run_id=uuid.uuid4().hex, roles=ROLES
+                )
+                started = time.perf_counter()
+                try:
+                    state = await (await start_run(client, plan)).result()
+                except WorkflowFailureError:
+                    state = None  # counted as not completed
+                return time.perf_counter() - started, state
+
+            with MemoryWatch([p.pid for p in processes]) as memory:
+                alone, first = await one(0)
+                if first is None or first.status != RunStatus.COMPLETED:
+                    raise RuntimeError(f"the first run failed; see {processes[0].log}")
+                measured = [p.pid for p in processes] + [server.pid]
+                cpu_before = [cpu_seconds(pid) for pid in measured]
+                started = time.perf_counter()
+                results = await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
+                wall = time.perf_counter() - started
+                cpu = [cpu_seconds(pid) - b for pid, b in zip(measured, cpu_before, strict=True)]
+        finally:
+            for process in processes:
+                process.stop()
+            server.kill()
+            kill_orphans()
+            await db.dispose()
+
+    states = [state for _, state in results]
+    completed = sum(state is not None and state.status == RunStatus.COMPLETED for state in states)
+    calls = sum(t.turns for state in states if state is not None for t in state.tasks)
+    plan = compile_plan(load_template("sdlc", ROLES), goal=first.goal, run_id=first.run_id)
+    model_time = {t.id: t.turns * latency for t in first.tasks}
+    ideal = critical_path(plan.tasks, model_time)
+    per_run = sorted(seconds for seconds, _ in results)
+    settings = Settings()  # the workers inherit this environment
+
+    print(f"throughput: {runs} concurrent offline sdlc runs, model latency {latency:g} s/call")
+    print(
+        f"machine: {os.cpu_count()} cores; database {url.split(':', 1)[0]}; "
+        "dev server as `orchestrator up` starts it (SQLite file history)"
+    )
+    for line in concurrency_lines(settings, workers):
+        print(f"  {line}")
+    print(f"completed runs: {completed}/{runs}")
+    print(f"model calls: {calls} ({calls / runs:g} per run)")
+    print(f"ideal (critical path of model time, one run): {ideal:.2f} s")
+    print(f"one run alone: {alone:.2f} s ({alone / ideal:.2f}x ideal)")
+    print(
+        f"total wall time for {runs} runs: {wall:.2f} s "
+        f"({wall / ideal:.2f}x ideal, {wall / alone:.2f}x one run alone)"
+    )
+    print(
+        f"per-run makespan under load: p50 {statistics.median(per_run):.2f} s, "
+        f"max {per_run[-1]:.2f} s"
+    )
+    print(f"throughput: {runs / wall * 60:.1f} runs/min, {calls / wall:.1f} model calls/s")
+    print(
+        f"CPU per run: workers (with their check sandboxes) {sum(cpu[:-1]) / runs:.2f} s, "
+        f"dev server {cpu[-1] / runs:.2f} s; {sum(cpu) / wall:.2f} of {os.cpu_count()} cores busy"
+    )
+    for n, process in enumerate(processes):
+        print(f"worker {n} peak RSS (VmHWM): {memory.hwm_kib.get(process.pid, 0) / 1024:.0f} MiB")
+    print(f"peak RSS of workers + their children (sampled): {memory.peak_tree_kib / 1024:.0f} MiB")
+    return 0 if completed == runs else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--latency", type=float, default=0.5, help="seconds per model call")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    if args.runs < 1 or args.workers < 1 or args.latency < 0:
+        parser.error("--runs and --workers must be at least 1, --latency at least 0")
+    try:
+        code = asyncio.run(main(args.runs, args.latency, args.workers, args.database_url))
+    except (OSError, RuntimeError, TimeoutError) as exc:  # a server or worker that failed
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    # Leave without interpreter teardown: the Temporal runtime can abort it (sdk-python#300).
+    sys.stdout.flush()
+    os._exit(code)

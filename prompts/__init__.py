@@ -1,0 +1,1 @@
+"""The agents' prompts (`<role>.md`), shipped as package data beside `agents`."""

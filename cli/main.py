@@ -129,18 +129,20 @@ async def _follow(client: Client, run_id: str) -> RunState:
     return final
 
 
+# What `run` and `estimate` both take.
+GoalArg = Annotated[str, typer.Argument(help="What to build, e.g. 'Build a todo API'.")]
+TemplateOpt = Annotated[str, typer.Option(help="Built-in template name or YAML file.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model for every task (default: LLM_MODEL).")]
+
+
 # --- run --------------------------------------------------------------------------------
 
 
 @app.command()
 def run(
-    goal: Annotated[str, typer.Argument(help="What to build, e.g. 'Build a todo API'.")],
-    template: Annotated[
-        str, typer.Option(help="Built-in template name or YAML file.")
-    ] = DEFAULT_TEMPLATE,
-    model: Annotated[
-        str | None, typer.Option(help="Model for every task (default: LLM_MODEL).")
-    ] = None,
+    goal: GoalArg,
+    template: TemplateOpt = DEFAULT_TEMPLATE,
+    model: ModelOpt = None,
     detach: Annotated[bool, typer.Option(help="Start the run and return at once.")] = False,
     out: Annotated[
         Path | None, typer.Option(help="Where to write the delivered repository.")
@@ -251,13 +253,9 @@ async def _show_prediction(db: Database, settings: Settings, plan: RunPlan) -> N
 
 @app.command()
 def estimate(
-    goal: Annotated[str, typer.Argument(help="What to build, e.g. 'Build a todo API'.")],
-    template: Annotated[
-        str, typer.Option(help="Built-in template name or YAML file.")
-    ] = DEFAULT_TEMPLATE,
-    model: Annotated[
-        str | None, typer.Option(help="Model for every task (default: LLM_MODEL).")
-    ] = None,
+    goal: GoalArg,
+    template: TemplateOpt = DEFAULT_TEMPLATE,
+    model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
     """Predict a run's tokens and cost per role (mean and p90) from earlier runs of the template.

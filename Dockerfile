@@ -2,15 +2,17 @@
 #
 #   docker build -t orchestrator .                         # `runtime` (the default, last stage):
 #                                                          # API, orchestration and agent workers
-#   docker build --target checks -t orchestrator-checks .  # the checks worker: + pytest, ruff, unshare
+#   docker build --target checks -t orchestrator-checks .  # the checks worker: + pytest, ruff, bwrap
 #
 # Both run as the unprivileged user `orchestrator` (uid 10001) with `orchestrator` as the
 # entrypoint, e.g. `docker run orchestrator worker --queues orchestrator --metrics-port 9464`.
 # Neither has a compiler: build tools live only in the builder stages.
 #
-# The checks worker runs generated (untrusted) code in a sandbox made of Linux namespaces
-# (`unshare --net --pid --mount`, activities/sandbox.py). Inside a container that needs
-# more than Docker's defaults; choose one (README "Operations"):
+# The checks worker runs generated (untrusted) code in a sandbox (checks/sandbox/): bubblewrap
+# gives it a private filesystem (the workspace read-write, the interpreter read-only, fresh
+# bounded tmpfs for /tmp, /var/tmp, /dev/shm and /run, nothing else of the host) and new
+# network, PID and IPC namespaces; util-linux `unshare` is the fallback without bubblewrap.
+# Inside a container that needs more than Docker's defaults; choose one (README "Operations"):
 #   * strongest: run it as root in the container (`--user 0`) with `--cap-add SYS_ADMIN`,
 #     `--security-opt no-new-privileges:true` and, on AppArmor hosts,
 #     `--security-opt apparmor=unconfined` (docker-default AppArmor denies mount). Each test
@@ -88,13 +90,14 @@ EXPOSE 8000 9464
 
 # --- checks: the sandboxing checks worker ----------------------------------------------------
 FROM base AS checks
-# unshare (util-linux) makes the sandbox's namespaces; it is part of Debian's base system,
-# installed here explicitly so the requirement is visible and survives a base-image change
-# (an upgrade would bring setuid programs back: they are stripped again).
+# bubblewrap builds the sandbox; unshare (util-linux, part of Debian's base system) is its
+# fallback, installed explicitly so the requirement is visible and survives a base-image
+# change (an upgrade would bring setuid programs back: they are stripped again).
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends util-linux \
+    && apt-get install -y --no-install-recommends bubblewrap util-linux \
     && rm -rf /var/lib/apt/lists/* \
+    && bwrap --version > /dev/null \
     && unshare --help > /dev/null \
     && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
 COPY --from=checks-builder /opt/venv /opt/venv

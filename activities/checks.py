@@ -1,7 +1,7 @@
 """The deterministic checks of a quality gate, run on a copy of a run's current files.
 
 `code_review`: ruff on every Python file, then each generated project's own tests, run in
-the sandbox (`activities.sandbox`) with a JUnit report that names every failing test.
+the sandbox (`checks.sandbox`) with a JUnit report that names every failing test.
 
 `security_review`: bandit, a secret scan of every file, and the dependency pins of every
 requirements*.txt against a deny list and a table of advisories.
@@ -14,6 +14,7 @@ a silent pass. The rule tables below are module constants so they are easy to ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -31,12 +32,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.model_calls import heartbeat_interval
-from activities.sandbox import (
+from checks.sandbox import (
     SandboxLimits,
+    SandboxPathError,
     SandboxResult,
+    SandboxSession,
     SandboxUnavailable,
     minimal_env,
-    run_sandboxed,
+    sandbox,
 )
 from core import storage
 from core.contracts import RUN_CHECKS, ChecksInput, ChecksReport, Finding, Severity
@@ -214,11 +217,13 @@ class CheckActivities:
         db: Database,
         *,
         limits: SandboxLimits | None = None,
+        sandbox_backend: str = "auto",
         test_timeout_seconds: float = TEST_TIMEOUT_SECONDS,
         tool_timeout_seconds: float = TOOL_TIMEOUT_SECONDS,
     ) -> None:
         self.db = db
         self.limits = limits or SandboxLimits()
+        self.sandbox_backend = sandbox_backend
         self.test_timeout_seconds = test_timeout_seconds
         self.tool_timeout_seconds = tool_timeout_seconds
 
@@ -240,19 +245,36 @@ class CheckActivities:
         if not files:
             report.notes.append("the run has no files: nothing was checked")
             return report
-        with tempfile.TemporaryDirectory(prefix="orch-checks-", ignore_cleanup_errors=True) as tmp:
-            scratch = Path(tmp)
-            workspace = scratch / "workspace"
+        with contextlib.ExitStack() as stack:
+            session = self._session(stack, report)
+            if session is None:
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orch-")))
+                workspace = scratch / "workspace"
+            else:
+                scratch, workspace = session.home, session.workspace
             written = materialize(files, workspace, report)
             if request.gate == "code_review":
-                await self._code_review(workspace, scratch, written, report)
+                await self._code_review(session, workspace, scratch, written, report)
             else:
                 await self._security_review(workspace, scratch, files, report)
         _cap_low_findings(report)
         return report
 
+    def _session(self, stack: contextlib.ExitStack, report: ChecksReport) -> SandboxSession | None:
+        """A sandbox session for this check run, or None (with a note) when none works here."""
+        try:
+            return stack.enter_context(sandbox(self.limits, backend=self.sandbox_backend))
+        except SandboxUnavailable as exc:
+            report.notes.append(f"no usable sandbox on this worker: generated code not run ({exc})")
+            return None
+
     async def _code_review(
-        self, workspace: Path, scratch: Path, written: list[PurePosixPath], report: ChecksReport
+        self,
+        session: SandboxSession | None,
+        workspace: Path,
+        scratch: Path,
+        written: list[PurePosixPath],
+        report: ChecksReport,
     ) -> None:
         # Lint before the tests run: the tests may rewrite the files they can reach.
         await self._ruff(workspace, scratch, report)
@@ -261,36 +283,34 @@ class CheckActivities:
             report.notes.append("no test files (test_*.py, *_test.py): no tests were run")
         elif importlib.util.find_spec("pytest") is None:
             report.notes.append(f"pytest is not installed for {sys.executable}: no tests were run")
-        else:
-            await self._run_tests(workspace, scratch, projects, report)
+        elif session is not None:
+            await self._run_tests(session, projects, report)
 
     async def _run_tests(
-        self, workspace: Path, scratch: Path, projects: list[PurePosixPath], report: ChecksReport
+        self, session: SandboxSession, projects: list[PurePosixPath], report: ChecksReport
     ) -> None:
-        reports_dir = scratch / "reports"
-        reports_dir.mkdir()
         results = []
         for index, project in enumerate(projects):
-            junit = reports_dir / f"junit-{index}.xml"
+            junit = session.output / f"junit-{index}.xml"
             try:
                 # The whole workspace is the tests' to use: they may read sibling folders.
+                # An earlier project's tests may have replaced this folder with a symlink:
+                # `run` refuses a working directory that resolves outside the workspace.
                 result = await _heartbeating(
                     asyncio.to_thread(
-                        run_sandboxed,
+                        session.run,
                         _pytest_argv(junit),
-                        workspace / project,
+                        cwd=session.workspace / project,
                         timeout_seconds=self.test_timeout_seconds,
-                        limits=self.limits,
-                        writable=[workspace, reports_dir],
                     )
                 )
-            except SandboxUnavailable as exc:
-                report.notes.append(f"tests were not run: no usable sandbox on this worker ({exc})")
-                return
+            except (SandboxPathError, FileNotFoundError) as exc:
+                report.findings.append(_workspace_tampered(project, exc))
+                continue
             record_test_run(project, result, junit, report)
             results.append(result)
-        report.network_isolated = all(r.network_isolated for r in results)
-        if not report.network_isolated:
+        report.network_isolated = bool(results) and all(r.network_isolated for r in results)
+        if results and not report.network_isolated:
             report.notes.append(
                 f"tests ran without network isolation: {results[0].isolation} "
                 "(unshare is missing or not permitted on this worker)"
@@ -393,7 +413,7 @@ async def _heartbeating(work: Awaitable[T]) -> T:
 
 def materialize(files: dict[str, str], root: Path, report: ChecksReport) -> list[PurePosixPath]:
     """Write the files under `root`; a path that would leave it is refused, as a HIGH finding."""
-    root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in sorted(files.items()):
         path = safe_relative_path(name)
@@ -559,6 +579,18 @@ def record_test_run(
                 where, f"pytest failed (exit code {result.returncode}) with no failing test", result
             )
         )
+
+
+def _workspace_tampered(project: PurePosixPath, exc: Exception) -> Finding:
+    where = project.as_posix()
+    return Finding(
+        source="sandbox",
+        severity=Severity.HIGH,
+        message=f"tests in {where} were not run: the folder was removed or replaced ({exc})",
+        file=where,
+        rule="workspace-tampered",
+        suggested_fix="Tests must not delete, move or replace folders of the repository.",
+    )
 
 
 def _pytest_problem(where: str, message: str, result: SandboxResult) -> Finding:

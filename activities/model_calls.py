@@ -139,7 +139,9 @@ class ModelActivities:
             model=call.model or self.provider.default_model,
             system=team_handbook() if shared else role.system_prompt(),
             messages=[],
-            tools=[TOOL_DEFINITIONS[name] for name in _tools(role.tools, call)],
+            tools=[
+                TOOL_DEFINITIONS[name] for name in role.tools_for(reviewing=bool(call.review_of))
+            ],
             max_tokens=role.max_tokens,
             role=call.role,
             cache_prefix=True,
@@ -292,13 +294,6 @@ async def _with_heartbeats(work: Coroutine[Any, Any, T]) -> T:
             activity.heartbeat()
     finally:
         task.cancel()
-
-
-def _tools(role_tools: tuple[str, ...], call: ModelCallInput) -> list[str]:
-    """A reviewing agent gets the verdict tool whatever its role."""
-    if call.review_of and "submit_verdict" not in role_tools:
-        return [*role_tools, "submit_verdict"]
-    return list(role_tools)
 
 
 def _conversation(

@@ -4,6 +4,8 @@ One attempt per call. Temporal's retry policy is the only retry loop, so every f
 is classified here instead: transient ones (network, timeouts, HTTP 408/429/5xx, SMTP 4xx)
 raise a retryable `ApplicationError`, ones a retry cannot fix raise a non-retryable one.
 Webhook URLs usually embed their token, so only a redacted form ever leaves this module.
+Webhook and Slack targets pass the platform's one outbound guard (`core/outbound.py`) when
+the run starts and again here, on every attempt.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from core import outbound
 from core.contracts import NOTIFY, Notification, NotificationChannel
+from core.outbound import redact_url
 from core.settings import Settings
 
 EVENT = "decision.requested"
@@ -52,11 +54,43 @@ class NotificationActivities:
         """Deliver one notification; returns a one-line receipt that is safe to log."""
         match notification.channel:
             case NotificationChannel.WEBHOOK:
-                return await _post(notification, webhook_payload(notification))
+                return await self._post(notification, webhook_payload(notification))
             case NotificationChannel.SLACK:
-                return await _post(notification, slack_payload(notification))
+                return await self._post(notification, slack_payload(notification))
             case NotificationChannel.EMAIL:
                 return await self._send_email(notification)
+
+    async def _post(self, notification: Notification, payload: dict[str, Any]) -> str:
+        channel, url = notification.channel.value, notification.target
+        where = redact_url(url)
+        try:
+            reply = await outbound.post(
+                url,
+                json.dumps(payload).encode(),
+                {"Content-Type": "application/json", "User-Agent": USER_AGENT},
+                allow_private=self.settings.webhook_allow_private,
+                timeout=HTTP_TIMEOUT_SECONDS,
+            )
+        except outbound.UnsafeTarget as exc:
+            # A host without an address may get one; any other refusal stays a refusal.
+            retryable = isinstance(exc, outbound.UnresolvedTarget)
+            raise _failure(f"{channel} target {where} refused: {exc}", retryable) from None
+        except outbound.DeliveryFailed as exc:
+            raise _failure(f"{channel} POST {where} failed: {exc}", retryable=True) from None
+
+        status = reply.status_code
+        if reply.ok:
+            return f"{channel} {status} {where}"
+        body = " ".join(reply.excerpt.replace(url, where).split())
+        raise _failure(
+            f"{channel} POST {where} returned {status}: {_cut(body, EXCERPT_CHARS)}",
+            retryable=status in RETRYABLE_HTTP_STATUSES or status >= 500,
+            retry_after=(
+                parse_retry_after(reply.headers.get("Retry-After"))
+                if status in RETRY_AFTER_STATUSES
+                else None
+            ),
+        )
 
     async def _send_email(self, notification: Notification) -> str:
         host, port = self.settings.smtp_host, self.settings.smtp_port
@@ -170,54 +204,6 @@ def _cut(text: str, limit: int) -> str:
 
 
 # --------------------------------------------------------------------------- HTTP
-
-
-async def _post(notification: Notification, payload: dict[str, Any]) -> str:
-    channel, url = notification.channel.value, notification.target
-    where = redact_url(url)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _failure(f"{channel} target must be an http(s) URL, got {where}", retryable=False)
-    try:
-        async with httpx.AsyncClient(
-            timeout=HTTP_TIMEOUT_SECONDS, headers={"User-Agent": USER_AGENT}
-        ) as client:
-            response = await client.post(url, json=payload)
-    except httpx.TransportError as exc:
-        # `from None`: the original exception may quote the full URL, token included.
-        detail = (str(exc) or type(exc).__name__).replace(url, where)
-        raise _failure(f"{channel} POST {where} failed: {detail}", retryable=True) from None
-
-    status = response.status_code
-    if response.is_success:
-        return f"{channel} {status} {where}"
-    body = " ".join(response.text.replace(url, where).split())
-    raise _failure(
-        f"{channel} POST {where} returned {status}: {_cut(body, EXCERPT_CHARS)}",
-        retryable=status in RETRYABLE_HTTP_STATUSES or status >= 500,
-        retry_after=(
-            parse_retry_after(response.headers.get("Retry-After"))
-            if status in RETRY_AFTER_STATUSES
-            else None
-        ),
-    )
-
-
-def redact_url(url: str) -> str:
-    """scheme://host[:port]/first-segment/... : the path's remaining segments, the query,
-    the fragment and any userinfo are where webhook providers put their tokens."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
-        return "<invalid URL>"
-    if ":" in host:
-        host = f"[{host}]"  # IPv6 literals keep their brackets
-    segments = [segment for segment in parts.path.split("/") if segment]
-    path = f"/{segments[0]}" if segments else ""
-    if len(segments) > 1 or parts.query or parts.fragment:
-        path += "/..."
-    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{path}"
 
 
 def parse_retry_after(value: str | None) -> timedelta | None:

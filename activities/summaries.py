@@ -93,8 +93,9 @@ class Summarizer:
         parts = split_text(
             artifact.content, int(self.chunk_tokens * self.estimator.ratio(self.model))
         )
-        # Keyed by content and settings, not by the agent that asked: whoever takes over a
-        # claim finds the parts already paid for.
+        # Named by content and settings, not by the agent that asked: whoever takes over a
+        # claim, from any run of the tenant, finds the parts already paid for. The rows stay
+        # under the run whose agent paid, so its spending and budget count them.
         identity = hashlib.sha256(
             f"{artifact.sha256}:{self.model}:{self.max_tokens}".encode()
         ).hexdigest()[:16]
@@ -124,7 +125,7 @@ class Summarizer:
         return await self._turn(prompt, turn_key.model_copy(update={"turn": len(parts)}), job)
 
     async def _turn(self, prompt: str, turn_key: TurnKey, job: _Job) -> str:
-        entry = await storage.get_model_call(self.db, turn_key)
+        entry = await reuse.paid_summary_turn(self.db, job.tenant, turn_key)
         if entry is None:
             request = ModelRequest(
                 model=self.model,

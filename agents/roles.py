@@ -14,7 +14,8 @@ PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 NOTE_TOOLS = ("post_note", "wait_for_note")
 """Agents that run side by side tell each other what they need (e.g. the API contract)."""
 WORKSPACE_TOOLS = ("write_file", "read_file", "list_files", "set_outputs", *NOTE_TOOLS)
-REVIEW_TOOLS = (*WORKSPACE_TOOLS, "submit_verdict")
+VERDICT_TOOL = "submit_verdict"
+REVIEW_TOOLS = (*WORKSPACE_TOOLS, VERDICT_TOOL)
 
 
 DEFAULT_CONTEXT_TOKENS = 120_000
@@ -27,6 +28,15 @@ class Role(BaseModel):
     tools: tuple[str, ...] = WORKSPACE_TOOLS
     max_tokens: int = 8192
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
+
+    def tools_for(self, *, reviewing: bool) -> tuple[str, ...]:
+        """The tools this role's agent is offered, and the only ones it may call.
+
+        An agent reviewing another task's work gets the verdict tool whatever its role.
+        """
+        if reviewing and VERDICT_TOOL not in self.tools:
+            return (*self.tools, VERDICT_TOOL)
+        return self.tools
 
     @property
     def task_queue(self) -> str:

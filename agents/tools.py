@@ -7,6 +7,7 @@ tool call into workspace operations and back into a tool result.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -147,14 +148,26 @@ class ToolInputError(ValueError):
     """A tool call the agent got wrong; it goes back to the model as an error result."""
 
 
+STRUCTURED_OUTPUTS = {VERDICT_OUTPUT: "submit_verdict", VALIDATION_OUTPUT: "submit_validation"}
+"""Output keys the workflow reads as a verdict or a validation: only their own tool sets them."""
+
+
 def normalize_path(path: Any) -> str:
     """A safe relative POSIX path inside the workspace, or ToolInputError."""
     if not isinstance(path, str) or not path.strip():
         raise ToolInputError("path must be a non-empty string")
+    _require_printable("path", path)
     cleaned = posixpath.normpath(path.strip().replace("\\", "/")).lstrip("/")
     if cleaned in ("", ".") or cleaned.startswith("..") or "/../" in f"/{cleaned}/":
         raise ToolInputError(f"path {path!r} leaves the workspace")
     return cleaned
+
+
+def _require_printable(what: str, value: str) -> None:
+    # A NUL cannot be stored in PostgreSQL text, and control or invisible characters make
+    # paths that look like other paths: the agent hears about it, the database never does.
+    if not value.isprintable():
+        raise ToolInputError(f"{what} {value!r} contains a control or non-printable character")
 
 
 class Workspace(Protocol):
@@ -176,6 +189,8 @@ class ToolOutcome:
     outputs: dict[str, Any] = field(default_factory=dict)
     note: NoteDraft | None = None
     wait: NoteWait | None = None
+    refused: bool = False
+    """The tool exists but the agent's role was not given it."""
 
 
 @dataclass(frozen=True)
@@ -187,12 +202,26 @@ class NoteContext:
 
 
 async def run_tool(
-    workspace: Workspace, name: str, args: dict[str, Any], notes: NoteContext | None = None
+    workspace: Workspace,
+    name: str,
+    args: dict[str, Any],
+    notes: NoteContext | None = None,
+    *,
+    role: str,
+    allowed: Collection[str],
 ) -> ToolOutcome:
     """Run one tool call; a mistake of the agent's becomes an error result, not an exception.
 
-    `notes` is None where the run has no notes (e.g. a workflow started before them).
+    `allowed` is what `role` was given (`Role.tools_for`): any other tool is refused before
+    it runs. `notes` is None where the run has no notes (e.g. a workflow started before them).
     """
+    if name in TOOL_DEFINITIONS and name not in allowed:
+        return ToolOutcome(
+            content=f"tool {name!r} is not available to the {role} role; its tools are: "
+            f"{', '.join(allowed)}",
+            is_error=True,
+            refused=True,
+        )
     try:
         if name in ("post_note", "wait_for_note"):
             return _note_tool(name, args, notes)
@@ -256,6 +285,8 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
         content = args.get("content")
         if not isinstance(content, str):
             raise ToolInputError("write_file needs 'content' as a string")
+        if "\x00" in content:
+            raise ToolInputError("write_file: content has a NUL character; write text files only")
         ref = await workspace.write(path, content)
         return ToolOutcome(
             content=f"wrote {path} ({ref.size} bytes, version {ref.version})", written=ref
@@ -267,7 +298,12 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
             raise ToolInputError(f"no file {path!r} in the workspace")
         return ToolOutcome(content=text[:MAX_READ_CHARS])
     if name == "list_files":
-        files = await workspace.list(str(args.get("prefix") or ""))
+        prefix = args.get("prefix") or ""
+        if not isinstance(prefix, str):
+            raise ToolInputError("list_files needs 'prefix' as a string")
+        if prefix:
+            _require_printable("prefix", prefix)
+        files = await workspace.list(prefix)
         return ToolOutcome(
             content="\n".join(f"{path} ({size} bytes)" for path, size in files) or "(no files)"
         )
@@ -275,6 +311,10 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
         outputs = args.get("outputs")
         if not isinstance(outputs, dict):
             raise ToolInputError("set_outputs needs 'outputs' as an object")
+        for key, tool in STRUCTURED_OUTPUTS.items():
+            if key in outputs:
+                # Else a role without the tool could forge a verdict or a validation.
+                raise ToolInputError(f"set_outputs: {key!r} is reserved for {tool}")
         return ToolOutcome(
             content=f"recorded outputs: {', '.join(sorted(outputs))}", outputs=outputs
         )

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from api.fields import Tokens, Usd
 from core.tenancy import OrgRole
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -31,10 +32,10 @@ def _not_empty(model: BaseModel) -> None:
 
 class OrgCreate(BaseModel):
     name: Name
-    monthly_token_limit: int | None = Field(
-        default=None, ge=0, description="Input + output tokens per calendar month (UTC)."
+    monthly_token_limit: Tokens | None = Field(
+        default=None, description="Input + output tokens per calendar month (UTC)."
     )
-    monthly_cost_limit_usd: float | None = Field(default=None, ge=0)
+    monthly_cost_limit_usd: Usd | None = None
 
 
 class Org(_FromRow):
@@ -60,8 +61,8 @@ class OrgStatus(Org):
 class BudgetUpdate(BaseModel):
     """The fields sent are changed; null removes that limit; a field left out stays."""
 
-    monthly_token_limit: int | None = Field(default=None, ge=0)
-    monthly_cost_limit_usd: float | None = Field(default=None, ge=0)
+    monthly_token_limit: Tokens | None = None
+    monthly_cost_limit_usd: Usd | None = None
 
     @model_validator(mode="after")
     def _something(self) -> BudgetUpdate:

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
+from api.limits import RequestLimits
 from api.routers import admin, codec, decisions, health, metrics, runs, webhooks
 from core.db import Database, get_database
 from core.settings import Settings, get_settings
@@ -55,6 +56,13 @@ def create_app(
     ):
         app.include_router(router)
     app.add_middleware(codec.CodecCORSMiddleware, origins=settings.codec_origins)
+    # Added last, so it runs first: nothing reads a request before its size is known.
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_request_bytes,
+        max_head_bytes=settings.max_header_bytes,
+        body_limits={codec.PREFIX: codec.MAX_BODY_BYTES},
+    )
     # Only when spans go somewhere: with the no-op provider the middleware would still run
     # on every request for nothing. The request's server span is the current span while
     # the route runs, so `StartWorkflow` (core/tracing.py's interceptor) becomes its child.

@@ -1,5 +1,8 @@
 """Who is calling: an API key (`X-API-Key`) or a bearer JWT, then the caller's rate limit.
 
+Failed authentications are counted per client address (`api/rate_limit.py`): past the
+limit, that address gets 429 before any credential it sends is checked.
+
 JWTs are HS256 with `JWT_SECRET` or RS256 with `JWT_PUBLIC_KEY`; `exp` is required and
 `iss`/`aud` are checked when configured. The token names its organization in the `org`
 claim and its role in `role` (default `member`); a user row for (org, `sub`) overrides
@@ -17,7 +20,11 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlmodel import select
 
 from api.deps import DatabaseDep, Principal, SettingsDep
-from api.rate_limit import enforce_rate_limit
+from api.rate_limit import (
+    count_failed_authentication,
+    enforce_rate_limit,
+    refuse_guessing_client,
+)
 from core.db import Database, Organization, User
 from core.settings import Settings
 from core.tenancy import KEY_SCHEME, OrgRole, verify_key
@@ -39,15 +46,20 @@ async def get_principal(
     api_key: Annotated[str | None, Security(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Principal:
-    if api_key:
-        principal = await _from_api_key(db, api_key)
-    elif credentials is not None and credentials.credentials.startswith(f"{KEY_SCHEME}_"):
-        principal = await _from_api_key(db, credentials.credentials)
-    elif credentials is not None:
-        principal = await _from_jwt(db, settings, credentials.credentials)
-    else:
+    presented = api_key or (credentials.credentials if credentials is not None else None)
+    if not presented:
         raise unauthorized("missing credentials: send X-API-Key or Authorization: Bearer")
-    await enforce_rate_limit(request, principal.subject, settings)
+    await refuse_guessing_client(request, settings)
+    try:
+        if api_key or presented.startswith(f"{KEY_SCHEME}_"):
+            principal = await _from_api_key(db, presented)
+        else:
+            principal = await _from_jwt(db, settings, presented)
+    except HTTPException as exc:
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+            await count_failed_authentication(request, settings)
+        raise
+    await enforce_rate_limit(request, principal.rate_limit_bucket, settings)
     return principal
 
 
@@ -95,6 +107,9 @@ async def _from_jwt(db: Database, settings: Settings, token: str) -> Principal:
     org_id, subject = claims.get("org"), str(claims["sub"])
     if not isinstance(org_id, str):
         raise unauthorized("invalid token: no `org` claim")
+    if not (_printable_claim(org_id) and _printable_claim(subject)):
+        # Signed, but not something a database key may hold (NUL, control characters).
+        raise unauthorized("invalid token: `org` and `sub` must be printable and short")
     async with db.session() as session:
         if await session.get(Organization, org_id) is None:
             raise unauthorized("invalid token: unknown organization")
@@ -112,6 +127,10 @@ async def _from_jwt(db: Database, settings: Settings, token: str) -> Principal:
     except ValueError:
         raise unauthorized(f"invalid token: unknown role {claims.get('role')!r}") from None
     return Principal(org_id=org_id, role=role, subject=f"jwt:{subject}")
+
+
+def _printable_claim(value: str) -> bool:
+    return 0 < len(value) <= 200 and value.isprintable()
 
 
 CallerDep = Annotated[Principal, Depends(get_principal)]

@@ -24,11 +24,16 @@ class Principal(BaseModel):
     org_id: str
     role: OrgRole
     subject: str
-    """`key:<id>` for an API key, the JWT `sub` otherwise; also the rate-limit bucket."""
+    """`key:<id>` for an API key, `jwt:<sub>` for a JWT."""
 
     @property
     def can_write(self) -> bool:
         return self.role in (OrgRole.ADMIN, OrgRole.MEMBER)
+
+    @property
+    def rate_limit_bucket(self) -> str:
+        """Per organization: a JWT `sub` is only unique within the issuer's organization."""
+        return f"{self.org_id}:{self.subject}"
 
 
 def get_settings(request: Request) -> Settings:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from core.db import DatabaseUnavailable
@@ -11,7 +15,44 @@ from core.temporal import TemporalUnavailable
 from core.tenancy import TenancyError
 
 
+def _plain(value: Any) -> Any:
+    """A context value as JSON can always carry it (an exception, a NaN bound: its text)."""
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return str(value)
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's errors without the `input` they quote.
+
+    Echoing the input is how a NaN or a lone surrogate turned a 422 into a 500 (neither
+    can be encoded in a JSON response), and how a megabyte body came back in the answer.
+    """
+    errors = []
+    for error in exc.errors():
+        shown: dict[str, Any] = {
+            "type": error["type"],
+            "loc": [_plain(part) for part in error["loc"]],
+            "msg": str(error["msg"]),
+        }
+        if error.get("ctx"):
+            shown["ctx"] = {str(key): _plain(value) for key, value in error["ctx"].items()}
+        errors.append(shown)
+    return errors
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": validation_errors(exc)},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+
     @app.exception_handler(DatabaseUnavailable)
     @app.exception_handler(TemporalUnavailable)
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
@@ -24,3 +65,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TenancyError)
     async def tenancy(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+        # Starlette still logs the traceback; the client learns nothing of the internals.
+        return JSONResponse(
+            {"detail": "internal server error"},
+            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )

@@ -8,11 +8,12 @@ from fastapi import Depends, HTTPException, status
 
 from api.auth import CallerDep
 from api.deps import DatabaseDep
+from api.fields import Text
 from core import storage
 from core.db import Run
 
 
-async def owned_run(run_id: str, principal: CallerDep, db: DatabaseDep) -> Run:
+async def owned_run(run_id: Text, principal: CallerDep, db: DatabaseDep) -> Run:
     run = await storage.get_run(db, run_id)
     if run is None or run.tenant != principal.org_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run with id {run_id!r}")

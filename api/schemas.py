@@ -7,8 +7,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.contracts import AgentNote, EscalationPolicy, RunStatus, TaskState, Usage
+from api.fields import Tokens, Usd
+from core.contracts import (
+    MAX_PLAN_TASKS,
+    AgentNote,
+    EscalationPolicy,
+    RunStatus,
+    TaskState,
+    Usage,
+)
 from core.estimate import Estimate, PredictedVsActual
+from workflows.dsl import MAX_NESTING, MAX_TEMPLATE_CHARS
 
 # --- requests ----------------------------------------------------------------------------
 
@@ -25,13 +34,16 @@ class EstimateRequest(BaseModel):
     )
     template: str | None = Field(
         default=None,
+        max_length=200,
         description="A built-in template name (default `sdlc`). Not with `inline_template`.",
         examples=["sdlc"],
     )
     inline_template: str | dict[str, Any] | None = Field(
         default=None,
         description="A template in the Task DSL: YAML text, or the same as a JSON object. "
-        "Validated like `orchestrator templates validate` (cycles, unknown roles, ...).",
+        "Validated like `orchestrator templates validate` (cycles, unknown roles, ...); at "
+        f"most {MAX_TEMPLATE_CHARS} characters, {MAX_PLAN_TASKS} tasks and {MAX_NESTING} "
+        "levels of nesting.",
     )
     model: str | None = Field(
         default=None,
@@ -59,10 +71,10 @@ class EstimateRequest(BaseModel):
 
 
 class RunCreate(EstimateRequest):
-    budget_tokens: int | None = Field(
-        default=None, ge=0, description="This run's limit on input + output tokens."
+    budget_tokens: Tokens | None = Field(
+        default=None, description="This run's limit on input + output tokens."
     )
-    budget_usd: float | None = Field(default=None, ge=0, description="This run's cost limit.")
+    budget_usd: Usd | None = Field(default=None, description="This run's cost limit.")
     escalation: EscalationPolicy | None = Field(
         default=None,
         description="Who is told, and what happens, when the run waits for a human decision.",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from sqlalchemy.engine import make_url
@@ -31,6 +32,7 @@ from core.contracts import (
     BUDGET_GATE,
     Decision,
     DecisionKind,
+    EscalationPolicy,
     NewTask,
     RunPlan,
     RunState,
@@ -40,6 +42,7 @@ from core.contracts import (
     workflow_id_for,
 )
 from core.db import Database, DatabaseUnavailable, get_database
+from core.escalation import check_escalation
 from core.estimate import RunNotRecorded, estimate_run, predicted_vs_actual
 from core.export import export_repository
 from core.local_stack import DevServer, LocalStackError
@@ -162,9 +165,30 @@ def run(
             "the template's setting, on where RESPONSE_CACHE allows).",
         ),
     ] = None,
+    escalation: Annotated[
+        str | None,
+        typer.Option(
+            help="Escalation policy as JSON, as `escalation` in POST /runs, e.g. "
+            '\'{"webhook_url": "https://hooks.example.com/x", "tier3_after_seconds": 3600}\'.',
+        ),
+    ] = None,
 ) -> None:
     """Run GOAL through a template's agent DAG and deliver the repository."""
-    _run(_run_goal(goal, template, model, detach, out, validate, response_cache))
+    _run(_run_goal(goal, template, model, detach, out, validate, response_cache, escalation))
+
+
+async def _escalation_policy(text: str, settings: Settings) -> EscalationPolicy:
+    """The `--escalation` policy, refused in one line before anything starts."""
+    try:
+        policy = EscalationPolicy.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'policy'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"--escalation: {problems}") from None
+    await check_escalation(policy, settings)
+    return policy
 
 
 async def _run_goal(
@@ -175,6 +199,7 @@ async def _run_goal(
     out: Path | None,
     validate: bool | None = None,
     response_cache: bool | None = None,
+    escalation: str | None = None,
 ) -> int:
     settings = get_settings()
     template = load_template(template_name, ROLES)
@@ -190,6 +215,8 @@ async def _run_goal(
         validation_model=settings.resolved_validation_model,
         response_cache=response_cache,
     )
+    if escalation is not None:
+        plan.escalation = await _escalation_policy(escalation, settings)
     db = get_database(settings.resolved_database_url)
     await db.ensure_schema()
     provider = settings.resolved_provider
@@ -200,6 +227,9 @@ async def _run_goal(
                 "or set TEMPORAL_ADDRESS"
             )
         await start_run(stack.client, plan)
+        # The workflow's first activity writes this row too; writing it here, after the
+        # start, lists a detached run (`orchestrator runs`) before any worker picks it up.
+        await storage.record_run_started(db, plan, workflow_id_for(run_id))
         console.print(
             f"Run [bold]{run_id}[/bold] started: {plan.goal!r} with template {plan.template!r}"
         )
@@ -896,13 +926,14 @@ def serve_api(
         import uvicorn
 
         from api.app import create_app
+        from api.server import server_config
 
         settings = get_settings()
         configure_logging(_json_logs(settings), settings.log_level, settings_secrets(settings))
         configure_tracing("orchestrator-api", settings)
         sock = _listening_socket(host, port)
         server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
+            server_config(create_app(settings), settings, host=host, port=port, log_config=None)
         )
         database = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
         console.print(f"API on http://{host}:{port} (docs at /docs), database {database}")

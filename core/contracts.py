@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 TASK_QUEUE = "orchestrator"
 """Queue of `GoalWorkflow` and of the non-model activities."""
@@ -240,8 +240,11 @@ class AutoDecision(StrEnum):
     FAIL = "fail"
 
 
-class EscalationPolicy(BaseModel):
-    """When a run waits for a human: notify, notify wider, then decide by itself."""
+class StoredEscalationPolicy(BaseModel):
+    """When a run waits for a human: notify, notify wider, then decide by itself.
+
+    This is the policy as a run's history holds it, read without the bounds of
+    `EscalationPolicy`: runs started before those bounds existed must still replay."""
 
     tier1_after_seconds: float = 0.0
     tier2_after_seconds: float = 4 * 3600.0
@@ -253,6 +256,30 @@ class EscalationPolicy(BaseModel):
     """Tier 2: a Slack incoming webhook."""
     email_to: list[str] = Field(default_factory=list)
     """Tier 2: escalation contacts by email (SMTP settings from the worker's environment)."""
+
+
+MAX_ESCALATION_SECONDS = 30 * 24 * 3600.0
+EscalationDelay = Annotated[float, Field(ge=0, le=MAX_ESCALATION_SECONDS, allow_inf_nan=False)]
+"""A tier's delay: a delay past Python's timedelta would fail the workflow on every activation."""
+OutboundUrl = Annotated[str, Field(min_length=1, max_length=2048)]
+EmailAddress = Annotated[str, Field(max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
+
+
+class EscalationPolicy(StoredEscalationPolicy):
+    """What a run may ask for (`POST /runs`, `orchestrator run --escalation`).
+
+    Strict, because a misspelt field would silently keep a default (a 24 h wait instead of
+    the one asked for). Whether its URLs may be targets and its channels are configured
+    depends on the deployment: `core/escalation.py` checks that where runs start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier1_after_seconds: EscalationDelay = 0.0
+    tier2_after_seconds: EscalationDelay = 4 * 3600.0
+    tier3_after_seconds: EscalationDelay = 24 * 3600.0
+    webhook_url: OutboundUrl | None = None
+    slack_webhook_url: OutboundUrl | None = None
+    email_to: list[EmailAddress] = Field(default_factory=list, max_length=20)
 
 
 ResolutionAction = Literal["retry", "skip", "abort"]
@@ -270,16 +297,27 @@ class TaskResolution(BaseModel):
 # --- changes to a running plan (updates) ------------------------------------------------
 
 
+MAX_PLAN_TASKS = 200
+MAX_TASK_ID_CHARS = 80
+"""Room for derived ids (`<task>.validate`) within the ledger's 100-character task column."""
+"""Tasks in one run's plan, from its template and `add_task` alike: each is a coroutine of
+`GoalWorkflow` and dozens of events in its history."""
+MAX_DESCRIPTION_CHARS = 20_000
+"""A task's description or prompt addition, which every model call of the task sends."""
+MAX_MODEL_NAME_CHARS = 200
+"""The width of the ledger's `model` column."""
+
+
 class NewTask(BaseModel):
     """The `add_task` update."""
 
-    id: str = Field(pattern=r"^[A-Za-z_][\w-]*$", max_length=100)
+    id: str = Field(pattern=r"^[A-Za-z_][\w-]*$", max_length=MAX_TASK_ID_CHARS)
     role: str
-    depends_on: list[str] = Field(default_factory=list)
-    before: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list, max_length=MAX_PLAN_TASKS)
+    before: list[str] = Field(default_factory=list, max_length=MAX_PLAN_TASKS)
     """Pending tasks that must now wait for this one (inserts it into the DAG)."""
-    description: str = ""
-    model: str | None = None
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+    model: str | None = Field(default=None, max_length=MAX_MODEL_NAME_CHARS)
     max_turns: int = Field(default=12, ge=1, le=100)
 
 
@@ -294,9 +332,9 @@ class TaskModification(BaseModel):
 
     task: str
     role: str | None = None
-    depends_on: list[str] | None = None
-    model: str | None = None
-    prompt_addition: str | None = None
+    depends_on: list[str] | None = Field(default=None, max_length=MAX_PLAN_TASKS)
+    model: str | None = Field(default=None, max_length=MAX_MODEL_NAME_CHARS)
+    prompt_addition: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
 
 
 class PendingDecision(BaseModel):
@@ -495,7 +533,7 @@ class RunPlan(BaseModel):
     model_call_timeout_seconds: float = 600.0
     model_heartbeat_timeout_seconds: float = 60.0
     model_max_attempts: int = 5
-    escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
+    escalation: StoredEscalationPolicy = Field(default_factory=EscalationPolicy)
     budget_tokens: int | None = Field(default=None, ge=0)
     """This run's limit on input + output tokens; None: only the tenant's monthly limit."""
     budget_usd: float | None = Field(default=None, ge=0)
@@ -570,7 +608,10 @@ class ModelCallResult(BaseModel):
 class ToolCallsInput(BaseModel):
     key: TurnKey
     role: str
+    """Its tools in the role registry are the only ones the calls may use."""
     model: str
+    review_of: str | None = None
+    """Set when the agent reviews another task's work: it may also submit a verdict."""
     recipients: list[str] = Field(default_factory=list)
     """Task ids, roles and `all`: what `post_note` may address; empty: no notes in this run."""
 

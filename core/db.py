@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Text, UniqueConstraint, event, false, text
+from sqlalchemy import BigInteger, Column, Text, UniqueConstraint, event, false, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,10 +36,11 @@ class Run(SQLModel, table=True):
     goal: str = Field(sa_column=Column(Text, nullable=False))
     template: str = Field(max_length=200)
     status: str = Field(default="running", index=True, max_length=20)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    # A run's totals, unlike one call's, can pass 2**31 (migration 0005).
+    input_tokens: int = Field(default=0, sa_type=BigInteger)
+    output_tokens: int = Field(default=0, sa_type=BigInteger)
+    cache_read_tokens: int = Field(default=0, sa_type=BigInteger)
+    cache_write_tokens: int = Field(default=0, sa_type=BigInteger)
     cost_usd: float = 0.0
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     final_state: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -185,8 +187,8 @@ class Organization(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(unique=True, max_length=200)
-    monthly_token_limit: int | None = None
-    """Input + output tokens per calendar month (UTC); None: no limit."""
+    monthly_token_limit: int | None = Field(default=None, sa_type=BigInteger)
+    """Input + output tokens per calendar month (UTC); None: no limit. A BIGINT (0005)."""
     monthly_cost_limit_usd: float | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -330,9 +332,19 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
-    path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Create the database file readable by its owner only: it holds every tenant's data.
+
+    SQLite gives its -wal and -shm files the main file's mode, so they follow.
+    """
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(file, os.O_CREAT | os.O_WRONLY, 0o600))
+    for owned in (file, Path(f"{file}-wal"), Path(f"{file}-shm")):
+        if owned.exists():
+            owned.chmod(0o600)
 
 
 MIGRATION_LOCK = 7_433_201_873

@@ -18,6 +18,20 @@ from core.contracts import SEARCH_ATTRIBUTES
 from core.settings import Settings
 
 
+def private_data_dir(path: Path) -> Path:
+    """Create the data directory, or take it back, for the platform's user alone (0700).
+
+    It holds the databases with every tenant's goals, artifacts and webhook secrets; files
+    an older version left readable to others become 0600.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    for entry in path.iterdir():
+        if entry.is_file() and not entry.is_symlink() and entry.stat().st_mode & 0o077:
+            entry.chmod(0o600)
+    return path
+
+
 class LocalStackError(RuntimeError):
     pass
 
@@ -81,10 +95,15 @@ class DevServer:
     async def start(self, timeout: float = 30.0) -> None:
         if is_listening("127.0.0.1", self.settings.temporal_port):
             raise LocalStackError(f"port {self.settings.temporal_port} is already in use")
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_data_dir(self.settings.data_dir)
         log = (self.settings.data_dir / "temporal.log").open("ab")
+        # umask 077: the dev server's history database holds every run's inputs and results.
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            umask=0o077,
         )
         deadline = asyncio.get_running_loop().time() + timeout
         while not is_listening("127.0.0.1", self.settings.temporal_port):

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from core.contracts import TurnKey
 from core.db import ArtifactSummary, CachedResponse, Database, LedgerEntry, utcnow
 from core.storage import insert_ignore
 
@@ -88,6 +89,27 @@ async def claim_summary(
             session.expire_all()
             row = await _summary_row(session, tenant, sha256, model, max_tokens)
         return row
+
+
+async def paid_summary_turn(db: Database, tenant: str, key: TurnKey) -> LedgerEntry | None:
+    """A summarizer turn the tenant paid for already, whichever run's agent paid for it.
+
+    The turn's `task_id` names the summary (its content and settings), so this finds the
+    parts of a claim taken over from another run's dead worker, not only from this run's.
+    """
+    async with db.session() as session:
+        result = await session.execute(
+            select(LedgerEntry)
+            .where(
+                LedgerEntry.tenant == tenant,
+                LedgerEntry.task_id == key.task_id,
+                LedgerEntry.attempt == key.attempt,
+                LedgerEntry.turn == key.turn,
+            )
+            .order_by(col(LedgerEntry.id))
+            .limit(1)
+        )
+        return result.scalars().first()
 
 
 async def renew_claim(db: Database, row_id: int, claim: str) -> None:

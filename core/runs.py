@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core import storage
 from core.contracts import RunEvent, RunState, RunStatus, Usage, workflow_id_for
-from core.db import Database, Run, utcnow
+from core.db import Database, Run
 
 Source = Literal["workflow", "database"]
 
@@ -190,16 +190,3 @@ async def run_totals(db: Database, workflow_id: str) -> tuple[Usage, float]:
     """A run's tokens and cost so far, from the ledger (the row's totals are set at its end)."""
     async with db.session() as session:
         return await storage.ledger_totals(session, workflow_id)
-
-
-async def record_run_not_started(db: Database, run_id: str, error: str) -> None:
-    """Close the row of a run whose workflow could not be started, saying why."""
-    async with db.session() as session:
-        run = await session.get(Run, run_id)
-        if run is None:
-            return
-        run.status = RunStatus.FAILED.value
-        run.error = error
-        run.updated_at = run.completed_at = utcnow()
-        session.add(run)
-        await session.commit()

@@ -118,6 +118,30 @@ class Settings(BaseSettings):
     max_concurrent_checks: int = Field(
         default=2, validation_alias="ORCHESTRATOR_MAX_CONCURRENT_CHECKS"
     )
+    sandbox_backend: Literal["auto", "bubblewrap", "unshare"] = Field(
+        default="auto",
+        validation_alias="SANDBOX_BACKEND",
+        description="How generated code is isolated: bubblewrap (private filesystem), unshare "
+        "(the fallback: namespaces on the host filesystem), or auto (bubblewrap when installed).",
+    )
+    sandbox_memory_mb: int = Field(
+        default=1024,
+        gt=0,
+        validation_alias="SANDBOX_MEMORY_MB",
+        description="Memory of all processes of one sandboxed command together (cgroup).",
+    )
+    sandbox_processes: int = Field(
+        default=128,
+        gt=0,
+        validation_alias="SANDBOX_PROCESSES",
+        description="Processes and threads of one sandboxed command together.",
+    )
+    sandbox_tmpfs_mb: int = Field(
+        default=64,
+        gt=0,
+        validation_alias="SANDBOX_TMPFS_MB",
+        description="Size of each private /tmp, /var/tmp, /dev/shm and /run of a sandbox.",
+    )
     agent_max_concurrent_activities: int | None = Field(
         default=None,
         validation_alias="AGENT_MAX_CONCURRENT_ACTIVITIES",
@@ -165,12 +189,41 @@ class Settings(BaseSettings):
         validation_alias="RATE_LIMIT_STORAGE_URI",
         description="`memory://` (one API process) or `redis://host:port` (shared).",
     )
+    auth_failure_limit: int = Field(
+        default=20,
+        ge=0,
+        validation_alias="AUTH_FAILURE_LIMIT",
+        description="Failed authentications per client address and window before every "
+        "request from that address answers 429; 0: no limit.",
+    )
+    auth_failure_window_seconds: int = Field(
+        default=60, gt=0, validation_alias="AUTH_FAILURE_WINDOW_SECONDS"
+    )
+    metrics_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        validation_alias="METRICS_CACHE_SECONDS",
+        description="How long the API's /metrics answer is reused; 0: computed per scrape.",
+    )
     webhook_allow_private: bool = Field(
         default=False,
         validation_alias="WEBHOOK_ALLOW_PRIVATE_TARGETS",
-        description="Allow webhook URLs on private, loopback and link-local addresses.",
+        description="Allow outbound URLs (webhooks, escalation webhooks, Slack) on private, "
+        "loopback and link-local addresses.",
     )
     max_goal_chars: int = Field(default=20_000, validation_alias="ORCHESTRATOR_MAX_GOAL_CHARS")
+    max_request_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        gt=0,
+        validation_alias="ORCHESTRATOR_MAX_REQUEST_BYTES",
+        description="Request bodies larger than this answer 413 (the codec's have 16 MiB).",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        gt=0,
+        validation_alias="ORCHESTRATOR_MAX_HEADER_BYTES",
+        description="A request line and headers larger than this answer 431.",
+    )
 
     # --- operations ---
     otel_exporter_otlp_endpoint: str | None = Field(

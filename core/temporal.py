@@ -11,9 +11,16 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -104,12 +111,25 @@ def run_search_attributes(plan: RunPlan) -> TypedSearchAttributes:
 
 
 async def start_run(client: Client, plan: RunPlan) -> WorkflowHandle[Any, RunState]:
-    """Start `GoalWorkflow` for a compiled plan: id `run-<run_id>` on the orchestrator queue."""
-    return await client.start_workflow(
-        "GoalWorkflow",
-        plan,
-        id=workflow_id_for(plan.run_id),
-        task_queue=TASK_QUEUE,
-        search_attributes=run_search_attributes(plan),
-        result_type=RunState,
-    )
+    """Start `GoalWorkflow` for a compiled plan: id `run-<run_id>` on the orchestrator queue.
+
+    Idempotent per run id: starting a run that already exists, open or closed, answers
+    its handle instead of a second execution, so a caller that does not know whether its
+    first start reached Temporal can simply start again.
+    """
+    workflow_id = workflow_id_for(plan.run_id)
+    try:
+        return await client.start_workflow(
+            "GoalWorkflow",
+            plan,
+            id=workflow_id,
+            task_queue=TASK_QUEUE,
+            search_attributes=run_search_attributes(plan),
+            result_type=RunState,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A closed run is never run a second time: that would pay for its goal again.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        # No run id: the latest execution is the run (a reset continues it in a new one).
+        return client.get_workflow_handle(workflow_id, result_type=RunState)

@@ -26,6 +26,7 @@ from temporalio.client import Client, Interceptor
 from agents.llm import make_provider
 from agents.protocol import LLMProvider
 from api.app import create_app
+from api.server import server_config
 from core.db import Database
 from core.settings import Settings
 from core.temporal import ensure_search_attributes
@@ -60,10 +61,12 @@ async def isolated_client(server: Client, interceptors: list[Interceptor] | None
 
 
 def api_settings(**overrides: Any) -> Settings:
-    """Settings for a test API: loopback webhooks allowed, a generous rate limit."""
+    """Settings for a test API: loopback webhooks allowed, generous rate limits (every test
+    client shares one address, so failed authentications of one test must not throttle it)."""
     values: dict[str, Any] = {
         "WEBHOOK_ALLOW_PRIVATE_TARGETS": True,
         "RATE_LIMIT_PER_MINUTE": 100_000,
+        "AUTH_FAILURE_LIMIT": 100_000,
         "JWT_SECRET": "test-jwt-secret-of-at-least-32-bytes!",
         "JWT_ISSUER": "https://issuer.test",
         "JWT_AUDIENCE": "orchestrator",
@@ -124,7 +127,9 @@ async def serving_api(
     app = create_app(settings, db=db, temporal=temporal, tracer_provider=tracer_provider)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        server_config(
+            app, settings, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
     )
     serve = asyncio.create_task(server.serve())
     while not server.started:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
+from agents.tools import ToolOutcome, Workspace, run_tool
 from core.contracts import RunPlan, RunState
 from core.db import Database
 from core.settings import Settings
@@ -34,6 +36,11 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.1)
+
+
+def agent_tools(workspace: Workspace, role: str) -> Callable[..., Awaitable[ToolOutcome]]:
+    """`run_tool` as an agent of `role` calls it: with only the tools that role was given."""
+    return functools.partial(run_tool, workspace, role=role, allowed=ROLES[role].tools)
 
 
 def make_plan(goal: str = TASK_MANAGER_GOAL, template: str = "sdlc", **overrides: Any) -> RunPlan:

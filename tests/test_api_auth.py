@@ -6,6 +6,7 @@ behind it; runs used to check roles are real `GoalWorkflow`s on the Temporal dev
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -326,6 +327,71 @@ async def test_the_fourth_request_in_a_minute_gets_429_with_retry_after(
         http = api.http({"X-API-Key": first.secret})
         for _ in range(10):
             assert (await http.get("/orgs/me")).status_code == 200
+
+
+async def test_the_same_jwt_subject_in_two_organizations_has_two_buckets(
+    postgres_db: Database, dev_client: Client
+) -> None:
+    ours, theirs = await create_org(postgres_db, "ours"), await create_org(postgres_db, "theirs")
+    settings = api_settings(RATE_LIMIT_PER_MINUTE=3)
+    async with serving_api(postgres_db, dev_client, settings, with_workers=False) as api:
+        alice_here, alice_there = api.http(token(ours.id)), api.http(token(theirs.id))
+        for _ in range(3):
+            assert (await alice_here.get("/orgs/me")).status_code == 200
+        assert_json_error(await alice_here.get("/orgs/me"), 429, "rate limit")
+        for _ in range(3):
+            mine = await alice_there.get("/orgs/me")
+            assert mine.status_code == 200 and mine.json()["id"] == theirs.id
+        assert_json_error(await alice_there.get("/orgs/me"), 429, "rate limit")
+
+
+async def test_failed_authentications_throttle_the_address_for_one_window(
+    postgres_db: Database, dev_client: Client
+) -> None:
+    org = await create_org(postgres_db, "guessed")
+    good = await create_key(postgres_db, org.id, "good", OrgRole.ADMIN)
+    window = 3
+    settings = api_settings(
+        AUTH_FAILURE_LIMIT=5,
+        AUTH_FAILURE_WINDOW_SECONDS=window,
+        PAYLOAD_ENCRYPTION_KEY="k1:" + "A" * 43,
+    )
+    wrong_key = {"X-API-Key": "orch_000000000000_guess"}
+    guesses = [  # every door that checks a credential counts its failures
+        ("GET", "/orgs/me", wrong_key, 401),
+        ("GET", "/orgs/me", token(org.id, key="not-the-secret-but-long-enough-for-hs256"), 401),
+        ("POST", "/orgs", {"Authorization": "Bearer guess"}, 401),
+        ("GET", "/metrics", {"Authorization": "Bearer guess"}, 200),  # without tenant figures
+        ("POST", "/codec/decode", wrong_key, 401),
+    ]
+    async with serving_api(postgres_db, dev_client, settings, with_workers=False) as api:
+        http = api.http()
+        answers, refusals = [], []
+        for attempt in range(60):
+            method, path, headers, refusal = guesses[attempt % len(guesses)]
+            body: dict[str, Any] = {"payloads": []} if path.startswith("/codec") else {"name": "x"}
+            sent = await http.request(
+                method, path, headers=headers, json=body if method == "POST" else None
+            )
+            answers.append(sent.status_code)
+            refusals.append(refusal)
+        assert answers == refusals[:5] + [429] * 55
+        limited = await http.get("/orgs/me", headers=wrong_key)
+        assert_json_error(limited, 429, "5 failed authentications from this address in 3 s")
+        assert 1 <= int(limited.headers["retry-after"]) <= window
+
+        # Right credentials from that address learn nothing while it is refused...
+        assert (await http.get("/orgs/me", headers={"X-API-Key": good.secret})).status_code == 429
+        assert (await http.post("/orgs", json={"name": "x"}, headers=OPERATOR)).status_code == 429
+        # ...while other addresses are not affected,
+        elsewhere = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(base_url=api.base_url, transport=elsewhere) as other:
+            other_answer = await other.get("/orgs/me", headers={"X-API-Key": good.secret})
+            assert other_answer.status_code == 200
+        # ...and once the failures are a window old, the address is served again.
+        await asyncio.sleep(window + 0.5)
+        assert (await http.get("/orgs/me", headers={"X-API-Key": good.secret})).status_code == 200
+        assert (await http.get("/orgs/me")).status_code == 401  # no credentials: no guess
 
 
 # --- budgets, teams and users ------------------------------------------------------------

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
-import sys
+import tempfile
 import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from temporalio.exceptions import ApplicationError
 
 from activities.checks import CheckActivities, dependency_findings, secret_findings
-from activities.sandbox import (
-    SANDBOX_UID_BASE,
-    SANDBOX_UID_SPAN,
-    MiB,
-    SandboxLimits,
-    run_sandboxed,
-    sandbox_mode,
-)
 from agents.providers.offline import deliverables
+from checks.sandbox import SANDBOX_UID_BASE, SANDBOX_UID_SPAN, SandboxLimits, sandbox_backend
 from core import storage
 from core.contracts import ChecksInput, ChecksReport, Finding, Severity, TurnKey
 from core.db import Database
@@ -93,7 +88,7 @@ async def test_code_review_names_the_failing_test(sqlite_db: Database) -> None:
     assert failure.line == 10
     assert "backend/tests/test_app.py::test_adds_negative_numbers" in failure.message
     assert "sums of negatives are negative" in failure.message
-    assert report.network_isolated == sandbox_mode().network_isolated
+    assert report.network_isolated == sandbox_backend().network_isolated
 
 
 async def test_security_review_reports_shell_injection(sqlite_db: Database) -> None:
@@ -334,89 +329,144 @@ def _sandbox_processes() -> list[int]:
     return found
 
 
-# --- run_sandboxed directly ---------------------------------------------------------------
+# --- escapes: generated tests that attack the host ---------------------------------------
 
 
-def test_the_wall_clock_limit_kills_the_command(tmp_path: Path) -> None:
-    result = run_sandboxed(["sleep", "60"], tmp_path, timeout_seconds=1)
-
-    assert result.timed_out and result.killed_by_limit
-    assert result.limit_reason == "exceeded the 1 s wall-clock limit"
-    assert result.duration_seconds < 5
-
-
-def test_the_cpu_limit_stops_a_busy_loop(tmp_path: Path) -> None:
-    limits = SandboxLimits(cpu_seconds=1)
-    result = run_sandboxed(
-        [sys.executable, "-c", "while True: pass"], tmp_path, timeout_seconds=20, limits=limits
-    )
-
-    assert not result.timed_out
-    assert result.limit_reason == "exceeded the 1 s CPU-time limit"
+def _host_folder(name: str) -> Path:
+    """A folder like a user's checkout: traversable by anyone, files readable by anyone."""
+    folder = Path(tempfile.mkdtemp(prefix=f"orch-host-{name}-"))
+    folder.chmod(0o755)
+    return folder
 
 
-def test_the_environment_holds_no_worker_secrets(tmp_path: Path, worker_secrets: None) -> None:
-    code = "import os; print(os.environ)"
-    result = run_sandboxed([sys.executable, "-c", code], tmp_path, timeout_seconds=30)
-
-    assert result.returncode == 0
-    assert "s3cr3t" not in result.stdout + result.stderr
-    assert "hunter2" not in result.stdout + result.stderr
-    assert "PYTHONDONTWRITEBYTECODE" in result.stdout
-
-
-def test_the_file_size_limit_leaves_nothing_big_on_disk(tmp_path: Path) -> None:
-    code = "open('big.bin', 'wb').write(bytes(1 << 30))"
-    limits = SandboxLimits(file_size_bytes=8 * MiB)
-    result = run_sandboxed(
-        [sys.executable, "-c", code], tmp_path, timeout_seconds=30, limits=limits
-    )
-
-    assert result.returncode != 0 and "File too large" in result.stderr
-    assert (tmp_path / "big.bin").stat().st_size <= 8 * MiB
+async def test_a_sibling_folder_swapped_for_a_symlink_is_not_followed(sqlite_db: Database) -> None:
+    host = _host_folder("target")
+    (host / "owned-by-the-worker.txt").write_text("keep\n")
+    before = {p.name: (p.stat().st_uid, p.read_text()) for p in host.iterdir()}
+    swap = f"""\
+import os
+import shutil
 
 
-def test_output_is_capped(tmp_path: Path) -> None:
-    code = "print('a' * 100_000 + 'END')"
-    limits = SandboxLimits(output_bytes=1000)
-    result = run_sandboxed(
-        [sys.executable, "-c", code], tmp_path, timeout_seconds=30, limits=limits
-    )
-
-    assert len(result.stdout) < 1100
-    assert result.stdout.startswith("aaa") and result.stdout.rstrip().endswith("END")
-    assert "bytes elided" in result.stdout
-
-
-@pytest.mark.skipif(
-    "PID" not in sandbox_mode().description, reason="needs a PID namespace to reach escapees"
-)
-def test_processes_that_leave_the_group_die_with_the_sandbox(tmp_path: Path) -> None:
-    marker = "299.123"
-    result = run_sandboxed(
-        ["sh", "-c", f"setsid sleep {marker} & echo started"], tmp_path, timeout_seconds=30
-    )
-
-    assert result.stdout.strip() == "started"
-    assert not [
-        p for p in Path("/proc").iterdir() if p.name.isdigit() and marker.encode() in _cmdline(p)
-    ]
-
-
-def _cmdline(process: Path) -> bytes:
+def test_swap_the_sibling() -> None:
+    shutil.rmtree("../b")
+    os.symlink({str(host)!r}, "../b")
+"""
+    pwn = """\
+def test_write_where_we_were_run() -> None:
+    open("pwned.txt", "w").write("pwned")
+"""
     try:
-        return (process / "cmdline").read_bytes()
-    except OSError:
-        return b""
+        report = await check(
+            sqlite_db, {"a/tests/test_a.py": swap, "b/tests/test_b.py": pwn}, "code_review"
+        )
+
+        assert {p.name: (p.stat().st_uid, p.read_text()) for p in host.iterdir()} == before
+        assert host.stat().st_uid == os.geteuid()
+        [tampered] = [f for f in high(report, "sandbox") if f.rule == "workspace-tampered"]
+        assert tampered.file == "b"
+    finally:
+        shutil.rmtree(host)
 
 
-def test_the_sandbox_runs_as_another_user_when_we_are_root(tmp_path: Path) -> None:
-    result = run_sandboxed(
-        [sys.executable, "-c", "import os; print(os.getuid())"], tmp_path, timeout_seconds=30
-    )
+async def test_the_data_directory_cannot_be_read(sqlite_db: Database) -> None:
+    checkout = _host_folder("checkout")
+    data_dir = checkout / ".orchestrator"
+    secret = "whsec_" + uuid.uuid4().hex
+    try:
+        platform_db = Database(f"sqlite+aiosqlite:///{data_dir / 'orchestrator.db'}")
+        await platform_db.ensure_schema()
+        async with platform_db.engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE leak (value TEXT)"))
+            await conn.execute(text("INSERT INTO leak VALUES (:v)"), {"v": secret})
+        await platform_db.dispose()
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+        assert (data_dir / "orchestrator.db").stat().st_mode & 0o777 == 0o600
 
-    uid = int(result.stdout)
-    if os.geteuid() == 0:
-        assert SANDBOX_UID_BASE <= uid < SANDBOX_UID_BASE + SANDBOX_UID_SPAN
-    else:
-        assert result.isolation.endswith("the worker's own uid")
+        leak = f"""\
+def test_leak_the_database() -> None:
+    data = open({str(data_dir / "orchestrator.db")!r}, "rb").read()
+    assert False, data
+"""
+        report = await check(sqlite_db, {"svc/tests/test_leak.py": leak}, "code_review")
+
+        [failure] = high(report, "pytest")
+        assert secret not in failure.message
+        assert "FileNotFoundError" in failure.message or "PermissionError" in failure.message
+    finally:
+        shutil.rmtree(checkout)
+
+
+async def test_host_unix_sockets_cannot_be_reached(sqlite_db: Database) -> None:
+    path = Path("/tmp") / f"orch-host-{uuid.uuid4().hex[:8]}.sock"
+    abstract = f"\0orch-host-{uuid.uuid4().hex[:8]}"
+    with (
+        socket.socket(socket.AF_UNIX) as on_disk,
+        socket.socket(socket.AF_UNIX) as in_abstract_namespace,
+    ):
+        on_disk.bind(str(path))
+        path.chmod(0o777)
+        on_disk.listen()
+        in_abstract_namespace.bind(abstract)
+        in_abstract_namespace.listen()
+        tests = f"""\
+import socket
+
+import pytest
+
+
+@pytest.mark.parametrize("address", [{str(path)!r}, {abstract!r}])
+def test_connect(address: str) -> None:
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(address)
+"""
+        try:
+            report = await check(sqlite_db, {"svc/tests/test_socket.py": tests}, "code_review")
+        finally:
+            path.unlink()
+        for listener in (on_disk, in_abstract_namespace):
+            listener.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # nothing connected
+
+    assert (report.tests_passed, report.tests_failed) == (0, 2)
+
+
+async def test_nothing_is_left_in_the_hosts_tmp_places(sqlite_db: Database) -> None:
+    name = f"orch-leftover-{uuid.uuid4().hex[:8]}"
+    places = ["/tmp", "/var/tmp", "/dev/shm"]
+    tests = f"""\
+import os
+
+
+def test_leave_files() -> None:
+    for place in {places!r}:
+        with open(os.path.join(place, {name!r}), "w") as f:
+            f.write("left behind")
+"""
+    report = await check(sqlite_db, {"svc/tests/test_litter.py": tests}, "code_review")
+
+    assert report.tests_passed == 1  # writing was allowed, in the sandbox's own places
+    assert [p for p in places if (Path(p) / name).exists()] == []
+
+
+async def test_memory_is_bounded_for_all_processes_together(sqlite_db: Database) -> None:
+    # Each process stays far below its own 2 GiB address-space limit; together they need
+    # 3 GiB, three times the sandbox's memory.
+    tests = """\
+import subprocess
+import sys
+
+HOG = "import time; block = b'x' * (1 << 30); time.sleep(2)"
+
+
+def test_three_processes_of_one_gib() -> None:
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(3)]
+    assert [hog.wait() for hog in hogs] == [0, 0, 0]
+"""
+    report = await check(sqlite_db, {"svc/tests/test_hog.py": tests}, "code_review")
+
+    assert report.tests_passed == 0
+    [failure] = high(report, "pytest")
+    assert "test_three_processes_of_one_gib" in failure.message or "memory" in failure.message
+    subprocess.run(["true"], check=True)  # the worker is fine

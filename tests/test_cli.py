@@ -76,6 +76,26 @@ def test_empty_goal(isolated: dict[str, str]) -> None:
     assert_one_line_error(cli("run", "   ", env=isolated), "goal is empty")
 
 
+@pytest.mark.parametrize(
+    ("policy", "fragments"),
+    [
+        ('{"tier3_afer_seconds": 60}', ("--escalation: tier3_afer_seconds", "Extra inputs")),
+        ('{"tier1_after_seconds": -1}', ("tier1_after_seconds", "greater than or equal to 0")),
+        ('{"tier1_after_seconds": 1e300}', ("tier1_after_seconds", "less than or equal")),
+        ('{"tier2_after_seconds": NaN}', ("tier2_after_seconds", "finite number")),
+        ('{"email_to": ["lead@example.com"]}', ("escalation.email_to", "SMTP_HOST")),
+        ('{"webhook_url": "http://127.0.0.1:9/hook"}', ("escalation.webhook_url", "non-public")),
+        ("tier1_after_seconds=5", ("--escalation", "Invalid JSON")),
+    ],
+)
+def test_run_refuses_an_escalation_policy_that_cannot_work(
+    isolated: dict[str, str], policy: str, fragments: tuple[str, ...]
+) -> None:
+    env = {**isolated, "SMTP_HOST": "", "WEBHOOK_ALLOW_PRIVATE_TARGETS": "false"}
+    result = cli("run", "Build a todo API", "--escalation", policy, env=env)
+    assert_one_line_error(result, *fragments)
+
+
 def test_unknown_run_id(isolated: dict[str, str]) -> None:
     assert_one_line_error(cli("status", "nope", env=isolated), "no run with id 'nope'")
     assert_one_line_error(cli("artifacts", "nope", env=isolated), "no run with id 'nope'")

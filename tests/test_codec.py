@@ -42,6 +42,7 @@ from core.temporal import connect, data_converter, start_run
 from core.tenancy import OrgRole
 from tests.api_harness import ApiHarness, api_settings, free_port, serving_api
 from tests.helpers import make_plan
+from tests.test_api_auth import token
 from workers.main import serving
 from workflows.goal import GoalWorkflow
 
@@ -398,9 +399,11 @@ async def decode_status(api: ApiHarness, headers: dict[str, str]) -> int:
     return response.status_code
 
 
-async def test_with_a_key_the_codec_server_needs_an_operator_or_an_org_admin(
+async def test_with_a_key_the_codec_server_serves_the_operator_only(
     sqlite_db: Database, dev_client: Client
 ) -> None:
+    """One key encrypts every tenant's payloads: an organization admin who could call the
+    codec would decrypt other organizations' goals and artifacts from their histories."""
     await sqlite_db.ensure_schema()
     configured = api_settings(PAYLOAD_ENCRYPTION_KEY=KEY_A)
     async with serving_api(sqlite_db, dev_client, configured, with_workers=False) as api:
@@ -412,9 +415,16 @@ async def test_with_a_key_the_codec_server_needs_an_operator_or_an_org_admin(
         assert await decode_status(api, {"Authorization": "Bearer wrong-token"}) == 401
         assert await decode_status(api, OPERATOR) == 200
         assert await decode_status(api, {"X-API-Key": "operator-token"}) == 200
-        assert await decode_status(api, admin.headers) == 200
-        assert await decode_status(api, {"Authorization": f"Bearer {admin.key.secret}"}) == 200
-        assert await decode_status(api, member) == 403
+        for organization_credentials in (
+            admin.headers,
+            {"Authorization": f"Bearer {admin.key.secret}"},
+            token(admin.org_id, "alice", role="admin"),
+            member,
+        ):
+            assert await decode_status(api, organization_credentials) == 403
+        for path in ("/codec/decode", "/codec/encode"):
+            refused = await api.http(admin.headers).post(path, json=as_json([LARGE_JSON]))
+            assert refused.status_code == 403 and "operator token" in refused.json()["detail"]
         refused = await api.http().post("/codec/encode", json=as_json([LARGE_JSON]))
         assert refused.status_code == 401 and "operator token" in refused.json()["detail"]
 

@@ -23,7 +23,7 @@ from agents.protocol import (
 from agents.providers.anthropic import AnthropicProvider
 from agents.providers.offline import OfflineProvider
 from agents.roles import ROLES
-from agents.tools import NoteContext, run_tool
+from agents.tools import NoteContext
 from cli.render import notes_caption, run_table
 from core import storage
 from core.contracts import (
@@ -43,7 +43,7 @@ from core.db import Database
 from tests.api_harness import ApiHarness
 from tests.conftest import production_converter
 from tests.fakes.messages_api import FakeMessagesAPI
-from tests.helpers import make_plan, run_to_end, started, wait_until
+from tests.helpers import agent_tools, make_plan, run_to_end, started, wait_until
 from workflows import notes as agent_notes
 from workflows.dsl import compile_plan, load_template
 from workflows.goal import GoalWorkflow
@@ -256,22 +256,19 @@ async def test_post_note_checks_its_recipient_and_fields(sqlite_db: Database) ->
     )
     key = TurnKey(run_id="r1", workflow_id="run-r1", task_id="backend", turn=0)
     async with storage.turn_workspace(sqlite_db, key, role="backend_engineer", model="m") as ws:
-        ok = await run_tool(
-            ws, "post_note", {"to": "frontend", "subject": "API", "text": "GET /tasks"}, context
+        tool = agent_tools(ws, "backend_engineer")
+        ok = await tool(
+            "post_note", {"to": "frontend", "subject": "API", "text": "GET /tasks"}, context
         )
-        unknown = await run_tool(
-            ws, "post_note", {"to": "nobody", "subject": "API", "text": "x"}, context
+        unknown = await tool("post_note", {"to": "nobody", "subject": "API", "text": "x"}, context)
+        itself = await tool("post_note", {"to": "backend", "subject": "a", "text": "x"}, context)
+        empty = await tool("post_note", {"to": "all", "subject": " ", "text": "x"}, context)
+        too_long = await tool(
+            "post_note", {"to": "all", "subject": "a", "text": "x" * 20_001}, context
         )
-        itself = await run_tool(
-            ws, "post_note", {"to": "backend", "subject": "a", "text": "x"}, context
-        )
-        empty = await run_tool(ws, "post_note", {"to": "all", "subject": " ", "text": "x"}, context)
-        too_long = await run_tool(
-            ws, "post_note", {"to": "all", "subject": "a", "text": "x" * 20_001}, context
-        )
-        off = await run_tool(ws, "post_note", {"to": "all", "subject": "a", "text": "x"})
-        wait = await run_tool(ws, "wait_for_note", {"from": "frontend_engineer"}, context)
-        bad_wait = await run_tool(ws, "wait_for_note", {"from": "qa"}, context)
+        off = await tool("post_note", {"to": "all", "subject": "a", "text": "x"})
+        wait = await tool("wait_for_note", {"from": "frontend_engineer"}, context)
+        bad_wait = await tool("wait_for_note", {"from": "qa"}, context)
     assert not ok.is_error and ok.note is not None
     assert (ok.note.to, ok.note.subject, ok.note.text) == ("frontend", "API", "GET /tasks")
     for outcome, message in [

@@ -4,13 +4,19 @@ Messages API server received and on the ledger."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.model_calls import ModelActivities
 from activities.summaries import split_text
 from agents.context_window import (
     TRIM_STEP,
@@ -23,12 +29,23 @@ from agents.pricing import PriceTable
 from agents.protocol import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from agents.providers.anthropic import AnthropicProvider
 from agents.roles import ROLES
-from core import storage
-from core.contracts import RunPlan, RunState, RunStatus, Usage
-from core.db import Database, LedgerEntry
+from core import reuse, storage
+from core.contracts import (
+    ModelCallInput,
+    ModelCallResult,
+    RunPlan,
+    RunState,
+    RunStatus,
+    TurnKey,
+    Usage,
+)
+from core.db import ArtifactSummary, Database, LedgerEntry, utcnow
+from core.reuse import CLAIM_EXPIRES
 from core.settings import Settings
 from tests.fakes.messages_api import (
+    ErrorReply,
     FakeMessagesAPI,
+    MessageReply,
     ReplyLike,
     estimate_tokens,
     first_text,
@@ -373,3 +390,153 @@ def test_the_cli_reuses_responses_and_opts_out_when_told(tmp_path: Path) -> None
     assert made_calls() == 2
     assert made_calls("--no-response-cache") == 2
     assert made_calls() == 0  # the same requests again: answered from the cache
+
+
+# --------------------------------------------------------------------------- the summary claim
+
+TENANT = "org-summaries"
+
+
+class Summaries:
+    """Summarizer turns take a while (so two agents overlap); a part can be made to fail."""
+
+    def __init__(self, api: FakeMessagesAPI) -> None:
+        self.api = api
+        self.fail_part: int | None = None
+
+    def __call__(self, request: dict[str, Any]) -> ReplyLike:
+        if role_of(request) != "summarizer":
+            return self.api.default_responder(request)
+        part = first_text(request)
+        if self.fail_part is not None and f'part="{self.fail_part} of' in part:
+            return ErrorReply(400, "the summarizer's worker died here")
+        return MessageReply(text_message(f"Summary of {len(part)} characters."), delay_seconds=0.3)
+
+
+async def agents_at_once(
+    db: Database, api: FakeMessagesAPI, run_id: str, tasks: dict[str, str]
+) -> list[ModelCallResult]:
+    """The first turns of `tasks` (id -> role) of one run, all at once, on one upstream file."""
+    key = TurnKey(run_id=run_id, workflow_id=f"run-{run_id}", task_id="requirements", turn=0)
+    ref = await storage.write_artifact(
+        db, key, path=BIG_FILE, content=big_file(), role="business_analyst", model=MODEL
+    )
+    provider = AnthropicProvider(api_key="test-key", model=MODEL, base_url=api.base_url)
+    activities = ModelActivities(db, provider, Settings(_env_file=None, RESPONSE_CACHE="off"))  # type: ignore[call-arg]
+    calls = [
+        ModelCallInput(
+            key=key.model_copy(update={"task_id": task}),
+            role=role,
+            goal="Build a dataset explorer",
+            upstream=[ref],
+            tenant=TENANT,
+        )
+        for task, role in tasks.items()
+    ]
+    try:
+        # A claim nobody takes over would leave the waiters waiting for good.
+        async with asyncio.timeout(120):
+            return list(
+                await asyncio.gather(
+                    *(ActivityEnvironment().run(activities.call_model, call) for call in calls)
+                )
+            )
+    finally:
+        await provider.aclose()
+
+
+async def backdate_claims(db: Database) -> None:
+    """As if every summary's claimant stopped renewing its claim long enough ago."""
+    async with db.session() as session:
+        await session.execute(
+            update(ArtifactSummary).values(
+                claimed_at=utcnow() - CLAIM_EXPIRES - timedelta(seconds=1)
+            )
+        )
+        await session.commit()
+
+
+def paid_summaries(api: FakeMessagesAPI) -> list[str]:
+    """The prompts of the summarizer calls the provider answered (and so charged for)."""
+    return [
+        first_text(r.request)
+        for r in api.replies
+        if r.status == 200 and role_of(r.request) == "summarizer"
+    ]
+
+
+async def test_two_agents_needing_one_summary_at_once_pay_for_each_part_once(
+    any_db: Database,
+) -> None:
+    with FakeMessagesAPI() as api:
+        api.responder = Summaries(api)
+        results = await agents_at_once(
+            any_db, api, "r-once", {"design": "ux_engineer", "planning": "project_manager"}
+        )
+        paid = paid_summaries(api)
+        agents = [r.request for r in api.replies if role_of(r.request) != "summarizer"]
+
+    parts = [p for p in paid if "part-summary" not in p]
+    assert len(parts) >= 3 and len(paid) == len(parts) + 1  # the parts, then one merge
+    assert len(set(paid)) == len(paid)  # no part paid for twice
+    # One agent paid for the summary, the other waited for it; both were sent it.
+    assert sorted(r.summaries for r in results) == [0, len(paid)]
+    assert all("Summary of docs/dataset.md" in first_text(a) for a in agents) and len(agents) == 2
+    summarizer_rows = [
+        e for e in await storage.ledger_entries(any_db, "run-r-once") if e.role == "summarizer"
+    ]
+    assert len(summarizer_rows) == len(paid)
+
+
+async def test_a_stale_claim_is_taken_over_once_and_its_paid_parts_are_reused(
+    any_db: Database,
+) -> None:
+    """Another run's agent paid for part 1, then its worker died holding the claim. Two
+    agents of a later run need the summary at once: one takes the claim over and pays only
+    for what is missing; the other waits."""
+    with FakeMessagesAPI() as api:
+        model = Summaries(api)
+        api.responder = model
+        model.fail_part = 2
+        with pytest.raises(ApplicationError, match="worker died here"):
+            await agents_at_once(any_db, api, "r-dead", {"design": "ux_engineer"})
+        [orphaned] = paid_summaries(api)
+        await backdate_claims(any_db)
+
+        model.fail_part = None
+        results = await agents_at_once(
+            any_db,
+            api,
+            "r-later",
+            {
+                "design": "ux_engineer",
+                "planning": "project_manager",
+                "architecture": "tech_lead",
+                "schema": "database_engineer",
+            },
+        )
+        paid = paid_summaries(api)
+
+    assert 'part="1 of' in orphaned
+    assert len(set(paid)) == len(paid)  # part 1 was not paid for again, nor any other part
+    parts = [p for p in paid if "part-summary" not in p]
+    assert len(parts) >= 3 and len(paid) == len(parts) + 1
+    assert sorted(r.summaries for r in results) == [0, 0, 0, len(paid) - 1]
+    later = await storage.ledger_entries(any_db, "run-r-later")
+    assert len([e for e in later if e.role == "summarizer"]) == len(paid) - 1
+
+
+async def test_of_many_waiters_on_a_stale_claim_exactly_one_takes_it_over(
+    any_db: Database,
+) -> None:
+    claim = functools.partial(
+        reuse.claim_summary, any_db, tenant=TENANT, sha256="f" * 64, model=MODEL, max_tokens=100
+    )
+    await claim(claim="dead-worker")
+    await backdate_claims(any_db)
+    mine = [reuse.new_claim() for _ in range(8)]
+
+    rows = await asyncio.gather(*(claim(claim=c) for c in mine))
+
+    assert [row.claim == c for row, c in zip(rows, mine, strict=True)].count(True) == 1
+    assert all(row.summary is None for row in rows)

@@ -4,7 +4,15 @@ import pytest
 
 from core.contracts import TaskPlan, TaskStatus
 from workflows.conditions import ConditionError, parse_condition
-from workflows.dag import blocked_tasks, critical_path, ready_tasks, should_run, upstream_ids
+from workflows.dag import (
+    blocked_tasks,
+    critical_path,
+    find_cycle,
+    ready_tasks,
+    should_run,
+    topological_order,
+    upstream_ids,
+)
 
 P, R, C, S, F = (
     TaskStatus.PENDING,
@@ -65,3 +73,31 @@ def test_upstream_ids_are_transitive_in_plan_order() -> None:
 def test_critical_path_is_the_longest_chain() -> None:
     cost = {"db": 1.0, "be": 3.0, "fe": 2.0, "ds": 0.0, "review": 1.0}
     assert critical_path(TASKS, cost) == 5.0
+
+
+def test_topological_order_keeps_plan_order_among_ready_tasks() -> None:
+    assert ids(topological_order(TASKS)) == ["db", "be", "fe", "ds", "review"]
+    assert ids(topological_order(list(reversed(TASKS)))) == ["db", "ds", "fe", "be", "review"]
+    looped = [
+        TaskPlan(id="a", role="r", depends_on=["b"]),
+        TaskPlan(id="b", role="r", depends_on=["a"]),
+    ]
+    with pytest.raises(ValueError, match="cycle"):
+        topological_order(looped)
+
+
+def test_graph_walks_survive_a_chain_deeper_than_the_stack() -> None:
+    """Plans are the user's to shape: a recursive walk of a long chain overflowed the stack."""
+    n = 20_000
+    chain = [
+        TaskPlan(id=f"t{i}", role="tech_lead", depends_on=[f"t{i + 1}"] if i + 1 < n else [])
+        for i in range(n)
+    ]
+    assert critical_path(chain, {t.id: 1.0 for t in chain}) == n
+    assert ids(topological_order(chain))[:2] == [f"t{n - 1}", f"t{n - 2}"]
+    edges = {t.id: list(t.depends_on) for t in chain}
+    assert find_cycle(edges) is None
+    edges[f"t{n - 1}"] = ["t0"]
+    cycle = find_cycle(edges)
+    assert cycle is not None
+    assert (len(cycle), cycle[:2], cycle[-2:]) == (n + 1, ["t0", "t1"], [f"t{n - 1}", "t0"])

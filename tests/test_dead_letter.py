@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from temporalio.client import Client
+import pytest
+from temporalio.client import Client, WorkflowHandle
 
 from agents.providers.anthropic import AnthropicProvider
 from core import storage
-from core.contracts import PendingDecision, RunState, RunStatus, TaskResolution, TaskStatus
+from core.contracts import (
+    AutoDecision,
+    EscalationPolicy,
+    EventType,
+    PendingDecision,
+    RunState,
+    RunStatus,
+    TaskResolution,
+    TaskStatus,
+)
 from core.db import Database
 from tests.fakes.messages_api import ErrorReply, FakeMessagesAPI, ReplyLike, role_of, task_of
 from tests.helpers import TEMPLATES, make_plan, started, wait_until
+from workflows.gates import POLICY_BY
 
 
 class FaultyDesigner:
@@ -31,6 +43,16 @@ class FaultyDesigner:
         if role == "ux_engineer" and self.fault:
             return ErrorReply(400, "prompt is too long: 250000 tokens > 200000 maximum")
         return self.api.default_responder(request)
+
+
+def dead_lettered(
+    handle: WorkflowHandle[Any, RunState], task: str
+) -> Callable[[], Awaitable[bool]]:
+    async def waiting() -> bool:
+        pending = await handle.query("pending_decisions", result_type=list[PendingDecision])
+        return any(p.kind == "dead_letter" and p.key == task for p in pending)
+
+    return waiting
 
 
 async def test_dead_letter_then_retry_completes_without_repeating_finished_calls(
@@ -66,6 +88,7 @@ async def test_dead_letter_then_retry_completes_without_repeating_finished_calls
 
     assert final.status == RunStatus.COMPLETED
     assert {t.status for t in final.tasks} == {TaskStatus.COMPLETED}
+    assert [t.error for t in final.tasks] == [None] * len(final.tasks)  # none kept its old one
     # finished tasks were not called (nor validated) again; only the designer (1 failed + 2
     # turns), the cleanup after it and their validators made new calls
     new_calls = model.task_calls - calls_before_retry
@@ -83,12 +106,7 @@ async def test_abort_fails_the_dependants_and_the_run(
         provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
         plan = make_plan(template=str(TEMPLATES / "branches.yaml"))
         async with started(dev_client, sqlite_db, provider, plan) as handle:
-
-            async def dead_lettered() -> bool:
-                waiting = await handle.query("pending_decisions", result_type=list[PendingDecision])
-                return any(p.key == "design" for p in waiting)
-
-            await wait_until(dead_lettered)
+            await wait_until(dead_lettered(handle, "design"))
             await handle.signal("resolve_task", {"task": "design", "action": "abort", "by": "bob"})
             final = await handle.result()
 
@@ -97,3 +115,36 @@ async def test_abort_fails_the_dependants_and_the_run(
     assert final.task("design").error is not None and "aborted by bob" in final.task("design").error
     assert final.task("cleanup").error == "not run: an upstream task failed"
     assert final.task("architecture").status == TaskStatus.COMPLETED
+
+
+@pytest.mark.parametrize("skipped_by", ["bob", POLICY_BY])
+async def test_a_skipped_dead_letter_is_skipped_and_its_dependants_run(
+    dev_client: Client, sqlite_db: Database, skipped_by: str
+) -> None:
+    """Skipped by a person, or by an approve policy when nobody answered in time."""
+    escalation = EscalationPolicy()
+    if skipped_by == POLICY_BY:
+        escalation = EscalationPolicy(
+            tier2_after_seconds=0.5, tier3_after_seconds=1.0, auto_decision=AutoDecision.APPROVE
+        )
+    with FakeMessagesAPI() as api:
+        model = FaultyDesigner(api)
+        api.responder = model
+        provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
+        plan = make_plan(template=str(TEMPLATES / "branches.yaml"), escalation=escalation)
+        async with started(dev_client, sqlite_db, provider, plan) as handle:
+            if skipped_by != POLICY_BY:
+                await wait_until(dead_lettered(handle, "design"))
+                await handle.signal(
+                    "resolve_task", TaskResolution(task="design", action="skip", by=skipped_by)
+                )
+            final = await handle.result()
+
+    assert final.status == RunStatus.COMPLETED, final.error
+    design = final.task("design")
+    assert design.status == TaskStatus.SKIPPED
+    assert design.summary.startswith(f"skip by {skipped_by}")
+    assert final.task("cleanup").status == TaskStatus.COMPLETED
+    assert model.task_calls["cleanup"] > 0  # the dependant ran, it was not failed unrun
+    skipped = [e.task for e in final.events if e.type == EventType.TASK_SKIPPED]
+    assert skipped == ["design"]

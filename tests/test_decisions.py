@@ -100,7 +100,10 @@ async def test_without_a_decision_the_tiers_notify_then_the_policy_decides(
             email_to=["lead@example.com"],
         )
         plan = make_plan(template=str(TEMPLATES / "approval.yaml"), escalation=policy)
-        settings = Settings(SMTP_HOST=smtp.host, SMTP_PORT=smtp.port)
+        # The receivers are on loopback: the operator's setting for receivers of its own.
+        settings = Settings(
+            SMTP_HOST=smtp.host, SMTP_PORT=smtp.port, WEBHOOK_ALLOW_PRIVATE_TARGETS=True
+        )
         async with started(
             time_skipping_env.client, sqlite_db, OfflineProvider(), plan, settings
         ) as handle:

@@ -1136,6 +1136,7 @@ def test_dockerfile_checks_stage_can_sandbox_and_run_generated_tests() -> None:
     checks = stage("checks")
     chain = stage_chain(checks)
     runs = " ".join(arg for s in chain for keyword, arg in s["instructions"] if keyword == "RUN")
+    assert "bubblewrap" in runs and "bwrap --version" in runs
     assert "util-linux" in runs and "unshare" in runs
     # no setuid program survives into the image that runs untrusted code as other uids
     last_run = [arg for keyword, arg in checks["instructions"] if keyword == "RUN"][-1]

@@ -142,3 +142,42 @@ def test_invalid_yaml_names_the_line() -> None:
 def test_missing_template_file(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="no such template or file"):
         load_template(str(tmp_path / "missing.yaml"), ROLES)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[" * 5000 + "]" * 5000, "not valid YAML at line 1"),
+        ("name: t\ntasks:\n" + "".join("  " * i + "- \n" for i in range(1, 40)), "nested deeper"),
+        ("a: &x [1, 2]\nb: [*x, *x]\n", "aliases (*name) are not supported"),
+        ("name: t\ntasks: []\n" + "#" * 200_000, "at most 200000 are allowed"),
+    ],
+    ids=["deep-flow", "deep-block", "aliases", "too-long"],
+)
+def test_yaml_that_could_exhaust_the_parser_is_refused(text: str, problem: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        parse_template(text)
+    assert problem in str(info.value)
+
+
+def test_a_template_is_bounded_in_tasks_and_text() -> None:
+    too_many = "name: t\ntasks:\n" + "".join(
+        f"  - {{id: t{i}, role: tech_lead}}\n" for i in range(201)
+    )
+    with pytest.raises(TemplateError, match="tasks: List should have at most 200 items"):
+        parse_template(too_many)
+    long_description = (
+        f"name: t\ntasks:\n  - {{id: a, role: tech_lead, description: {'x' * 20_001}}}\n"
+    )
+    with pytest.raises(
+        TemplateError, match=r"tasks\.0\.description: String should have at most 20000"
+    ):
+        parse_template(long_description)
+    deep_condition = (
+        f"name: t\ntasks:\n  - {{id: a, role: tech_lead, when: 'a.x == {'[' * 500}'}}\n"
+    )
+    with pytest.raises(TemplateError, match=r"tasks\.0\.when: String should have at most 500"):
+        parse_template(deep_condition)
+    long_name = f"name: {'n' * 201}\ntasks:\n  - {{id: a, role: tech_lead}}\n"
+    with pytest.raises(TemplateError, match="name: String should have at most 200"):
+        parse_template(long_name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -11,12 +12,17 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from temporalio.testing import WorkflowEnvironment
+import pytest
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.model_calls import ModelActivities
+from agents.providers.anthropic import AnthropicProvider
 from core import storage
-from core.contracts import RunStatus
+from core.contracts import ModelCallInput, RunStatus, TurnKey
 from core.db import Database, LedgerEntry
+from core.settings import Settings
 from core.temporal import start_run
+from tests.fakes.messages_api import FakeMessagesAPI
 from tests.helpers import make_plan
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
@@ -94,3 +100,41 @@ async def test_sigkilled_worker_loses_nothing_and_repeats_no_finished_call(
     latest = await storage.latest_artifacts(db, plan.run_id)
     assert len(versions) == len(latest) and len(versions) > versions_before_kill
     await db.dispose()
+
+
+@pytest.mark.parametrize("response_cache", ["off", "on"])
+async def test_a_retried_model_call_does_not_pay_the_provider_again(
+    any_db: Database, response_cache: str
+) -> None:
+    """The activity's retry (its worker died before reporting) answers from the ledger.
+
+    The ledger keeps the first row whatever happens, so only the wire shows a second
+    payment; and with the response cache on, a retry answered from the cache would report
+    no usage for a turn that was paid for.
+    """
+    call = ModelCallInput(
+        key=TurnKey(run_id="r1", workflow_id="run-r1", task_id="requirements", turn=0),
+        role="business_analyst",
+        goal="Build a todo API",
+    )
+    settings = Settings(_env_file=None, RESPONSE_CACHE=response_cache)  # type: ignore[call-arg]
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    with FakeMessagesAPI() as api:
+        provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
+        activities = ModelActivities(any_db, provider, settings)
+        first = await ActivityEnvironment().run(activities.call_model, call)
+        again = await retry.run(activities.call_model, call)
+        await provider.aclose()
+        sent = [r for r in api.requests if r.path == "/v1/messages"]
+
+    assert len(sent) == 1
+    assert (again.usage, again.cost_usd, again.stop_reason) == (
+        first.usage,
+        first.cost_usd,
+        first.stop_reason,
+    )
+    assert first.usage.total > 0 and first.cost_usd > 0
+    assert again.replayed and not first.replayed
+    [entry] = await storage.ledger_entries(any_db, "run-r1")
+    assert (storage.entry_usage(entry), entry.cost_usd) == (first.usage, first.cost_usd)

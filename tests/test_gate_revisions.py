@@ -8,7 +8,15 @@ from temporalio.client import Client
 
 from agents.providers.anthropic import AnthropicProvider
 from core import storage
-from core.contracts import RunStatus, Severity, TaskStatus
+from core.contracts import (
+    Decision,
+    DecisionKind,
+    PendingDecision,
+    RunState,
+    RunStatus,
+    Severity,
+    TaskStatus,
+)
 from core.db import Database
 from tests.fakes.messages_api import (
     FakeMessagesAPI,
@@ -17,7 +25,14 @@ from tests.fakes.messages_api import (
     text_message,
     tool_use_message,
 )
-from tests.helpers import TEMPLATES, make_plan, run_generated_tests, run_to_end
+from tests.helpers import (
+    TEMPLATES,
+    make_plan,
+    run_generated_tests,
+    run_to_end,
+    started,
+    wait_until,
+)
 
 APP_WITH_SHELL = """\
 import subprocess
@@ -72,9 +87,13 @@ def answered(request: dict[str, Any]) -> bool:
 
 
 class ScriptedTeam:
-    """A backend engineer who fixes exactly what the gates name, and reviewers who defer."""
+    """A backend engineer who fixes exactly what the gates name, and reviewers who defer.
 
-    def __init__(self) -> None:
+    With `fixes` False the engineer never gets the failing test right.
+    """
+
+    def __init__(self, fixes: bool = True) -> None:
+        self.fixes = fixes
         self.backend_attempts: list[str] = []
 
     def __call__(self, request: dict[str, Any]) -> ReplyLike:
@@ -89,7 +108,7 @@ class ScriptedTeam:
     def backend(self, message: str) -> ReplyLike:
         feedback = message.split("<feedback>", 1)[1] if "<feedback>" in message else ""
         self.backend_attempts.append(feedback)
-        fixed_test = bool(feedback)  # any revision fixes the failing test ...
+        fixed_test = bool(feedback) and self.fixes  # any revision fixes the failing test ...
         fixed_shell = "B602" in feedback  # ... but only a security finding fixes the shell call
         files = {
             "backend/app.py": APP_FIXED if fixed_shell else APP_WITH_SHELL,
@@ -148,3 +167,38 @@ async def test_gates_block_a_failing_test_and_a_shell_injection_until_revised(
     assert run_generated_tests(out / "backend").returncode == 0
     versions = await storage.all_artifact_versions(sqlite_db, plan.run_id)
     assert sorted(a.version for a in versions if a.path == "backend/app.py") == [1, 2, 3]
+
+
+async def test_max_revisions_1_is_one_revision_and_two_verdicts_before_a_human_is_asked(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    team = ScriptedTeam(fixes=False)
+    with FakeMessagesAPI(team) as api:
+        provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
+        plan = make_plan(template=str(TEMPLATES / "gated.yaml"))
+        plan.tasks = [
+            t.model_copy(update={"max_revisions": 1}) if t.id == "code_review" else t
+            for t in plan.tasks
+        ]
+        async with started(dev_client, sqlite_db, provider, plan) as handle:
+
+            async def asked() -> bool:
+                waiting = await handle.query("pending_decisions", result_type=list[PendingDecision])
+                return bool(waiting)
+
+            await wait_until(asked, timeout=240)
+            [pending] = await handle.query("pending_decisions", result_type=list[PendingDecision])
+            state = await handle.query("status", result_type=RunState)
+            await handle.signal(
+                "decide", Decision(gate="code_review", decision=DecisionKind.REJECT, by="carol")
+            )
+            final = await handle.result()
+
+    assert (pending.kind, pending.key) == ("gate", "code_review")
+    assert "still blocked after 1 revisions" in pending.reason
+    verdicts = state.task("code_review").verdicts
+    assert [(v.round, v.passed) for v in verdicts] == [(1, False), (2, False)]
+    assert state.task("backend").attempt == 1 and len(team.backend_attempts) == 2
+    assert final.status == RunStatus.FAILED
+    assert len(final.task("code_review").verdicts) == 2 and final.task("backend").attempt == 1
+    assert final.task("security_review").status == TaskStatus.FAILED  # never reached

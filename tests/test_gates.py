@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from core.contracts import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_PLAN_TASKS,
     AutoDecision,
     ChecksReport,
     DecisionKind,
@@ -145,6 +150,20 @@ def test_adding_refuses_cycles_unknowns_and_finished_tasks() -> None:
         "unknown dependency 'zz'",
         "task 'a' is completed; only pending tasks can change",
     ]
+
+
+def test_adding_stops_at_the_most_tasks_a_plan_may_have() -> None:
+    full = [TaskPlan(id=f"t{i}", role="tech_lead") for i in range(MAX_PLAN_TASKS)]
+    statuses = {t.id: TaskStatus.PENDING for t in full}
+    new = NewTask(id="one_more", role="tech_lead")
+    assert changes.check_add(full[:-1], statuses, ROLES, new) == []
+    assert changes.check_add(full, statuses, ROLES, new) == [
+        f"the plan already has {MAX_PLAN_TASKS} tasks, the most a run may have"
+    ]
+    with pytest.raises(ValidationError, match="description"):
+        NewTask(id="wordy", role="tech_lead", description="x" * (MAX_DESCRIPTION_CHARS + 1))
+    with pytest.raises(ValidationError, match="prompt_addition"):
+        TaskModification(task="b", prompt_addition="x" * (MAX_DESCRIPTION_CHARS + 1))
 
 
 def test_removing_rewires_the_dependants() -> None:

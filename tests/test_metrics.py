@@ -21,12 +21,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
-from sqlalchemy import func
+from sqlalchemy import event, func
 from sqlmodel import select
+from temporalio.client import (
+    Interceptor,
+    ListWorkflowsInput,
+    OutboundInterceptor,
+    WorkflowExecutionAsyncIterator,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import RunState, RunStatus, workflow_id_for
@@ -158,3 +166,71 @@ async def test_a_run_shows_in_the_worker_and_api_metrics(
     assert value(operator.text, "orchestrator_tenant_month_tokens", **mine) == (
         input_tokens + output_tokens
     )
+
+
+class VisibilityCounter(Interceptor):
+    """Counts the Temporal visibility listings a client makes."""
+
+    def __init__(self) -> None:
+        self.listings = 0
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        counter = self
+
+        class Counting(OutboundInterceptor):
+            def list_workflows(self, input: ListWorkflowsInput) -> WorkflowExecutionAsyncIterator:
+                counter.listings += 1
+                return super().list_workflows(input)
+
+        return Counting(next)
+
+
+@contextmanager
+def statements_counted(db: Database) -> Iterator[list[str]]:
+    """Every SQL statement the database's engine runs meanwhile."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_scrapes_within_the_cache_period_query_the_database_and_temporal_once(
+    dev_env: WorkflowEnvironment, postgres_db: Database
+) -> None:
+    temporal_calls = VisibilityCounter()
+    client = await isolated_client(dev_env.client, [temporal_calls])
+    settings = api_settings(METRICS_CACHE_SECONDS=4)
+    async with serving_api(postgres_db, client, settings, with_workers=False) as api:
+        tenant = await api.tenant()
+        anonymous, admin = api.http(), api.http(tenant.headers)
+        with statements_counted(postgres_db) as statements:
+            scrapes = await asyncio.gather(
+                *(anonymous.get("/metrics") for _ in range(20)),
+                *(admin.get("/metrics") for _ in range(5)),
+            )
+            scrapes.append(await anonymous.get("/metrics"))
+        assert {s.status_code for s in scrapes} == {200}
+        assert all(value(s.text, "orchestrator_runs", status="running") == 0 for s in scrapes)
+        assert all("orchestrator_tenant_month_tokens" in s.text for s in scrapes[20:25])
+        run_counts = [s for s in statements if "GROUP BY runs.status" in s]
+        spending = [s for s in statements if "GROUP BY ledger" in s]
+        assert len(run_counts) == 1 and len(spending) == 1
+        assert temporal_calls.listings == 1
+
+        # Once the period is over, the next scrape sees what changed meanwhile.
+        accepted = await admin.post("/runs", json={"goal": GOAL})
+        assert accepted.status_code == 202, accepted.text
+        try:
+            assert value((await anonymous.get("/metrics")).text, "orchestrator_runs") == 0
+            await asyncio.sleep(4.1)
+            fresh = (await anonymous.get("/metrics")).text
+            assert value(fresh, "orchestrator_runs", status="running") == 1
+            assert temporal_calls.listings == 2
+        finally:
+            await client.get_workflow_handle(workflow_id_for(accepted.json()["id"])).terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -20,18 +21,32 @@ from activities.notifications import (
     parse_retry_after,
     redact_url,
 )
-from core.contracts import Notification, NotificationChannel
+from agents.providers.offline import OfflineProvider
+from core.contracts import (
+    EscalationPolicy,
+    EventType,
+    Notification,
+    NotificationChannel,
+    RunStatus,
+)
+from core.db import Database
 from core.settings import Settings
 from tests.fakes.receivers import HttpReceiver, SmtpReceiver
+from tests.helpers import TEMPLATES, make_plan, started
 from tests.notify_workflow import NotifyWorkflow
+from workflows.goal import DELIVERY_GIVE_UP, NOTIFY_RETRY
 
 SECRET = "s3cr3t-t0ken"
 HOOK_PATH = f"/services/T000/B000/{SECRET}"
 
 
 def make_settings(**env: Any) -> Settings:
-    """Settings from these values alone, whatever the environment or a `.env` file say."""
-    smtp_defaults = {
+    """Settings from these values alone, whatever the environment or a `.env` file say.
+
+    The receivers listen on loopback, so private targets are allowed, as an operator whose
+    receivers are all its own would allow them."""
+    defaults = {
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": True,
         "SMTP_HOST": None,
         "SMTP_PORT": 25,
         "SMTP_FROM": "orchestrator@example.test",
@@ -39,7 +54,7 @@ def make_settings(**env: Any) -> Settings:
         "SMTP_PASSWORD": None,
         "SMTP_STARTTLS": False,
     }
-    return Settings(_env_file=None, **{**smtp_defaults, **env})
+    return Settings(_env_file=None, **{**defaults, **env})
 
 
 def make_notification(channel: NotificationChannel, target: str) -> Notification:
@@ -204,6 +219,67 @@ async def test_a_target_that_is_not_an_http_url_is_not_retryable() -> None:
     assert error.non_retryable
 
 
+@pytest.mark.parametrize("channel", [NotificationChannel.WEBHOOK, NotificationChannel.SLACK])
+async def test_a_private_target_is_refused_at_delivery(
+    hook: HttpReceiver, channel: NotificationChannel
+) -> None:
+    """The run's policy was checked when it started; this is the second check, so a URL
+    whose name resolves elsewhere by now, or a plan started around the API, gets nothing."""
+    note = make_notification(channel, hook.url + HOOK_PATH)
+
+    error = await notify_failure(note, WEBHOOK_ALLOW_PRIVATE_TARGETS=False)
+
+    assert error.non_retryable
+    assert "resolves to 127.0.0.1, a non-public address" in error.message
+    assert SECRET not in error.message
+    assert hook.requests == []
+
+
+async def test_the_proxy_environment_is_ignored(
+    hook: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy would make the request to a target nobody checked."""
+    with HttpReceiver() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy.url)
+            monkeypatch.setenv(name.lower(), proxy.url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+
+        await notify(make_notification(NotificationChannel.WEBHOOK, hook.url + HOOK_PATH))
+
+        assert [r.path for r in hook.wait_for(1)] == [HOOK_PATH]
+        assert proxy.requests == []
+
+
+async def test_the_request_goes_to_the_address_that_was_checked(
+    hook: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers loopback to the check, then another address. The
+    request must go where the check looked, with the name still in its Host header."""
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+    lookups: list[str] = []
+    name = "hooks.rebind.test"
+
+    async def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return await resolve(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "10.255.255.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    url = f"http://{name}:{hook.port}{HOOK_PATH}"
+
+    receipt = await notify(make_notification(NotificationChannel.WEBHOOK, url))
+
+    [request] = hook.wait_for(1)
+    assert request.headers["host"] == f"{name}:{hook.port}"
+    assert lookups == [name]
+    assert receipt == f"webhook 200 http://{name}:{hook.port}/services/..."
+
+
 @pytest.mark.parametrize(
     ("url", "redacted"),
     [
@@ -321,3 +397,27 @@ async def test_retry_policy_delivers_after_a_503(
     assert first.body == second.body
     # Retry-After (1 s) replaced the policy's 200 ms initial interval.
     assert second.received_at - first.received_at >= 0.9
+
+
+async def test_a_dead_target_stops_holding_a_decided_run_after_the_give_up(
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, hook: HttpReceiver
+) -> None:
+    """The run ends only after its notifications; one that keeps failing used to keep an
+    approved run open through all 20 attempts, each up to 5 minutes apart (about an hour)."""
+    hook.respond_with(503, "down", times=100)
+    policy = EscalationPolicy(tier1_after_seconds=0, webhook_url=hook.url + HOOK_PATH)
+    plan = make_plan(template=str(TEMPLATES / "approval.yaml"), escalation=policy)
+
+    async with started(
+        time_skipping_env.client, sqlite_db, OfflineProvider(), plan, make_settings()
+    ) as handle:
+        await asyncio.to_thread(hook.wait_for, 1, 60)
+        await handle.signal("decide", {"gate": "approval", "decision": "approve"})
+        final = await handle.result()
+        closed = (await handle.describe()).close_time
+
+    assert final.status == RunStatus.COMPLETED
+    [decided] = [e for e in final.events if e.type == EventType.DECISION_MADE]
+    assert closed is not None
+    assert closed - decided.at <= DELIVERY_GIVE_UP + timedelta(minutes=1)
+    assert NOTIFY_RETRY.maximum_attempts > len(hook.requests) > 1

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy import text
 
-from core import storage
+from core import storage, tenancy
 from core.contracts import RunPlan, RunState, RunStatus, TurnKey, Usage
 from core.db import MIGRATIONS_DIR, Database
 from tests.conftest import POSTGRES_ADMIN_DSN
@@ -167,6 +168,82 @@ async def test_a_database_from_the_first_release_upgrades_with_its_rows(tmp_path
         assert (entry.execution_id, entry.input_tokens, entry.cost_usd) == ("", 10, 0.5)
     finally:
         await db.dispose()
+
+
+BILLIONS = 3 * 10**9
+"""Past 2**31: more than an INTEGER column holds."""
+
+
+async def _record_big_run(db: Database, run_id: str) -> None:
+    """A closed run whose calls, each within an INTEGER, add up to more than one holds."""
+    for turn in range(3):
+        await storage.record_model_call(
+            db,
+            key(turn, run=run_id),
+            tenant="acme",
+            role="backend_engineer",
+            provider="anthropic",
+            model="claude",
+            usage=Usage(input_tokens=BILLIONS // 3, output_tokens=BILLIONS // 3),
+            cost_usd=1.0,
+            stop_reason="end_turn",
+            response_json="{}",
+        )
+    state = RunState(run_id=run_id, goal="g", template="sdlc", status=RunStatus.COMPLETED)
+    await storage.record_run_finished(db, state, f"run-{run_id}")
+
+
+async def test_run_totals_and_monthly_limits_past_int32_are_stored(any_db: Database) -> None:
+    await _record_big_run(any_db, "big")
+    run = await storage.get_run(any_db, "big")
+    assert run is not None and (run.input_tokens, run.output_tokens) == (BILLIONS, BILLIONS)
+    org = await tenancy.create_org(any_db, "big-spender", monthly_token_limit=2**40)
+    assert (await tenancy.get_org(any_db, org.id)).monthly_token_limit == 2**40
+    await tenancy.update_org_limits(any_db, org.id, monthly_token_limit=2**62)
+    assert (await tenancy.get_org(any_db, org.id)).monthly_token_limit == 2**62
+
+
+async def test_a_postgresql_database_of_0004_upgrades_to_bigint_tokens_with_its_rows() -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    name = f"orch_0004_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    url = f"{url}/{name}"
+
+    def upgrade_to_0004(conn: Any) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+
+    engine = create_async_engine(url)
+    db = Database(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to_0004)
+            await conn.execute(
+                text(
+                    "INSERT INTO organizations (id, name, monthly_token_limit, created_at)"
+                    " VALUES ('org_old', 'old', 1000, now())"
+                )
+            )
+        await db.ensure_schema()
+        org = await tenancy.get_org(db, "org_old")
+        assert org.monthly_token_limit == 1000
+        await tenancy.update_org_limits(db, "org_old", monthly_token_limit=2**40)
+        assert (await tenancy.get_org(db, "org_old")).monthly_token_limit == 2**40
+        await _record_big_run(db, "big")
+        run = await storage.get_run(db, "big")
+        assert run is not None and run.input_tokens == BILLIONS
+    finally:
+        await engine.dispose()
+        await db.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 async def test_processes_starting_together_migrate_a_fresh_postgresql_once() -> None:

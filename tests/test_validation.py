@@ -7,6 +7,7 @@ with which model, and what the rerun task was told are read off the wire.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import uuid
@@ -20,7 +21,7 @@ from agents.protocol import Message, ModelRequest, TextBlock
 from agents.providers.anthropic import AnthropicProvider
 from agents.providers.offline import OFFLINE_MODEL, OfflineProvider, validation_input
 from agents.roles import ROLES, load_prompt
-from agents.tools import TOOL_DEFINITIONS, run_tool
+from agents.tools import TOOL_DEFINITIONS
 from core import storage
 from core.contracts import (
     VALIDATION_OUTPUT,
@@ -47,7 +48,7 @@ from tests.fakes.messages_api import (
     task_of,
     tool_use_message,
 )
-from tests.helpers import run_to_end
+from tests.helpers import agent_tools, run_to_end
 from tests.test_cli import cli, free_port
 from workflows import validation
 from workflows.dsl import compile_plan, parse_template, validate
@@ -196,10 +197,11 @@ async def test_submit_validation_records_the_result_and_refuses_a_failure_withou
     schema = TOOL_DEFINITIONS["submit_validation"].input_schema
     assert schema["required"] == ["passed"] and "issues" in schema["properties"]
     async with storage.turn_workspace(sqlite_db, KEY, role=VALIDATOR_ROLE, model="m") as ws:
-        passed = await run_tool(ws, "submit_validation", {"passed": True})
-        failed = await run_tool(ws, "submit_validation", {"passed": False, "issues": [ISSUE]})
-        silent = await run_tool(ws, "submit_validation", {"passed": False, "issues": [" "]})
-        wrong = await run_tool(ws, "submit_validation", {"issues": [ISSUE]})
+        submit = functools.partial(agent_tools(ws, VALIDATOR_ROLE), "submit_validation")
+        passed = await submit({"passed": True})
+        failed = await submit({"passed": False, "issues": [ISSUE]})
+        silent = await submit({"passed": False, "issues": [" "]})
+        wrong = await submit({"issues": [ISSUE]})
     assert passed.outputs == {VALIDATION_OUTPUT: {"passed": True, "issues": [], "summary": ""}}
     assert failed.outputs[VALIDATION_OUTPUT]["issues"] == [ISSUE] and not failed.is_error
     assert silent.is_error and "name at least one issue" in silent.content

@@ -22,13 +22,18 @@ from activities.workspace import WorkspaceActivities
 from agents.llm import make_provider
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
+from checks.sandbox import MiB, SandboxLimits, sandbox_report
 from core.contracts import CHECKS_QUEUE, TASK_QUEUE, agent_queue
 from core.db import Database, get_database
-from core.logs import LogContextInterceptor
+from core.local_stack import private_data_dir
+from core.logs import LogContextInterceptor, get_logger
 from core.settings import Settings
 from workflows.goal import GoalWorkflow
 
 ALL_QUEUES = (TASK_QUEUE, CHECKS_QUEUE, *(agent_queue(role) for role in ROLES))
+
+log = get_logger(__name__)
+_reported_sandbox: set[str] = set()
 
 
 class UnknownQueueError(ValueError):
@@ -83,12 +88,16 @@ def build_workers(
             )
         elif queue == CHECKS_QUEUE:
             # Checks run untrusted generated code: few at a time, each in its own sandbox.
+            report_sandbox(settings.sandbox_backend)
+            checks = CheckActivities(
+                db, limits=sandbox_limits(settings), sandbox_backend=settings.sandbox_backend
+            )
             workers.append(
                 Worker(
                     client,
                     task_queue=queue,
                     interceptors=[LogContextInterceptor()],
-                    activities=[CheckActivities(db).run_checks],
+                    activities=[checks.run_checks],
                     max_concurrent_activities=settings.max_concurrent_checks,
                 )
             )
@@ -107,6 +116,26 @@ def build_workers(
                 )
             )
     return workers
+
+
+def sandbox_limits(settings: Settings) -> SandboxLimits:
+    return SandboxLimits(
+        run_memory_bytes=settings.sandbox_memory_mb * MiB,
+        processes=settings.sandbox_processes,
+        tmpfs_bytes=settings.sandbox_tmpfs_mb * MiB,
+    )
+
+
+def report_sandbox(backend: str) -> None:
+    """Say once per process how generated code is isolated and which limits cannot apply."""
+    if backend in _reported_sandbox:
+        return
+    _reported_sandbox.add(backend)
+    for line in sandbox_report(backend):
+        if "not applied" in line or "unavailable" in line:
+            log.warning(line)
+        else:
+            log.info(line)
 
 
 @asynccontextmanager
@@ -133,6 +162,8 @@ async def run_workers(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the queues until `stop` is set (or forever)."""
+    if settings.database_url is None:
+        private_data_dir(settings.data_dir)
     db = get_database(settings.resolved_database_url)
     await db.ensure_schema()
     async with serving(

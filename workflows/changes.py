@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from core.contracts import (
     BUDGET_GATE,
+    MAX_PLAN_TASKS,
     NewTask,
     TaskModification,
     TaskPlan,
@@ -40,6 +41,8 @@ def check_add(
     tasks: list[TaskPlan], statuses: dict[str, TaskStatus], roles: list[str], new: NewTask
 ) -> list[str]:
     problems: list[str] = []
+    if len(tasks) >= MAX_PLAN_TASKS:
+        problems.append(f"the plan already has {len(tasks)} tasks, the most a run may have")
     if new.id in statuses:
         problems.append(f"a task {new.id!r} already exists")
     if new.id == BUDGET_GATE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from core.contracts import TaskPlan, TaskStatus
@@ -55,44 +56,66 @@ def upstream_ids(tasks: list[TaskPlan], task_id: str) -> list[str]:
     return [t.id for t in tasks if t.id in seen]
 
 
+def topological_order(tasks: list[TaskPlan]) -> list[TaskPlan]:
+    """Every task after its dependencies, ties in plan order (Kahn's algorithm).
+
+    Iterative, like every walk here: plans come from users, and a recursive walk of a long
+    dependency chain would exhaust Python's stack. Raises ValueError on a cycle.
+    """
+    known = {t.id for t in tasks}
+    waiting = {t.id: sum(1 for d in t.depends_on if d in known) for t in tasks}
+    dependants: dict[str, list[TaskPlan]] = {t.id: [] for t in tasks}
+    for task in tasks:
+        for dep in task.depends_on:
+            if dep in known:
+                dependants[dep].append(task)
+    ready = deque(t for t in tasks if waiting[t.id] == 0)
+    order: list[TaskPlan] = []
+    while ready:
+        task = ready.popleft()
+        order.append(task)
+        for dependant in dependants[task.id]:
+            waiting[dependant.id] -= 1
+            if waiting[dependant.id] == 0:
+                ready.append(dependant)
+    if len(order) != len(tasks):
+        raise ValueError("the plan has a dependency cycle")
+    return order
+
+
 def critical_path(tasks: list[TaskPlan], cost: dict[str, float]) -> float:
     """Longest weighted path through the DAG: the best makespan any scheduler could reach."""
     finish: dict[str, float] = {}
-    by_id = {t.id: t for t in tasks}
-
-    def finish_of(task_id: str) -> float:
-        if task_id not in finish:
-            deps = by_id[task_id].depends_on
-            finish[task_id] = cost.get(task_id, 0.0) + max(
-                (finish_of(d) for d in deps), default=0.0
-            )
-        return finish[task_id]
-
-    return max((finish_of(t.id) for t in tasks), default=0.0)
+    for task in topological_order(tasks):
+        finish[task.id] = cost.get(task.id, 0.0) + max(
+            (finish[d] for d in task.depends_on if d in finish), default=0.0
+        )
+    return max(finish.values(), default=0.0)
 
 
 def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A dependency cycle as a path that returns to its start, or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = fully explored
-    path: list[str] = []
+    """A dependency cycle as a path that returns to its start, or None.
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for dep in edges.get(node, []):
-            if state.get(dep) == 1:
-                return [*path[path.index(dep) :], dep]
-            if dep not in state and dep in edges:
-                found = visit(dep)
-                if found:
-                    return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in edges:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
+    A depth-first search with its own stack of iterators (see `topological_order`).
+    """
+    on_path, explored = 1, 2
+    state: dict[str, int] = {}
+    for root in edges:
+        if root in state:
+            continue
+        state[root] = on_path
+        path = [root]
+        pending = [iter(edges[root])]
+        while pending:
+            for dep in pending[-1]:
+                if state.get(dep) == on_path:
+                    return [*path[path.index(dep) :], dep]
+                if dep not in state and dep in edges:
+                    state[dep] = on_path
+                    path.append(dep)
+                    pending.append(iter(edges[dep]))
+                    break
+            else:
+                state[path.pop()] = explored
+                pending.pop()
     return None

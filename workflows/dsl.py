@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.contracts import BUDGET_GATE, RunPlan, TaskPlan
+from core.contracts import (
+    BUDGET_GATE,
+    MAX_DESCRIPTION_CHARS,
+    MAX_MODEL_NAME_CHARS,
+    MAX_PLAN_TASKS,
+    MAX_TASK_ID_CHARS,
+    RunPlan,
+    TaskPlan,
+)
 from workflows.conditions import ConditionError, parse_condition
 from workflows.dag import find_cycle
 
@@ -22,6 +30,19 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 DEFAULT_TEMPLATE = "sdlc"
 
 GateKind = Literal["code_review", "security_review", "human_approval"]
+
+MAX_TEMPLATE_CHARS = 200_000
+"""A template's text (or its JSON object, serialized): parsing is bounded before it starts."""
+MAX_NESTING = 32
+"""Mappings and lists inside each other; a template needs five."""
+MAX_CONDITION_CHARS = 500
+"""A `when` clause; its literal is read as JSON, whose parser recurses per bracket."""
+
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml when PyYAML was built with it: the same safe loader, far faster."""
+
+TaskIds = Annotated[list[str], Field(max_length=MAX_PLAN_TASKS)]
+ModelName = Annotated[str, Field(max_length=MAX_MODEL_NAME_CHARS)]
 
 
 class TemplateError(ValueError):
@@ -36,16 +57,16 @@ class TemplateError(ValueError):
 class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(pattern=r"^[A-Za-z_][\w-]*$", max_length=100)
-    role: str
-    description: str = ""
-    depends_on: list[str] = Field(default_factory=list)
+    id: str = Field(pattern=r"^[A-Za-z_][\w-]*$", max_length=MAX_TASK_ID_CHARS)
+    role: str = Field(max_length=100)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+    depends_on: TaskIds = Field(default_factory=list)
     gate: GateKind | None = None
-    revises: list[str] | None = None
-    review_by: list[str] = Field(default_factory=list)
-    when: str | None = None
+    revises: TaskIds | None = None
+    review_by: TaskIds = Field(default_factory=list)
+    when: str | None = Field(default=None, max_length=MAX_CONDITION_CHARS)
     max_revisions: int = Field(default=2, ge=0, le=10)
-    model: str | None = None
+    model: ModelName | None = None
     max_turns: int | None = Field(default=None, ge=1, le=100)
 
 
@@ -53,7 +74,7 @@ class TemplateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_turns: int = Field(default=12, ge=1, le=100)
-    model: str | None = None
+    model: ModelName | None = None
     validate_tasks: bool = Field(default=True, alias="validate")
     """`validate: false` turns off the validator's check after each task."""
     max_validation_rounds: int = Field(default=1, ge=0, le=5)
@@ -65,10 +86,10 @@ class TemplateSettings(BaseModel):
 class Template(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    description: str = ""
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     settings: TemplateSettings = Field(default_factory=TemplateSettings)
-    tasks: list[TaskSpec] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_PLAN_TASKS)
 
 
 def ancestors(edges: dict[str, list[str]], task_id: str) -> set[str]:
@@ -161,9 +182,44 @@ def revisable_tasks(task: TaskSpec, by_id: dict[str, TaskSpec], upstream: set[st
     return implementers or candidates
 
 
+class _Refused(yaml.YAMLError):
+    """Parseable YAML that a template may not be; read like the parser's own errors."""
+
+    def __init__(self, problem: str, event: yaml.Event) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = event.start_mark
+
+
+def _check_structure(text: str) -> None:
+    """Refuse deep nesting and aliases before anything is built from the text.
+
+    The parser streams events without recursion, but building the document recurses once
+    per level (a few thousand levels exhaust the stack), and aliases can multiply a few
+    lines into billions of nodes for the validation that follows.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=_YAML_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused("aliases (*name) are not supported in templates", event)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise _Refused(f"nested deeper than {MAX_NESTING} levels", event)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def parse_template(text: str, source: str = "template") -> Template:
+    """Parse and check a template's shape. CPU-bound on large input: servers call it in a thread."""
+    if len(text) > MAX_TEMPLATE_CHARS:
+        raise TemplateError(
+            source,
+            [f"the template has {len(text)} characters; at most {MAX_TEMPLATE_CHARS} are allowed"],
+        )
     try:
-        data = yaml.safe_load(text)
+        _check_structure(text)
+        data = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -180,7 +236,12 @@ def parse_template(text: str, source: str = "template") -> Template:
 
 def _describe(error: object) -> str:
     err = error if isinstance(error, dict) else {}
-    location = ".".join(str(part) for part in err.get("loc", ()))
+    # A key the YAML spelled with escapes (NUL, a lone surrogate) is named by its repr:
+    # the message goes into a JSON answer, which cannot carry a lone surrogate.
+    location = ".".join(
+        repr(part) if isinstance(part, str) and not part.isprintable() else str(part)
+        for part in err.get("loc", ())
+    )
     return f"{location}: {err.get('msg', 'invalid')}" if location else str(err.get("msg"))
 
 

@@ -13,12 +13,12 @@ from core.contracts import (
     ChecksReport,
     Decision,
     DecisionKind,
-    EscalationPolicy,
     Finding,
     GateVerdict,
     NotificationChannel,
     ReviewVerdict,
     Severity,
+    StoredEscalationPolicy,
     TaskResolution,
 )
 
@@ -95,7 +95,7 @@ def render_findings(findings: list[Finding], *, heading: str) -> str:
     return "\n".join(lines)
 
 
-def escalation_tiers(policy: EscalationPolicy) -> list[tuple[int, float]]:
+def escalation_tiers(policy: StoredEscalationPolicy) -> list[tuple[int, float]]:
     """(tier, seconds after the wait began) in order; later tiers never come before earlier."""
     t1 = max(policy.tier1_after_seconds, 0.0)
     t2 = max(policy.tier2_after_seconds, t1)
@@ -103,7 +103,9 @@ def escalation_tiers(policy: EscalationPolicy) -> list[tuple[int, float]]:
     return [(1, t1), (2, t2), (3, t3)]
 
 
-def tier_channels(policy: EscalationPolicy, tier: int) -> list[tuple[NotificationChannel, str]]:
+def tier_channels(
+    policy: StoredEscalationPolicy, tier: int
+) -> list[tuple[NotificationChannel, str]]:
     if tier == 1:
         return [(NotificationChannel.WEBHOOK, policy.webhook_url)] if policy.webhook_url else []
     if tier == 2:
@@ -117,7 +119,7 @@ def tier_channels(policy: EscalationPolicy, tier: int) -> list[tuple[Notificatio
 POLICY_BY = "policy"
 
 
-def automatic_decision(policy: EscalationPolicy, gate: str) -> Decision:
+def automatic_decision(policy: StoredEscalationPolicy, gate: str) -> Decision:
     kind = (
         DecisionKind.APPROVE
         if policy.auto_decision == AutoDecision.APPROVE
@@ -141,7 +143,7 @@ def automatic_budget_decision() -> Decision:
     )
 
 
-def automatic_resolution(policy: EscalationPolicy, task: str) -> TaskResolution:
+def automatic_resolution(policy: StoredEscalationPolicy, task: str) -> TaskResolution:
     """Tier 3 for a dead letter: approve skips the task, reject and fail abort it."""
     action = "skip" if policy.auto_decision == AutoDecision.APPROVE else "abort"
     return TaskResolution(

@@ -95,7 +95,9 @@ CHECKS_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 """Checks beat every 5 s; a killed checks worker's work moves elsewhere within 20 s."""
 NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=20)
 WEBHOOK_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=2))
-WEBHOOK_GIVE_UP = timedelta(minutes=15)
+DELIVERY_GIVE_UP = timedelta(minutes=15)
+"""The run ends only after its notifications and webhooks: a dead receiver holds it this long
+at most, instead of for hours of retries."""
 
 GATE_OPTIONS = [
     DecisionKind.APPROVE.value,
@@ -107,6 +109,7 @@ GATE_OPTIONS = [
 PATCH_WEBHOOKS = "webhook-deliveries"
 PATCH_NOTES = "agent-notes"
 PATCH_VALIDATION = "semantic-validation"
+PATCH_NOTIFY_GIVE_UP = "notification-give-up"
 
 
 class MaxTurnsExceeded(Exception):
@@ -473,6 +476,7 @@ class GoalWorkflow:
                         key=key,
                         role=task.role,
                         model=call.model,
+                        review_of=review_of,
                         recipients=agent_notes.recipients(plan.tasks) if notes_on else [],
                     ),
                     result_type=ToolCallsResult,
@@ -848,12 +852,14 @@ class GoalWorkflow:
             self._side_effects.append(asyncio.create_task(self._send(notification)))
 
     async def _send(self, notification: Notification) -> None:
+        give_up = DELIVERY_GIVE_UP if workflow.patched(PATCH_NOTIFY_GIVE_UP) else None
         try:
             await workflow.execute_activity(
                 NOTIFY,
                 notification,
                 task_queue=TASK_QUEUE,
                 start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=give_up,
                 retry_policy=NOTIFY_RETRY,
                 summary=f"notify tier {notification.tier} via {notification.channel.value}",
             )
@@ -931,8 +937,7 @@ class GoalWorkflow:
                 WebhookDeliveryInput(tenant=plan.tenant, run_id=plan.run_id, event=event),
                 task_queue=TASK_QUEUE,
                 start_to_close_timeout=timedelta(seconds=60),
-                # a dead receiver must not hold the run open for hours
-                schedule_to_close_timeout=WEBHOOK_GIVE_UP,
+                schedule_to_close_timeout=DELIVERY_GIVE_UP,
                 retry_policy=WEBHOOK_RETRY,
                 summary=f"webhooks: {event.type.value}",
             )

@@ -32,7 +32,12 @@ from api.admin_schemas import (
 )
 from api.auth import UNAUTHORIZED_HEADERS, AdminDep, CallerDep
 from api.deps import DatabaseDep, SettingsDep
-from api.rate_limit import enforce_rate_limit
+from api.fields import Storable, Text
+from api.rate_limit import (
+    count_failed_authentication,
+    enforce_rate_limit,
+    refuse_guessing_client,
+)
 from core import tenancy
 from core.db import Database, Organization
 from core.tenancy import KEEP, IssuedKey, OrgRole, TenancyNotFound
@@ -58,8 +63,10 @@ async def require_operator(
         )
     client = request.client.host if request.client else "unknown"
     await enforce_rate_limit(request, f"operator:{client}", settings)
+    await refuse_guessing_client(request, settings)
     presented = credentials.credentials if credentials is not None else ""
     if not hmac.compare_digest(presented.encode(), token.encode()):
+        await count_failed_authentication(request, settings)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "send the operator token as Authorization: Bearer <ORCHESTRATOR_ADMIN_TOKEN>",
@@ -107,7 +114,7 @@ orgs = APIRouter(prefix="/orgs", tags=["organizations"])
         403: {"description": "ORCHESTRATOR_ADMIN_TOKEN is not set: this endpoint is off."},
     },
 )
-async def create_org(body: OrgCreate, db: DatabaseDep) -> OrgCreated:
+async def create_org(body: Annotated[OrgCreate, Storable], db: DatabaseDep) -> OrgCreated:
     """Create an organization and its first admin key (the secret is shown only here)."""
     org = await tenancy.create_org(
         db,
@@ -126,7 +133,9 @@ async def my_org(caller: CallerDep, db: DatabaseDep) -> OrgStatus:
 
 
 @orgs.patch("/me/budget")
-async def update_budget(body: BudgetUpdate, caller: AdminDep, db: DatabaseDep) -> OrgStatus:
+async def update_budget(
+    body: Annotated[BudgetUpdate, Storable], caller: AdminDep, db: DatabaseDep
+) -> OrgStatus:
     """Set the monthly limits; `null` removes a limit, a field left out is kept."""
     sent = body.model_fields_set
     org = await tenancy.update_org_limits(
@@ -146,7 +155,9 @@ keys = APIRouter(prefix="/keys", tags=["api keys"])
 
 
 @keys.post("", status_code=status.HTTP_201_CREATED)
-async def create_key(body: KeyCreate, caller: AdminDep, db: DatabaseDep) -> KeyCreated:
+async def create_key(
+    body: Annotated[KeyCreate, Storable], caller: AdminDep, db: DatabaseDep
+) -> KeyCreated:
     """Issue a key of this organization; its secret is in this response and nowhere else."""
     return issued_key(await tenancy.create_key(db, caller.org_id, body.name, body.role))
 
@@ -158,7 +169,7 @@ async def list_keys(caller: AdminDep, db: DatabaseDep) -> list[Key]:
 
 
 @keys.delete("/{key_id}")
-async def revoke_key(key_id: str, caller: AdminDep, db: DatabaseDep) -> Key:
+async def revoke_key(key_id: Text, caller: AdminDep, db: DatabaseDep) -> Key:
     """Revoke a key: from now on it answers 401. Revoking twice is harmless."""
     try:
         return Key.model_validate(await tenancy.revoke_key(db, key_id, caller.org_id))
@@ -172,7 +183,9 @@ teams = APIRouter(prefix="/teams", tags=["teams"])
 
 
 @teams.post("", status_code=status.HTTP_201_CREATED)
-async def create_team(body: TeamCreate, caller: AdminDep, db: DatabaseDep) -> Team:
+async def create_team(
+    body: Annotated[TeamCreate, Storable], caller: AdminDep, db: DatabaseDep
+) -> Team:
     return Team.model_validate(await tenancy.create_team(db, caller.org_id, body.name))
 
 
@@ -187,7 +200,9 @@ users = APIRouter(prefix="/users", tags=["users"])
 
 
 @users.post("", status_code=status.HTTP_201_CREATED)
-async def create_user(body: UserCreate, caller: AdminDep, db: DatabaseDep) -> User:
+async def create_user(
+    body: Annotated[UserCreate, Storable], caller: AdminDep, db: DatabaseDep
+) -> User:
     """Register a person by their JWT `sub`; their role here overrides their tokens' claim."""
     row = await tenancy.create_user(db, caller.org_id, body.subject, body.role, body.team_id)
     return User.model_validate(row)
@@ -199,7 +214,9 @@ async def list_users(caller: AdminDep, db: DatabaseDep) -> list[User]:
 
 
 @users.patch("/{user_id}")
-async def update_user(user_id: str, body: UserUpdate, caller: AdminDep, db: DatabaseDep) -> User:
+async def update_user(
+    user_id: Text, body: Annotated[UserUpdate, Storable], caller: AdminDep, db: DatabaseDep
+) -> User:
     """Change a user's role (effective on their next request) or team."""
     sent = body.model_fields_set
     try:

@@ -11,10 +11,11 @@ Who may call it:
 
 - **Without `PAYLOAD_ENCRYPTION_KEY`** the codec only compresses; decoding reveals
   nothing that zlib hides from anyone holding the history, so no credentials are needed.
-- **With a key**, decode is a decryption oracle and encode an encryption oracle, so a
-  caller needs the operator token (`ORCHESTRATOR_ADMIN_TOKEN`) or an organization
-  admin's API key or JWT, as `Authorization: Bearer ...` (what `temporal --codec-auth`
-  and the UI's "pass access token" send) or `X-API-Key`. A member or viewer gets 403.
+- **With a key**, decode is a decryption oracle and encode an encryption oracle for every
+  tenant's payloads (one key encrypts them all), so a caller needs the operator token
+  (`ORCHESTRATOR_ADMIN_TOKEN`), as `Authorization: Bearer ...` (what `temporal
+  --codec-auth` sends) or `X-API-Key`: the Web UI and `temporal` are operators' tools.
+  An organization's own credentials, admin's included, get 403; wrong ones 401.
 - **The local Web UI**: the embedded dev server's UI sends no credentials. When
   `ORCHESTRATOR_UI_CODEC_ENDPOINT` is set (the local stack's opt-in), a request without
   credentials is served if it comes from a loopback address and its `Origin` is absent
@@ -39,9 +40,9 @@ from temporalio.api.common.v1 import Payloads
 
 from api.auth import api_key_header, bearer, get_principal, unauthorized
 from api.deps import DatabaseDep, SettingsDep
+from api.rate_limit import refuse_guessing_client
 from core.codec import CodecError, KeyConfigError, OrchestratorCodec, codec_from_settings
 from core.settings import Settings
-from core.tenancy import OrgRole
 
 PREFIX = "/codec"
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -72,7 +73,8 @@ PAYLOADS_BODY: dict[str, Any] = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not Payloads JSON, or a payload does not decode."},
     401: {"description": "A key is configured and the caller is not authenticated."},
-    403: {"description": "A key is configured and the caller is not an admin."},
+    403: {"description": "A key is configured and the caller is not the operator."},
+    429: {"description": "Too many failed authentications from this address."},
     413: {"description": "The body is larger than 16 MiB."},
 }
 
@@ -136,17 +138,19 @@ async def codec_caller(
     """Who calls the codec (see the module docstring); raises 401/403 when refused."""
     presented = api_key or (credentials.credentials if credentials is not None else None)
     if presented:
+        # Before the operator comparison too: a throttled address learns nothing.
+        await refuse_guessing_client(request, settings)
         operator = settings.admin_token
         if operator is not None and hmac.compare_digest(
             presented.encode(), operator.get_secret_value().encode()
         ):
             return "operator"
         principal = await get_principal(request, settings, db, api_key, credentials)
-        if codec.keys and principal.role != OrgRole.ADMIN:
+        if codec.keys:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                "payloads are encrypted: the codec needs an organization admin or the "
-                "operator token",
+                "payloads are encrypted with one key for every tenant: the codec needs the "
+                "operator token (ORCHESTRATOR_ADMIN_TOKEN)",
             )
         return principal.subject
     if not codec.keys:
@@ -154,8 +158,8 @@ async def codec_caller(
     if _is_local_ui(request, settings):
         return "local-ui"
     raise unauthorized(
-        "payloads are encrypted: the codec needs the operator token or an organization "
-        "admin's API key or JWT (Authorization: Bearer ... or X-API-Key)"
+        "payloads are encrypted: the codec needs the operator token "
+        "(Authorization: Bearer <ORCHESTRATOR_ADMIN_TOKEN> or X-API-Key)"
     )
 
 

@@ -6,11 +6,14 @@ and `temporal workflow signal` send; the workflow validates and records them.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from api.auth import CallerDep, WriterDep
 from api.deps import TemporalDep
+from api.fields import Storable, Text, Tokens, Usd
 from api.ownership import OwnedRunDep
 from core import steering
 from core.contracts import (
@@ -30,9 +33,9 @@ router = APIRouter(tags=["decisions"])
 class DecisionRequest(BaseModel):
     decision: DecisionKind
     comment: str = Field(default="", max_length=10_000)
-    budget_tokens: int | None = Field(default=None, ge=0)
+    budget_tokens: Tokens | None = None
     """Budget gate with `raise`: the run's new token limit."""
-    budget_usd: float | None = Field(default=None, ge=0)
+    budget_usd: Usd | None = None
     """Budget gate with `raise`: the run's new cost limit."""
 
 
@@ -72,8 +75,8 @@ async def pending_decisions(run: OwnedRunDep, temporal: TemporalDep) -> list[Pen
 
 @router.post("/runs/{run_id}/decisions/{gate}", status_code=status.HTTP_202_ACCEPTED)
 async def decide(
-    gate: str,
-    body: DecisionRequest,
+    gate: Text,
+    body: Annotated[DecisionRequest, Storable],
     run: OwnedRunDep,
     caller: WriterDep,
     temporal: TemporalDep,
@@ -86,7 +89,11 @@ async def decide(
 
 @router.post("/runs/{run_id}/tasks/{task}/resolve", status_code=status.HTTP_202_ACCEPTED)
 async def resolve_task(
-    task: str, body: ResolutionRequest, run: OwnedRunDep, caller: WriterDep, temporal: TemporalDep
+    task: Text,
+    body: Annotated[ResolutionRequest, Storable],
+    run: OwnedRunDep,
+    caller: WriterDep,
+    temporal: TemporalDep,
 ) -> Accepted:
     """Retry, skip or abort a dead-lettered task."""
     await steering.resolve(temporal, run.id, task, body.action, body.comment, caller.subject)
@@ -95,7 +102,10 @@ async def resolve_task(
 
 @router.post("/runs/{run_id}/reset")
 async def reset(
-    body: ResetRequest, run: OwnedRunDep, _caller: WriterDep, temporal: TemporalDep
+    body: Annotated[ResetRequest, Storable],
+    run: OwnedRunDep,
+    _caller: WriterDep,
+    temporal: TemporalDep,
 ) -> ResetResult:
     """Temporal workflow reset to just before a task: earlier model calls are not repeated."""
     execution = await steering.reset_to_task(temporal, run.id, body.to_task)
@@ -106,7 +116,7 @@ async def reset(
 
 @router.post("/runs/{run_id}/tasks", status_code=status.HTTP_201_CREATED)
 async def add_task(
-    body: NewTask, run: OwnedRunDep, _caller: WriterDep, temporal: TemporalDep
+    body: Annotated[NewTask, Storable], run: OwnedRunDep, _caller: WriterDep, temporal: TemporalDep
 ) -> TaskState:
     """Add a task to a running plan (the workflow rejects cycles and unknown roles)."""
     added = await steering.update(temporal, run.id, "add_task", body)
@@ -116,8 +126,8 @@ async def add_task(
 
 @router.patch("/runs/{run_id}/tasks/{task}")
 async def modify_task(
-    task: str,
-    body: TaskModification,
+    task: Text,
+    body: Annotated[TaskModification, Storable],
     run: OwnedRunDep,
     _caller: WriterDep,
     temporal: TemporalDep,
@@ -132,7 +142,7 @@ async def modify_task(
 
 @router.delete("/runs/{run_id}/tasks/{task}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_task(
-    task: str, run: OwnedRunDep, _caller: WriterDep, temporal: TemporalDep
+    task: Text, run: OwnedRunDep, _caller: WriterDep, temporal: TemporalDep
 ) -> None:
     """Remove a pending task nothing depends on."""
     await steering.update(temporal, run.id, "remove_task", TaskRemoval(task=task))

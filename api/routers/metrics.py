@@ -1,28 +1,36 @@
 """`/metrics` of the API in Prometheus format.
 
 Platform-wide gauges (runs by status, pending human decisions, dead-lettered tasks) are
-computed at scrape time from the database and Temporal visibility. Figures per tenant
-(this month's tokens and cost) appear only for an admin credential: the operator token
-sees every tenant, an organization admin key sees its own organization.
+computed from the database and Temporal visibility. Figures per tenant (this month's
+tokens and cost) appear only for an admin credential: the operator token sees every
+tenant, an organization admin key sees its own organization.
+
+The endpoint needs no credentials, so each answer is reused for `METRICS_CACHE_SECONDS`:
+however often anyone scrapes, the database and Temporal see one round of queries per
+period (a Prometheus scrape interval is 15 s or more, so scrapes still see fresh figures).
+A credential that fails counts against its address's failed authentications.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from collections import Counter
-from collections.abc import Iterator
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlmodel import select
+from temporalio.client import Client
 
 from api.deps import DatabaseDep, SettingsDep, TemporalDep
+from api.rate_limit import count_failed_authentication, refuse_guessing_client
 from core import tenancy
 from core.contracts import SEARCH_ATTRIBUTE_RUN_STATUS, PendingDecision, RunStatus
 from core.db import Database, LedgerEntry, Run
@@ -54,7 +62,7 @@ async def _run_counts(db: Database) -> GaugeMetricFamily:
     return family
 
 
-async def _waiting(temporal: TemporalDep) -> list[GaugeMetricFamily]:
+async def _waiting(temporal: Client) -> list[GaugeMetricFamily]:
     """Pending decisions by kind and dead-lettered tasks, from the runs that wait.
 
     Queries run concurrently, each with a short deadline: a query needs a worker to answer
@@ -95,7 +103,7 @@ async def _waiting(temporal: TemporalDep) -> list[GaugeMetricFamily]:
     return [decisions, dead]
 
 
-async def _tenant_spending(db: Database, tenant: str | None) -> list[GaugeMetricFamily]:
+async def _tenant_spending(db: Database, tenant: str | None) -> list[Metric]:
     tokens = GaugeMetricFamily(
         "orchestrator_tenant_month_tokens", "Tokens this month by tenant.", labels=["tenant"]
     )
@@ -122,23 +130,75 @@ async def _tenant_spending(db: Database, tenant: str | None) -> list[GaugeMetric
 
 
 async def _tenant_scope(
-    settings: Settings, db: Database, authorization: str | None, api_key: str | None
+    request: Request,
+    settings: Settings,
+    db: Database,
+    authorization: str | None,
+    api_key: str | None,
 ) -> tuple[bool, str | None]:
     """(may see tenant figures, only this tenant or None for all)."""
     bearer = (authorization or "").removeprefix("Bearer ").strip()
+    if not bearer and not api_key:
+        return False, None
+    await refuse_guessing_client(request, settings)
     operator = settings.admin_token.get_secret_value() if settings.admin_token else None
-    if operator and bearer and hmac.compare_digest(bearer, operator):
+    if operator and bearer and hmac.compare_digest(bearer.encode(), operator.encode()):
         return True, None
     presented = api_key or (bearer if bearer.startswith(f"{tenancy.KEY_SCHEME}_") else None)
-    if presented:
-        row = await tenancy.verify_key(db, presented)
-        if row is not None and row.role == tenancy.OrgRole.ADMIN.value:
-            return True, row.org_id
-    return False, None
+    row = await tenancy.verify_key(db, presented) if presented else None
+    if row is None:
+        await count_failed_authentication(request, settings)
+        return False, None
+    if row.role != tenancy.OrgRole.ADMIN.value:
+        return False, None
+    return True, row.org_id
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+class ScrapeCache:
+    """Each part of the answer, kept for `METRICS_CACHE_SECONDS` after it was computed.
+
+    Requests that find a part expired wait for one computation of it instead of each
+    running the queries.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[str, tuple[float, list[Metric]]] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def get(
+        self, part: str, ttl: float, compute: Callable[[], Awaitable[list[Metric]]]
+    ) -> list[Metric]:
+        async with self._locks[part]:
+            kept = self._parts.get(part)
+            if kept is not None and time.monotonic() < kept[0]:
+                return kept[1]
+            families = await compute()
+            self._parts[part] = (time.monotonic() + ttl, families)
+            return families
+
+
+def _cache(request: Request) -> ScrapeCache:
+    state = request.app.state
+    cache: ScrapeCache | None = getattr(state, "metrics_cache", None)
+    if cache is None:
+        cache = state.metrics_cache = ScrapeCache()
+    return cache
+
+
+async def _platform(db: Database, temporal: Client) -> list[Metric]:
+    return [await _run_counts(db), *await _waiting(temporal)]
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}},
+        429: {"description": "Too many failed authentications from this address."},
+    },
+)
 async def metrics(
+    request: Request,
     settings: SettingsDep,
     db: DatabaseDep,
     temporal: TemporalDep,
@@ -146,10 +206,13 @@ async def metrics(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Prometheus exposition; tenant figures only with an admin credential."""
-    families: list[Metric] = [await _run_counts(db), *await _waiting(temporal)]
-    allowed, tenant = await _tenant_scope(settings, db, authorization, x_api_key)
+    allowed, tenant = await _tenant_scope(request, settings, db, authorization, x_api_key)
+    cache, ttl = _cache(request), settings.metrics_cache_seconds
+    families = await cache.get("platform", ttl, lambda: _platform(db, temporal))
     if allowed:
-        families += await _tenant_spending(db, tenant)
+        families = families + await cache.get(
+            f"tenants:{tenant or '*'}", ttl, lambda: _tenant_spending(db, tenant)
+        )
     registry = CollectorRegistry()
     registry.register(_Families(families))
     body = generate_latest(registry) + generate_latest(REGISTRY)

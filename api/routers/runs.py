@@ -15,7 +15,7 @@ import tempfile
 import uuid
 import zipfile
 from collections.abc import AsyncIterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -31,6 +31,7 @@ from agents.protocol import LLMProvider
 from agents.roles import ROLES
 from api.auth import CallerDep, WriterDep
 from api.deps import DatabaseDep, SettingsDep, TemporalDep, get_temporal
+from api.fields import ShortText, Storable, Text, UtcDateTime, as_utc, check_storable, storable_text
 from api.ownership import OwnedRunDep
 from api.schemas import (
     ArtifactInfo,
@@ -50,6 +51,7 @@ from api.schemas import (
 from core import runs, steering, storage
 from core.contracts import RunPlan, RunStatus, workflow_id_for
 from core.db import Database, Organization, Run
+from core.escalation import EscalationRefused, check_escalation
 from core.estimate import Estimate, estimate_run, predicted_vs_actual
 from core.export import export_repository
 from core.settings import Settings
@@ -79,16 +81,27 @@ RUN_NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 def _unprocessable(
-    field: str, message: str, kind: str = "value_error", **context: Any
+    field: str | tuple[str, ...], message: str, kind: str = "value_error", **context: Any
 ) -> HTTPException:
     """A 422 shaped like FastAPI's own validation errors, without echoing the input back."""
-    error: dict[str, Any] = {"type": kind, "loc": ["body", field], "msg": message}
+    path = (field,) if isinstance(field, str) else field
+    error: dict[str, Any] = {"type": kind, "loc": ["body", *path], "msg": message}
     if context:
         error["ctx"] = context
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
 
 
-def _template(body: EstimateRequest) -> Template:
+def _inline_template(text: str, source: str) -> Template:
+    template = parse_template(text, source)
+    validate(template, ROLES, source)
+    try:
+        check_storable(template)  # YAML escapes ("\0", "\ud800") make what JSON refused
+    except ValueError as exc:
+        raise TemplateError(source, [str(exc)]) from None
+    return template
+
+
+async def _template(body: EstimateRequest) -> Template:
     if body.inline_template is not None:
         source = "inline_template"
         text = (
@@ -97,8 +110,8 @@ def _template(body: EstimateRequest) -> Template:
             else json.dumps(body.inline_template)  # JSON is YAML: one parser, one set of messages
         )
         try:
-            template = parse_template(text, source)
-            validate(template, ROLES, source)
+            # Parsing is CPU-bound: off the event loop, other requests go on meanwhile.
+            template = await asyncio.to_thread(_inline_template, text, source)
         except TemplateError as exc:
             raise _unprocessable(source, str(exc), problems=exc.problems) from None
         return template
@@ -112,14 +125,14 @@ def _template(body: EstimateRequest) -> Template:
     return load_template(name, ROLES)
 
 
-def _plan(body: EstimateRequest, tenant: str, settings: Settings, run_id: str) -> RunPlan:
+async def _plan(body: EstimateRequest, tenant: str, settings: Settings, run_id: str) -> RunPlan:
     if len(body.goal) > settings.max_goal_chars:
         raise _unprocessable(
             "goal",
             f"the goal has {len(body.goal)} characters; at most {settings.max_goal_chars} are allowed",
             "string_too_long",
         )
-    template = _template(body)
+    template = await _template(body)
     try:
         plan = compile_plan(
             template,
@@ -141,6 +154,15 @@ def _plan(body: EstimateRequest, tenant: str, settings: Settings, run_id: str) -
         if body.escalation is not None:
             plan.escalation = body.escalation
     return plan
+
+
+async def _check_escalation(body: RunCreate, settings: Settings) -> None:
+    if body.escalation is None:
+        return
+    try:
+        await check_escalation(body.escalation, settings)
+    except EscalationRefused as exc:
+        raise _unprocessable(("escalation", exc.field), exc.reason) from None
 
 
 def pricing_provider(request: Request, settings: SettingsDep) -> LLMProvider:
@@ -266,7 +288,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, run_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(run_id)
+        return as_utc(datetime.fromisoformat(created)), storable_text(str(run_id))
     except (binascii.Error, ValueError, TypeError):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -278,13 +300,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
                 }
             ],
         ) from None
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """Query datetimes without an offset are taken as UTC."""
-    if moment is None or moment.utcoffset() is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 async def _optional_temporal(request: Request) -> Client | None:
@@ -304,11 +319,14 @@ async def _optional_temporal(request: Request) -> Client | None:
     response_model=RunAccepted,
     responses={
         402: {"model": BudgetRefusal, "description": "The month's budget is too low."},
-        422: {"description": "The goal or the template is invalid; `detail` names it."},
+        422: {
+            "description": "The goal, the template or the escalation policy is invalid; "
+            "`detail` names the field."
+        },
     },
 )
 async def create_run(
-    body: RunCreate,
+    body: Annotated[RunCreate, Storable],
     caller: WriterDep,
     request: Request,
     response: Response,
@@ -320,7 +338,8 @@ async def create_run(
 
     The run is listed (`GET /runs`) as soon as this answers.
     """
-    plan = _plan(body, caller.org_id, settings, run_id=uuid.uuid4().hex)
+    plan = await _plan(body, caller.org_id, settings, run_id=uuid.uuid4().hex)
+    await _check_escalation(body, settings)
     estimate = await _estimate(db, plan, provider)
     refusal = await _refusal(db, caller.org_id, estimate)
     if refusal is not None:
@@ -329,14 +348,17 @@ async def create_run(
         )
     temporal = await get_temporal(request)
     workflow_id = workflow_id_for(plan.run_id)
-    await storage.record_run_started(db, plan, workflow_id)
+    # The workflow first, then its row: a process killed in between leaves no row without
+    # a workflow (such a row would stay `running` forever). The workflow's first activity
+    # writes the same row, first write winning; writing it here too makes the run
+    # readable the moment this answers.
     try:
         await start_run(temporal, plan)
     except RPCError as exc:
-        await runs.record_run_not_started(db, plan.run_id, f"not started: {exc.message}")
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot start the run: {exc.message}"
         ) from None
+    await storage.record_run_started(db, plan, workflow_id)
     links = _links(settings, plan.run_id)
     response.headers["Location"] = links.self
     return RunAccepted(
@@ -350,7 +372,7 @@ async def create_run(
 
 @router.post("/runs/estimate")
 async def estimate(
-    body: EstimateRequest,
+    body: Annotated[EstimateRequest, Storable],
     caller: CallerDep,
     settings: SettingsDep,
     db: DatabaseDep,
@@ -361,7 +383,7 @@ async def estimate(
     From the organization's completed runs of the same template (`basis: history`), else
     per-role defaults (`basis: defaults`, with a `note`).
     """
-    plan = _plan(body, caller.org_id, settings, run_id="estimate")
+    plan = await _plan(body, caller.org_id, settings, run_id="estimate")
     return await _estimate(db, plan, provider)
 
 
@@ -375,18 +397,18 @@ async def list_runs(
     settings: SettingsDep,
     db: DatabaseDep,
     status_: Annotated[RunStatus | None, Query(alias="status")] = None,
-    template: Annotated[str | None, Query(max_length=200)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    template: ShortText | None = None,
+    created_after: UtcDateTime | None = None,
+    created_before: UtcDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: ShortText | None = None,
 ) -> RunPage:
     """The organization's runs, newest first, filtered; follow `next` for more."""
     filters = runs.RunFilter(
         status=status_.value if status_ is not None else None,
         template=template,
-        created_after=_utc(created_after),
-        created_before=_utc(created_before),
+        created_after=created_after,
+        created_before=created_before,
     )
     before = _decode_cursor(cursor) if cursor else None
     rows = await runs.list_tenant_runs(db, caller.org_id, filters, limit=limit + 1, before=before)
@@ -515,7 +537,7 @@ async def list_artifacts(run: OwnedRunDep, db: DatabaseDep) -> list[ArtifactInfo
         404: {"description": "No such run in the caller's organization, or no such file."},
     },
 )
-async def artifact_content(path: str, run: OwnedRunDep, db: DatabaseDep) -> PlainTextResponse:
+async def artifact_content(path: Text, run: OwnedRunDep, db: DatabaseDep) -> PlainTextResponse:
     """One file's content (newest version); `ETag` is its sha256."""
     found = [a for a in await storage.latest_artifacts(db, run.id, prefix=path) if a.path == path]
     if not found:

@@ -10,12 +10,12 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from sqlalchemy import delete
+from sqlalchemy import BigInteger, bindparam, delete
 from sqlmodel import col, select
 
-from activities.webhooks import UnsafeWebhookTarget, resolve_target
 from api.auth import AdminDep
 from api.deps import DatabaseDep, SettingsDep
+from api.fields import INT64_MAX, ShortText, Storable, Text
 from api.webhook_schemas import (
     WebhookCreate,
     WebhookDeliveryPage,
@@ -24,6 +24,7 @@ from api.webhook_schemas import (
     WebhookSubscriptionView,
 )
 from core.db import WebhookDelivery, WebhookSubscription
+from core.outbound import UnsafeTarget, resolve_target
 from core.tenancy import new_id
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -42,7 +43,7 @@ def _view(row: WebhookSubscription) -> WebhookSubscriptionView:
 
 
 async def owned_subscription(
-    subscription_id: str, caller: AdminDep, db: DatabaseDep
+    subscription_id: Text, caller: AdminDep, db: DatabaseDep
 ) -> WebhookSubscription:
     async with db.session() as session:
         row = await session.get(WebhookSubscription, subscription_id)
@@ -62,13 +63,16 @@ OwnedSubscriptionDep = Annotated[WebhookSubscription, Depends(owned_subscription
     responses={422: {"description": "Unknown event type, or a URL that may not be a target."}},
 )
 async def create_subscription(
-    body: WebhookCreate, caller: AdminDep, db: DatabaseDep, settings: SettingsDep
+    body: Annotated[WebhookCreate, Storable],
+    caller: AdminDep,
+    db: DatabaseDep,
+    settings: SettingsDep,
 ) -> WebhookSubscriptionCreated:
     """Subscribe a URL to run events. The response holds the signing secret, once."""
     try:
         await resolve_target(body.url, settings.webhook_allow_private)
-    except UnsafeWebhookTarget as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except UnsafeTarget as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"url: {exc}") from None
     secret = body.secret or SECRET_PREFIX + secrets.token_urlsafe(32)
     row = WebhookSubscription(
         id=new_id("whk"),
@@ -122,14 +126,16 @@ async def list_deliveries(
     db: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[
-        int | None, Query(ge=1, description="Only attempts older than this id (paging).")
+        int | None,
+        Query(ge=1, le=INT64_MAX, description="Only attempts older than this id (paging)."),
     ] = None,
-    run_id: Annotated[str | None, Query(max_length=64)] = None,
+    run_id: ShortText | None = None,
 ) -> WebhookDeliveryPage:
     """Every delivery attempt to this subscription, newest first, `limit` at a time."""
     query = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription.id)
     if before is not None:
-        query = query.where(col(WebhookDelivery.id) < before)
+        # As a BIGINT: the column is an INTEGER, and a bound past its range is still a bound.
+        query = query.where(col(WebhookDelivery.id) < bindparam("before", before, BigInteger))
     if run_id is not None:
         query = query.where(WebhookDelivery.run_id == run_id)
     async with db.session() as session:

@@ -41,9 +41,9 @@ from checks.sandbox import (
     minimal_env,
     sandbox,
 )
-from core import storage
 from core.contracts import RUN_CHECKS, ChecksInput, ChecksReport, Finding, Severity
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 
 T = TypeVar("T")
 

@@ -45,7 +45,6 @@ from agents.protocol import (
 )
 from agents.roles import get_role, team_handbook
 from agents.tools import TOOL_DEFINITIONS
-from core import metrics, reuse, storage, tenancy
 from core.contracts import (
     BUDGET_EXCEEDED_ERROR,
     CALL_MODEL,
@@ -55,9 +54,11 @@ from core.contracts import (
     TurnKey,
     Usage,
 )
-from core.db import Database, LedgerEntry
-from core.logs import get_logger
-from core.settings import Settings
+from core.infrastructure import metrics
+from core.infrastructure.logs import get_logger
+from core.infrastructure.settings import Settings
+from core.persistence import reuse, storage, tenancy
+from core.persistence.db import Database, LedgerEntry
 
 HEARTBEAT_EVERY_SECONDS = 5.0
 EXACT_COUNT_ABOVE = 0.8
@@ -87,8 +88,8 @@ class ModelActivities:
         self.summarizer = Summarizer(
             db,
             self._paid_call,
-            model=self.settings.summary_model or cheap_model(provider),
-            max_tokens=self.settings.summary_tokens,
+            model=self.settings.provider.summary_model or cheap_model(provider),
+            max_tokens=self.settings.provider.summary_tokens,
             estimator=self.estimator,
         )
 
@@ -115,7 +116,7 @@ class ModelActivities:
         spent = Spent()
         request = await _with_heartbeats(self._request(call, context, spent))
         fingerprint = ""
-        if call.response_cache and self.settings.response_cache_enabled:
+        if call.response_cache and self.settings.provider.response_cache_enabled:
             fingerprint = _resolved(self.provider, request).fingerprint(self.provider.name)
             earlier = await reuse.cached_response(self.db, call.tenant, fingerprint)
             if earlier is not None:
@@ -148,10 +149,10 @@ class ModelActivities:
         )
         budget = context_budget(self.settings, call.role)
         upstream = [UpstreamFile(a.path, a.task_id, a.content) for a in context.upstream]
-        if self.settings.context_management and upstream:
+        if self.settings.provider.context_management and upstream:
             upstream = await self._fit_upstream(call, context, request, budget, assignment, spent)
         messages = _conversation(call, context, upstream, assignment)
-        if self.settings.context_management:
+        if self.settings.provider.context_management:
             ratio = self.estimator.ratio(request.model)
             messages = elide_large_inputs(messages, int(budget / ELIDE_SHARE * ratio))
             messages = await self._fit_history(request, messages, budget)
@@ -174,7 +175,7 @@ class ModelActivities:
         )
         sizes = [self.estimator.tokens(len(a.content), model) for a in context.upstream]
         chosen = choose_summaries(
-            sizes, upstream_allowance(budget, fixed), self.settings.summary_tokens
+            sizes, upstream_allowance(budget, fixed), self.settings.provider.summary_tokens
         )
         files = []
         for index, artifact in enumerate(context.upstream):

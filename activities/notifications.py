@@ -4,7 +4,7 @@ One attempt per call. Temporal's retry policy is the only retry loop, so every f
 is classified here instead: transient ones (network, timeouts, HTTP 408/429/5xx, SMTP 4xx)
 raise a retryable `ApplicationError`, ones a retry cannot fix raise a non-retryable one.
 Webhook URLs usually embed their token, so only a redacted form ever leaves this module.
-Webhook and Slack targets pass the platform's one outbound guard (`core/outbound.py`) when
+Webhook and Slack targets pass the platform's one outbound guard (`core/infrastructure/outbound.py`) when
 the run starts and again here, on every attempt.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core import outbound
 from core.contracts import NOTIFY, Notification, NotificationChannel
-from core.outbound import redact_url
-from core.settings import Settings
+from core.infrastructure import outbound
+from core.infrastructure.outbound import redact_url
+from core.infrastructure.settings import Settings
 
 EVENT = "decision.requested"
 FAILURE_TYPE = "NotificationFailed"
@@ -68,7 +68,7 @@ class NotificationActivities:
                 url,
                 json.dumps(payload).encode(),
                 {"Content-Type": "application/json", "User-Agent": USER_AGENT},
-                allow_private=self.settings.webhook_allow_private,
+                allow_private=self.settings.notifications.webhook_allow_private,
                 timeout=HTTP_TIMEOUT_SECONDS,
             )
         except outbound.UnsafeTarget as exc:
@@ -93,11 +93,11 @@ class NotificationActivities:
         )
 
     async def _send_email(self, notification: Notification) -> str:
-        host, port = self.settings.smtp_host, self.settings.smtp_port
+        host, port = self.settings.notifications.smtp_host, self.settings.notifications.smtp_port
         if not host:
             raise _failure("email notification needs SMTP_HOST", retryable=False)
         try:
-            message = email_message(notification, sender=self.settings.smtp_from)
+            message = email_message(notification, sender=self.settings.notifications.smtp_from)
         except ValueError as exc:
             raise _failure(
                 f"email to {notification.target!r} is invalid: {exc}", retryable=False
@@ -113,13 +113,15 @@ class NotificationActivities:
     def _smtp_send(self, host: str, port: int, message: EmailMessage) -> None:
         settings = self.settings
         with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
-            if settings.smtp_starttls:
+            if settings.notifications.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
-            if settings.smtp_username:
+            if settings.notifications.smtp_username:
                 password = (
-                    settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+                    settings.notifications.smtp_password.get_secret_value()
+                    if settings.notifications.smtp_password
+                    else ""
                 )
-                smtp.login(settings.smtp_username, password)
+                smtp.login(settings.notifications.smtp_username, password)
             smtp.send_message(message)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from core import storage
 from core.contracts import RECORD_RUN_FINISHED, RECORD_RUN_STARTED, FinalizeRunInput, RunPlan
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 
 
 class RunActivities:

@@ -1,7 +1,7 @@
 """Summaries of upstream artifacts too large for an agent's context budget.
 
 A summary is written once per tenant, content and summarizer settings, and reused by
-every later agent (`core.reuse`). A file larger than the summarizer's own window is
+every later agent (`core.persistence.reuse`). A file larger than the summarizer's own window is
 summarized in parts, then the parts are merged; each part is a ledger turn of its own, so
 a retried or taken-over summary pays only for the parts not yet done.
 """
@@ -19,9 +19,9 @@ from agents.context_window import TokenEstimator
 from agents.conversation import response_from_json
 from agents.protocol import Message, ModelRequest, TextBlock
 from agents.roles import load_prompt
-from core import reuse, storage
 from core.contracts import TurnKey, Usage
-from core.db import Artifact, Database, LedgerEntry
+from core.persistence import reuse, storage
+from core.persistence.db import Artifact, Database, LedgerEntry
 
 SUMMARIZER_ROLE = "summarizer"
 CHUNK_TOKENS = 100_000

@@ -5,7 +5,7 @@ Each POST is signed: `X-Orchestrator-Signature: t=<unix time>,v1=<hex HMAC-SHA25
 `webhook_deliveries`; a subscription that already took the event is skipped when the
 activity is retried, so a receiver that fails twice and recovers gets each event once.
 
-Targets pass the platform's one outbound guard (`core/outbound.py`) twice: when a
+Targets pass the platform's one outbound guard (`core/infrastructure/outbound.py`) twice: when a
 subscription is created (the API) and on every delivery.
 """
 
@@ -21,10 +21,10 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core import outbound
 from core.contracts import DELIVER_WEBHOOKS, RunEvent, WebhookDeliveryInput
-from core.db import Database, WebhookDelivery, WebhookSubscription
-from core.settings import Settings
+from core.infrastructure import outbound
+from core.infrastructure.settings import Settings
+from core.persistence.db import Database, WebhookDelivery, WebhookSubscription
 
 SIGNATURE_HEADER = "X-Orchestrator-Signature"
 EVENT_HEADER = "X-Orchestrator-Event"
@@ -187,7 +187,7 @@ class WebhookActivities:
                 subscription.url,
                 body,
                 headers,
-                allow_private=self.settings.webhook_allow_private,
+                allow_private=self.settings.notifications.webhook_allow_private,
                 timeout=DELIVERY_TIMEOUT_SECONDS,
             )
         except (outbound.UnsafeTarget, outbound.DeliveryFailed) as exc:

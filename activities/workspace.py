@@ -9,10 +9,10 @@ from agents.conversation import response_from_json, tool_results_json
 from agents.protocol import ToolResultBlock
 from agents.roles import ROLES
 from agents.tools import NoteContext, run_tool
-from core import storage
 from core.contracts import RUN_TOOL_CALLS, ToolCallsInput, ToolCallsResult
-from core.db import Database
-from core.logs import get_logger
+from core.infrastructure.logs import get_logger
+from core.persistence import storage
+from core.persistence.db import Database
 
 log = get_logger(__name__)
 

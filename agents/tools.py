@@ -1,6 +1,6 @@
 """Workspace tools the agents call, as the model sees them and as they run.
 
-The workspace itself is storage (`core.storage`); this module only translates a
+The workspace itself is storage (`core.persistence.storage`); this module only translates a
 tool call into workspace operations and back into a tool result.
 """
 
@@ -171,7 +171,7 @@ def _require_printable(what: str, value: str) -> None:
 
 
 class Workspace(Protocol):
-    """The run's files as the tools see them (implemented by `core.storage.RunWorkspace`)."""
+    """The run's files as the tools see them (implemented by `core.persistence.storage.RunWorkspace`)."""
 
     async def write(self, path: str, content: str) -> ArtifactRef: ...
     async def read(self, path: str) -> str | None: ...

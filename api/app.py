@@ -14,9 +14,9 @@ from temporalio.client import Client
 from api.errors import install_error_handlers
 from api.limits import RequestLimits
 from api.routers import admin, codec, decisions, health, metrics, runs, webhooks
-from core.db import Database, get_database
-from core.settings import Settings, get_settings
-from core.tracing import configured_provider
+from core.infrastructure.settings import Settings, get_settings
+from core.infrastructure.tracing import configured_provider
+from core.persistence.db import Database, get_database
 
 
 def create_app(
@@ -41,7 +41,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.db = db or get_database(settings.resolved_database_url)
+    app.state.db = db or get_database(settings.storage.resolved_database_url)
     app.state.temporal = temporal
     app.state.temporal_lock = asyncio.Lock()
     install_error_handlers(app)
@@ -55,17 +55,17 @@ def create_app(
         metrics.router,
     ):
         app.include_router(router)
-    app.add_middleware(codec.CodecCORSMiddleware, origins=settings.codec_origins)
+    app.add_middleware(codec.CodecCORSMiddleware, origins=settings.temporal.codec_origins)
     # Added last, so it runs first: nothing reads a request before its size is known.
     app.add_middleware(
         RequestLimits,
-        max_body_bytes=settings.max_request_bytes,
-        max_head_bytes=settings.max_header_bytes,
+        max_body_bytes=settings.api.max_request_bytes,
+        max_head_bytes=settings.api.max_header_bytes,
         body_limits={codec.PREFIX: codec.MAX_BODY_BYTES},
     )
     # Only when spans go somewhere: with the no-op provider the middleware would still run
     # on every request for nothing. The request's server span is the current span while
-    # the route runs, so `StartWorkflow` (core/tracing.py's interceptor) becomes its child.
+    # the route runs, so `StartWorkflow` (core/infrastructure/tracing.py's interceptor) becomes its child.
     tracer_provider = tracer_provider or configured_provider()
     if tracer_provider is not None:
         FastAPIInstrumentor.instrument_app(

@@ -25,9 +25,9 @@ from api.rate_limit import (
     enforce_rate_limit,
     refuse_guessing_client,
 )
-from core.db import Database, Organization, User
-from core.settings import Settings
-from core.tenancy import KEY_SCHEME, OrgRole, verify_key
+from core.infrastructure.settings import Settings
+from core.persistence.db import Database, Organization, User
+from core.persistence.tenancy import KEY_SCHEME, OrgRole, verify_key
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 bearer = HTTPBearer(auto_error=False)
@@ -71,8 +71,8 @@ async def _from_api_key(db: Database, presented: str) -> Principal:
 
 
 def _verification_key(settings: Settings) -> tuple[Any, str]:
-    if settings.jwt_public_key:
-        pem = settings.jwt_public_key
+    if settings.api.jwt_public_key:
+        pem = settings.api.jwt_public_key
         if not pem.lstrip().startswith("-----BEGIN"):
             try:
                 pem = Path(pem).read_text()
@@ -82,8 +82,8 @@ def _verification_key(settings: Settings) -> tuple[Any, str]:
                     "server misconfigured: the JWT_PUBLIC_KEY file cannot be read",
                 ) from None
         return pem, "RS256"
-    if settings.jwt_secret is not None:
-        return settings.jwt_secret.get_secret_value(), "HS256"
+    if settings.api.jwt_secret is not None:
+        return settings.api.jwt_secret.get_secret_value(), "HS256"
     raise unauthorized("bearer JWTs are not accepted: no JWT_SECRET or JWT_PUBLIC_KEY is set")
 
 
@@ -94,12 +94,12 @@ async def _from_jwt(db: Database, settings: Settings, token: str) -> Principal:
             token,
             key,
             algorithms=[algorithm],
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+            issuer=settings.api.jwt_issuer,
+            audience=settings.api.jwt_audience,
             options={
                 "require": ["exp", "sub"],
-                "verify_aud": settings.jwt_audience is not None,
-                "verify_iss": settings.jwt_issuer is not None,
+                "verify_aud": settings.api.jwt_audience is not None,
+                "verify_iss": settings.api.jwt_issuer is not None,
             },
         )
     except jwt.PyJWTError as exc:

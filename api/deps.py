@@ -12,10 +12,10 @@ from fastapi import Depends, HTTPException, Request, status
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from core.db import Database
-from core.settings import Settings
-from core.temporal import TemporalUnavailable, connect
-from core.tenancy import OrgRole
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import TemporalUnavailable, connect
+from core.persistence.db import Database
+from core.persistence.tenancy import OrgRole
 
 
 class Principal(BaseModel):

@@ -9,10 +9,10 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from core.db import DatabaseUnavailable
-from core.steering import SteeringError
-from core.temporal import TemporalUnavailable
-from core.tenancy import TenancyError
+from core.infrastructure.temporal import TemporalUnavailable
+from core.persistence.db import DatabaseUnavailable
+from core.persistence.tenancy import TenancyError
+from core.services.steering import SteeringError
 
 
 def _plain(value: Any) -> Any:

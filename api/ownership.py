@@ -9,8 +9,8 @@ from fastapi import Depends, HTTPException, status
 from api.auth import CallerDep
 from api.deps import DatabaseDep
 from api.fields import Text
-from core import storage
-from core.db import Run
+from core.persistence import storage
+from core.persistence.db import Run
 
 
 async def owned_run(run_id: Text, principal: CallerDep, db: DatabaseDep) -> Run:

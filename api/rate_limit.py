@@ -21,14 +21,14 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from core.settings import Settings
+from core.infrastructure.settings import Settings
 
 
 def _limiter(request: Request, settings: Settings) -> MovingWindowRateLimiter:
     state = request.app.state
     limiter: MovingWindowRateLimiter | None = getattr(state, "rate_limiter", None)
     if limiter is None:
-        storage = storage_from_string(f"async+{settings.rate_limit_storage_uri}")
+        storage = storage_from_string(f"async+{settings.api.rate_limit_storage_uri}")
         assert isinstance(storage, Storage)
         limiter = state.rate_limiter = MovingWindowRateLimiter(storage)
     return limiter
@@ -47,9 +47,9 @@ async def _too_many(
 
 
 async def enforce_rate_limit(request: Request, bucket: str, settings: Settings) -> None:
-    if settings.rate_limit_per_minute <= 0:
+    if settings.api.rate_limit_per_minute <= 0:
         return  # 0 turns the limit off
-    limit = RateLimitItemPerMinute(settings.rate_limit_per_minute)
+    limit = RateLimitItemPerMinute(settings.api.rate_limit_per_minute)
     limiter = _limiter(request, settings)
     if await limiter.hit(limit, bucket):
         return
@@ -57,7 +57,7 @@ async def enforce_rate_limit(request: Request, bucket: str, settings: Settings) 
         limiter,
         limit,
         bucket,
-        f"rate limit of {settings.rate_limit_per_minute} requests per minute reached",
+        f"rate limit of {settings.api.rate_limit_per_minute} requests per minute reached",
     )
 
 
@@ -66,7 +66,7 @@ async def enforce_rate_limit(request: Request, bucket: str, settings: Settings) 
 
 def _failures(request: Request, settings: Settings) -> tuple[RateLimitItem, str]:
     limit = RateLimitItemPerSecond(
-        settings.auth_failure_limit, settings.auth_failure_window_seconds
+        settings.api.auth_failure_limit, settings.api.auth_failure_window_seconds
     )
     client = request.client.host if request.client else "unknown"
     return limit, f"auth-failures:{client}"
@@ -79,7 +79,7 @@ async def refuse_guessing_client(request: Request, settings: Settings) -> None:
     not even that it was right. Refused requests are not counted as failures: a good key
     behind the same address waits at most one window after the guessing stops.
     """
-    if settings.auth_failure_limit <= 0:
+    if settings.api.auth_failure_limit <= 0:
         return
     limit, bucket = _failures(request, settings)
     limiter = _limiter(request, settings)
@@ -89,13 +89,13 @@ async def refuse_guessing_client(request: Request, settings: Settings) -> None:
         limiter,
         limit,
         bucket,
-        f"{settings.auth_failure_limit} failed authentications from this address in "
-        f"{settings.auth_failure_window_seconds} s",
+        f"{settings.api.auth_failure_limit} failed authentications from this address in "
+        f"{settings.api.auth_failure_window_seconds} s",
     )
 
 
 async def count_failed_authentication(request: Request, settings: Settings) -> None:
-    if settings.auth_failure_limit <= 0:
+    if settings.api.auth_failure_limit <= 0:
         return
     limit, bucket = _failures(request, settings)
     await _limiter(request, settings).hit(limit, bucket)

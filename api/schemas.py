@@ -16,7 +16,7 @@ from core.contracts import (
     TaskState,
     Usage,
 )
-from core.estimate import Estimate, PredictedVsActual
+from core.services.estimate import Estimate, PredictedVsActual
 from workflows.dsl import MAX_NESTING, MAX_TEMPLATE_CHARS
 
 # --- requests ----------------------------------------------------------------------------
@@ -59,7 +59,7 @@ class EstimateRequest(BaseModel):
     response_cache: bool | None = Field(
         default=None,
         description="Answer model requests identical to earlier ones of the organization from "
-        "stored responses, at no cost (default: the template's `settings.response_cache`, on, "
+        "stored responses, at no cost (default: the template's `settings.provider.response_cache`, on, "
         "where the server's RESPONSE_CACHE allows). `false` makes every call.",
     )
 

@@ -17,7 +17,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
-from core.settings import Settings
+from core.infrastructure.settings import Settings
 
 
 class JsonErrorsH11Protocol(H11Protocol):
@@ -52,6 +52,6 @@ def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Confi
     return uvicorn.Config(
         app,
         http=JsonErrorsH11Protocol,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        h11_max_incomplete_event_size=settings.api.max_header_bytes,
         **options,
     )

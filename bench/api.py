@@ -28,9 +28,9 @@ from temporalio.service import RPCError
 
 from agents.providers.offline import OfflineProvider
 from bench.common import GOAL, dev_server
-from core import tenancy
-from core.db import Database
-from core.settings import Settings
+from core.infrastructure.settings import Settings
+from core.persistence import tenancy
+from core.persistence.db import Database
 from workers.main import serving
 
 

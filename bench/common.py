@@ -26,10 +26,15 @@ from temporalio.testing import WorkflowEnvironment
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
 from core.contracts import RunState
-from core.db import Database
-from core.local_stack import DevServer, is_listening, temporal_binary
-from core.settings import Settings
-from core.temporal import connect, data_converter, ensure_search_attributes, start_run
+from core.infrastructure.local_stack import DevServer, is_listening, temporal_binary
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import (
+    connect,
+    data_converter,
+    ensure_search_attributes,
+    start_run,
+)
+from core.persistence.db import Database
 from workers.main import serving
 from workflows.dsl import compile_plan, load_template
 
@@ -258,12 +263,10 @@ class FileDevServer:
     @property
     def settings(self) -> Settings:
         # The environment's other settings (the payload codec's key) still apply.
-        return Settings().model_copy(
-            update={
-                "data_dir": self.data_dir,
-                "temporal_port": self.port,
-                "temporal_ui_port": self.ui_port,
-            }
+        return Settings(
+            ORCHESTRATOR_DATA_DIR=self.data_dir,
+            ORCHESTRATOR_TEMPORAL_PORT=self.port,
+            ORCHESTRATOR_UI_PORT=self.ui_port,
         )
 
     @property

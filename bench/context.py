@@ -30,9 +30,9 @@ from agents.protocol import Usage
 from agents.providers.anthropic import AnthropicProvider
 from agents.roles import ROLES
 from bench.common import dev_server, sqlite_database
-from core import storage
-from core.settings import Settings
-from core.temporal import start_run
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import start_run
+from core.persistence import storage
 from tests.fakes.messages_api import (
     FakeMessagesAPI,
     ReplyLike,

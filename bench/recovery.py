@@ -63,8 +63,8 @@ from bench.common import (
     worker_env,
 )
 from core.contracts import RunPlan, RunState, RunStatus, workflow_id_for
-from core.db import Database, LedgerEntry, Run
-from core.temporal import start_run
+from core.infrastructure.temporal import start_run
+from core.persistence.db import Database, LedgerEntry, Run
 from workflows.dsl import compile_plan, load_template
 
 RESPONSE_ID = re.compile(r'"id"\s*:\s*"([^"]+)"')

@@ -49,9 +49,9 @@ from bench.common import (
     worker_env,
 )
 from core.contracts import RunState, RunStatus
-from core.db import Database
-from core.settings import Settings
-from core.temporal import start_run
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import start_run
+from core.persistence.db import Database
 from workflows.dag import critical_path
 from workflows.dsl import compile_plan, load_template
 
@@ -62,8 +62,8 @@ SDK_MAX_CACHED_WORKFLOWS = 1000
 
 
 def concurrency_lines(settings: Settings, workers: int) -> list[str]:
-    agent = settings.agent_max_concurrent_activities
-    rate = settings.agent_activities_per_second
+    agent = settings.provider.agent_max_concurrent_activities
+    rate = settings.provider.agent_activities_per_second
     return [
         f"workers: {workers} process(es), each serving every queue",
         "AGENT_MAX_CONCURRENT_ACTIVITIES (model calls at once per agent queue per worker): "
@@ -71,7 +71,7 @@ def concurrency_lines(settings: Settings, workers: int) -> list[str]:
         "AGENT_ACTIVITIES_PER_SECOND (per agent queue, all workers): "
         + (f"{rate:g}" if rate else "unset = no limit"),
         f"ORCHESTRATOR_MAX_CONCURRENT_CHECKS (gate checks at once per worker): "
-        f"{settings.max_concurrent_checks}",
+        f"{settings.sandbox.max_concurrent_checks}",
         f"orchestrator queue activities at once per worker: {ORCHESTRATOR_QUEUE_ACTIVITIES}; "
         f"workflow task slots: {SDK_WORKFLOW_TASK_SLOTS}; "
         f"cached workflows: {SDK_MAX_CACHED_WORKFLOWS} (SDK defaults)",

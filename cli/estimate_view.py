@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from core.estimate import Estimate, PredictedVsActual
+from core.services.estimate import Estimate, PredictedVsActual
 
 
 def _tokens(value: float) -> str:

@@ -26,8 +26,6 @@ from agents.roles import ROLES
 from cli.estimate_view import based_on, comparison_table, estimate_table
 from cli.render import OFFLINE_MODEL_NOTE, failures, run_table
 from cli.stack import temporal_stack
-from core import steering as steer
-from core import storage, tenancy
 from core.contracts import (
     BUDGET_GATE,
     Decision,
@@ -41,17 +39,24 @@ from core.contracts import (
     TaskRemoval,
     workflow_id_for,
 )
-from core.db import Database, DatabaseUnavailable, get_database
-from core.escalation import check_escalation
-from core.estimate import RunNotRecorded, estimate_run, predicted_vs_actual
-from core.export import export_repository
-from core.local_stack import DevServer, LocalStackError
-from core.logs import configure_logging, settings_secrets
-from core.metrics import metrics_runtime, serve_worker_metrics
-from core.settings import Settings, get_settings
-from core.temporal import TemporalUnavailable, connect, ensure_search_attributes, start_run
-from core.tenancy import IssuedKey, OrgRole
-from core.tracing import configure_tracing
+from core.infrastructure.local_stack import DevServer, LocalStackError
+from core.infrastructure.logs import configure_logging, settings_secrets
+from core.infrastructure.metrics import metrics_runtime, serve_worker_metrics
+from core.infrastructure.settings import Settings, get_settings
+from core.infrastructure.temporal import (
+    TemporalUnavailable,
+    connect,
+    ensure_search_attributes,
+    start_run,
+)
+from core.infrastructure.tracing import configure_tracing
+from core.persistence import storage, tenancy
+from core.persistence.db import Database, DatabaseUnavailable, get_database
+from core.persistence.tenancy import IssuedKey, OrgRole
+from core.services import steering as steer
+from core.services.escalation import check_escalation
+from core.services.estimate import RunNotRecorded, estimate_run, predicted_vs_actual
+from core.services.export import export_repository
 from workers.main import UnknownQueueError, parse_queues, run_workers
 from workflows.dsl import (
     DEFAULT_TEMPLATE,
@@ -110,7 +115,7 @@ def _run(coro: Coroutine[Any, Any, int | None]) -> None:
 
 
 def _web_ui_link(settings: Settings, run_id: str) -> str:
-    return f"{settings.ui_url}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id_for(run_id)}"
+    return f"{settings.temporal.ui_url}/namespaces/{settings.temporal.temporal_namespace}/workflows/{workflow_id_for(run_id)}"
 
 
 async def _follow(client: Client, run_id: str) -> RunState:
@@ -209,17 +214,17 @@ async def _run_goal(
         goal=goal,
         run_id=run_id,
         roles=ROLES,
-        model=model or settings.llm_model,
-        heartbeat_timeout_seconds=settings.model_heartbeat_timeout_seconds,
+        model=model or settings.provider.llm_model,
+        heartbeat_timeout_seconds=settings.provider.model_heartbeat_timeout_seconds,
         validate=validate,
-        validation_model=settings.resolved_validation_model,
+        validation_model=settings.provider.resolved_validation_model,
         response_cache=response_cache,
     )
     if escalation is not None:
         plan.escalation = await _escalation_policy(escalation, settings)
-    db = get_database(settings.resolved_database_url)
+    db = get_database(settings.storage.resolved_database_url)
     await db.ensure_schema()
-    provider = settings.resolved_provider
+    provider = settings.provider.resolved_provider
     async with temporal_stack(settings, with_worker=not detach) as stack:
         if detach and stack.embedded:
             raise LocalStackError(
@@ -300,10 +305,10 @@ def estimate(
             goal=goal,
             run_id="estimate",
             roles=ROLES,
-            model=model or settings.llm_model,
+            model=model or settings.provider.llm_model,
         )
         provider = make_provider(settings)
-        db = get_database(settings.resolved_database_url)
+        db = get_database(settings.storage.resolved_database_url)
         await db.ensure_schema()
         found = await estimate_run(
             db, plan, default_model=provider.default_model, price=provider.cost_usd
@@ -327,7 +332,7 @@ def estimate(
 
 async def load_state(settings: Settings, run_id: str) -> RunState:
     """A running run from the workflow's `status` query; a closed one from the database."""
-    db = get_database(settings.resolved_database_url)
+    db = get_database(settings.storage.resolved_database_url)
     run = await storage.get_run(db, run_id)
     if run is None:
         raise RunNotFound(f"no run with id {run_id!r}")
@@ -379,7 +384,7 @@ def artifacts(
 
     async def show() -> int:
         settings = get_settings()
-        db = get_database(settings.resolved_database_url)
+        db = get_database(settings.storage.resolved_database_url)
         run = await storage.get_run(db, run_id)
         if run is None:
             raise RunNotFound(f"no run with id {run_id!r}")
@@ -407,7 +412,7 @@ def runs(
     """List recent runs from the database."""
 
     async def show() -> int:
-        db = get_database(get_settings().resolved_database_url)
+        db = get_database(get_settings().storage.resolved_database_url)
         for run in await storage.list_runs(db, limit):
             console.print(
                 f"{run.id}  {run.status:<10} {run.template:<8} ${run.cost_usd:.4f}  {run.goal[:60]}",
@@ -440,7 +445,9 @@ def worker(
     async def serve() -> int:
         settings = get_settings()
         selected = parse_queues(queues)
-        configure_logging(_json_logs(settings), settings.log_level, settings_secrets(settings))
+        configure_logging(
+            _json_logs(settings), settings.telemetry.log_level, settings_secrets(settings)
+        )
         configure_tracing("orchestrator-worker", settings)
         runtime = None
         if metrics_port is not None:
@@ -450,7 +457,7 @@ def worker(
             console.print(f"metrics on http://0.0.0.0:{metrics_port}/metrics")
         client = await connect(settings, runtime=runtime)
         await ensure_search_attributes(client)
-        console.print(f"worker serving {', '.join(selected)} on {settings.target_address}")
+        console.print(f"worker serving {', '.join(selected)} on {settings.temporal.target_address}")
         await run_workers(client, settings, selected)
         return 0
 
@@ -471,8 +478,8 @@ def up() -> None:
             console.print(
                 f"Temporal dev server on {server.address} (history in {settings.temporal_db_file})"
             )
-            console.print(f"Temporal Web UI: {settings.ui_url}")
-            console.print(f"Database: {settings.resolved_database_url}")
+            console.print(f"Temporal Web UI: {settings.temporal.ui_url}")
+            console.print(f"Database: {settings.storage.resolved_database_url}")
             console.print("Worker serving all queues. Ctrl-C stops the stack.")
             await run_workers(client, settings)
         finally:
@@ -807,7 +814,7 @@ def orgs_create(
             monthly_cost_usd is not None and monthly_cost_usd < 0
         ):
             raise ValueError("monthly limits cannot be negative")
-        db = get_database(get_settings().resolved_database_url)
+        db = get_database(get_settings().storage.resolved_database_url)
         org = await tenancy.create_org(
             db,
             name.strip(),
@@ -832,7 +839,7 @@ def keys_create(
 
     async def create() -> int:
         chosen = _role(role)
-        db = get_database(get_settings().resolved_database_url)
+        db = get_database(get_settings().storage.resolved_database_url)
         found = await tenancy.get_org(db, org)
         label = (name or "").strip() or f"{chosen.value} key"
         _print_secret(await tenancy.create_key(db, found.id, label, chosen))
@@ -848,7 +855,7 @@ def keys_list(
     """List an organization's keys: never the key itself."""
 
     async def show() -> int:
-        db = get_database(get_settings().resolved_database_url)
+        db = get_database(get_settings().storage.resolved_database_url)
         found = await tenancy.get_org(db, org)
         rows = await tenancy.list_keys(db, found.id)
         if not rows:
@@ -878,7 +885,7 @@ def keys_revoke(
     """Revoke an API key: from its next request on it is refused (401)."""
 
     async def revoke() -> int:
-        db = get_database(get_settings().resolved_database_url)
+        db = get_database(get_settings().storage.resolved_database_url)
         row = await tenancy.revoke_key(db, key_id)
         console.print(
             f"key {row.id} ({row.name}) of {row.org_id} revoked at {_at(row.revoked_at)}",
@@ -904,7 +911,9 @@ def _free_port() -> int:
 
 
 def _json_logs(settings: Settings) -> bool | None:
-    return None if settings.log_format is None else settings.log_format == "json"
+    return (
+        None if settings.telemetry.log_format is None else settings.telemetry.log_format == "json"
+    )
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -929,13 +938,17 @@ def serve_api(
         from api.server import server_config
 
         settings = get_settings()
-        configure_logging(_json_logs(settings), settings.log_level, settings_secrets(settings))
+        configure_logging(
+            _json_logs(settings), settings.telemetry.log_level, settings_secrets(settings)
+        )
         configure_tracing("orchestrator-api", settings)
         sock = _listening_socket(host, port)
         server = uvicorn.Server(
             server_config(create_app(settings), settings, host=host, port=port, log_config=None)
         )
-        database = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+        database = make_url(settings.storage.resolved_database_url).render_as_string(
+            hide_password=True
+        )
         console.print(f"API on http://{host}:{port} (docs at /docs), database {database}")
         try:
             await server.serve(sockets=[sock])

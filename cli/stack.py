@@ -13,9 +13,9 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from core.contracts import TASK_QUEUE
-from core.local_stack import DevServer, is_listening
-from core.settings import Settings
-from core.temporal import connect, ensure_search_attributes
+from core.infrastructure.local_stack import DevServer, is_listening
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import connect, ensure_search_attributes
 from workers.main import ALL_QUEUES, run_workers
 
 
@@ -45,7 +45,9 @@ async def temporal_stack(settings: Settings, *, with_worker: bool) -> AsyncItera
     polls the orchestrator queue, so a run always makes progress.
     """
     server: DevServer | None = None
-    if not settings.temporal_address and not is_listening("127.0.0.1", settings.temporal_port):
+    if not settings.temporal.temporal_address and not is_listening(
+        "127.0.0.1", settings.temporal.temporal_port
+    ):
         server = DevServer(settings)
         await server.start()
     stop = asyncio.Event()

@@ -27,10 +27,10 @@ from agents.llm import make_provider
 from agents.protocol import LLMProvider
 from api.app import create_app
 from api.server import server_config
-from core.db import Database
-from core.settings import Settings
-from core.temporal import ensure_search_attributes
-from core.tenancy import IssuedKey, OrgRole, create_key, create_org
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import ensure_search_attributes
+from core.persistence.db import Database
+from core.persistence.tenancy import IssuedKey, OrgRole, create_key, create_org
 from workers.main import serving
 
 

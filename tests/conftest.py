@@ -17,9 +17,9 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
-from core.db import Database
-from core.settings import Settings
-from core.temporal import data_converter, ensure_search_attributes
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import data_converter, ensure_search_attributes
+from core.persistence.db import Database
 
 pytest_plugins = ["tests.api_harness"]
 

@@ -19,9 +19,9 @@ from agents.protocol import LLMProvider
 from agents.roles import ROLES
 from agents.tools import ToolOutcome, Workspace, run_tool
 from core.contracts import RunPlan, RunState
-from core.db import Database
-from core.settings import Settings
-from core.temporal import start_run
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import start_run
+from core.persistence.db import Database
 from workers.main import serving
 from workflows.dsl import compile_plan, load_template
 

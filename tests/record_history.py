@@ -18,9 +18,9 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from agents.providers.offline import OfflineProvider
-from core.db import Database
-from core.settings import Settings
-from core.temporal import data_converter, ensure_search_attributes
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import data_converter, ensure_search_attributes
+from core.persistence.db import Database
 from tests.conftest import binary
 from tests.helpers import make_plan, started
 

@@ -20,9 +20,9 @@ from temporalio.client import Client
 from agents.pricing import price_usd
 from agents.protocol import Message, ModelRequest, ProviderError, TextBlock
 from agents.providers.anthropic import AnthropicProvider
-from core import storage
 from core.contracts import RunStatus, TaskStatus, Usage
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 from tests.fakes.messages_api import (
     DropMidResponse,
     ErrorReply,

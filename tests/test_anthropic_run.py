@@ -5,9 +5,9 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from agents.providers.anthropic import AnthropicProvider
-from core import storage
 from core.contracts import PendingDecision, RunStatus, TaskResolution, TaskStatus
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.helpers import make_plan, run_to_end, started, wait_until
 

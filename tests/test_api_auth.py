@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.client import Client
 
-from core import storage
 from core.contracts import RunStatus, TurnKey, Usage, workflow_id_for
-from core.db import Database
-from core.temporal import start_run
-from core.tenancy import OrgRole, create_key, create_org
+from core.infrastructure.temporal import start_run
+from core.persistence import storage
+from core.persistence.db import Database
+from core.persistence.tenancy import OrgRole, create_key, create_org
 from tests.api_harness import ApiHarness, Tenant, api_settings, serving_api
 from tests.helpers import TEMPLATES, make_plan, wait_until
 
@@ -43,8 +43,8 @@ def token(
     payload: dict[str, Any] = {
         "sub": sub,
         "org": org,
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
+        "iss": settings.api.jwt_issuer,
+        "aud": settings.api.jwt_audience,
         "exp": int(time.time() + expires_in),
         **claims,
     }
@@ -52,8 +52,8 @@ def token(
         payload["role"] = role
     payload = {k: v for k, v in payload.items() if v is not None}
     if key is None:
-        assert settings.jwt_secret is not None
-        key = settings.jwt_secret.get_secret_value()
+        assert settings.api.jwt_secret is not None
+        key = settings.api.jwt_secret.get_secret_value()
     return {"Authorization": f"Bearer {jwt.encode(payload, key, algorithm=algorithm)}"}
 
 

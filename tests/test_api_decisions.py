@@ -7,10 +7,10 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 
 from agents.providers.anthropic import AnthropicProvider
-from core import storage
 from core.contracts import EventType, RunPlan, RunState, RunStatus, TaskStatus, workflow_id_for
-from core.temporal import start_run
-from core.tenancy import OrgRole
+from core.infrastructure.temporal import start_run
+from core.persistence import storage
+from core.persistence.tenancy import OrgRole
 from tests.api_harness import ApiHarness, Tenant, api_settings, serving_api
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.helpers import TEMPLATES, make_plan, wait_until

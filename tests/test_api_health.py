@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from core.db import Database
+from core.persistence.db import Database
 from tests.api_harness import ApiHarness, api_settings, serving_api
 
 

@@ -21,9 +21,9 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from core import storage
 from core.contracts import RunPlan, workflow_id_for
-from core.db import Database, WebhookDelivery
+from core.persistence import storage
+from core.persistence.db import Database, WebhookDelivery
 from tests.api_harness import ApiHarness, Tenant, api_settings, serving_api
 
 GOAL = "Build a bookstore inventory API"

@@ -24,11 +24,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from agents.roles import ROLES
-from core import storage
 from core.contracts import EventType, RunEvent, RunPlan, RunState, workflow_id_for
-from core.db import Database
-from core.export import export_repository
-from core.tenancy import OrgRole
+from core.persistence import storage
+from core.persistence.db import Database
+from core.persistence.tenancy import OrgRole
+from core.services.export import export_repository
 from tests.api_harness import ApiHarness, Tenant, api_settings, free_port, serving_api
 from workflows.dsl import compile_plan, load_template
 

@@ -28,16 +28,16 @@ def admin_jwt(api: ApiHarness, org_id: str) -> str:
     """Credentials the run cannot take away from itself: it revokes whatever API keys it
     lists, and everything after that would only ever meet a 401."""
     settings = api.settings
-    assert settings.jwt_secret is not None
+    assert settings.api.jwt_secret is not None
     claims = {
         "sub": f"schemathesis-{uuid.uuid4().hex}",
         "org": org_id,
         "role": "admin",
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
+        "iss": settings.api.jwt_issuer,
+        "aud": settings.api.jwt_audience,
         "exp": int(time.time()) + 3600,
     }
-    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    return jwt.encode(claims, settings.api.jwt_secret.get_secret_value(), algorithm="HS256")
 
 
 async def test_no_generated_request_gets_a_server_error(api: ApiHarness, tmp_path: Path) -> None:

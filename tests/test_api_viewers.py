@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from agents.providers.anthropic import AnthropicProvider
 from api.app import create_app
 from core.contracts import PendingDecision, RunState
-from core.tenancy import OrgRole
+from core.persistence.tenancy import OrgRole
 from tests.api_harness import ApiHarness, Tenant, api_settings, isolated_client, serving_api
 from tests.conftest import emptied_postgres
 from tests.fakes.messages_api import FakeMessagesAPI

@@ -18,9 +18,9 @@ from temporalio.exceptions import ApplicationError
 from activities.checks import CheckActivities, dependency_findings, secret_findings
 from agents.providers.offline import deliverables
 from checks.sandbox import SANDBOX_UID_BASE, SANDBOX_UID_SPAN, SandboxLimits, sandbox_backend
-from core import storage
 from core.contracts import ChecksInput, ChecksReport, Finding, Severity, TurnKey
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 
 GOAL = "Build a task management API with user authentication"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.local_stack import is_listening
+from core.infrastructure.local_stack import is_listening
 from tests.helpers import run_generated_tests
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")

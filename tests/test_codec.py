@@ -22,7 +22,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from agents.providers.offline import OfflineProvider
-from core.codec import (
+from core.contracts import RunState, RunStatus, workflow_id_for
+from core.infrastructure.codec import (
     MIN_COMPRESS_BYTES,
     CodecError,
     DecryptionError,
@@ -34,12 +35,11 @@ from core.codec import (
     new_key,
     parse_keys,
 )
-from core.contracts import RunState, RunStatus, workflow_id_for
-from core.db import Database
-from core.local_stack import DevServer, temporal_binary
-from core.settings import Settings
-from core.temporal import connect, data_converter, start_run
-from core.tenancy import OrgRole
+from core.infrastructure.local_stack import DevServer, temporal_binary
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import connect, data_converter, start_run
+from core.persistence.db import Database
+from core.persistence.tenancy import OrgRole
 from tests.api_harness import ApiHarness, api_settings, free_port, serving_api
 from tests.helpers import make_plan
 from tests.test_api_auth import token
@@ -229,7 +229,7 @@ def test_key_setting_is_parsed_and_checked() -> None:
 
 def test_new_key_command_prints_a_usable_entry() -> None:
     made = subprocess.run(
-        [sys.executable, "-m", "core.codec", "new-key", "2025-06"],
+        [sys.executable, "-m", "core.infrastructure.codec", "new-key", "2025-06"],
         capture_output=True,
         text=True,
         check=True,
@@ -316,7 +316,7 @@ async def test_a_run_stores_only_encrypted_payloads_and_the_codec_client_reads_t
 
     # the codec's client reads the result; a client with other keys says which key it lacks
     assert (await client.get_workflow_handle(handle.id, result_type=RunState).result()) == state
-    stranger = await connect(encrypting.model_copy(update={"payload_encryption_key": None}))
+    stranger = await connect(settings(TEMPORAL_ADDRESS=target))
     with pytest.raises(DecryptionError, match="'key-a' but PAYLOAD_ENCRYPTION_KEY is not set"):
         await stranger.get_workflow_handle(handle.id, result_type=RunState).result()
 
@@ -569,7 +569,7 @@ async def test_the_web_ui_shows_the_decoded_input_of_an_encrypted_run(
     async with serving_api(sqlite_db, dev_client, configured, with_workers=False) as api:
         # The API is up on its port; now the setting can name it. The app holds this same
         # settings object, so its local-UI rule sees the opt-in too.
-        configured.ui_codec_endpoint = f"{api.base_url}/codec"
+        configured.temporal.ui_codec_endpoint = f"{api.base_url}/codec"
         server = DevServer(configured)
         await server.start()
         try:
@@ -597,7 +597,9 @@ async def test_the_web_ui_shows_the_decoded_input_of_an_encrypted_run(
                             else None
                         ),
                     )
-                    await page.goto(f"{configured.ui_url}/namespaces/default/workflows/{handle.id}")
+                    await page.goto(
+                        f"{configured.temporal.ui_url}/namespaces/default/workflows/{handle.id}"
+                    )
                     await page.get_by_text(goal).first.wait_for(timeout=60_000)
                 finally:
                     await browser.close()

@@ -25,7 +25,6 @@ from agents.providers.offline import OfflineProvider
 from agents.roles import ROLES
 from agents.tools import NoteContext
 from cli.render import notes_caption, run_table
-from core import storage
 from core.contracts import (
     AgentNote,
     DeliveredNote,
@@ -39,7 +38,8 @@ from core.contracts import (
     TurnKey,
     Usage,
 )
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 from tests.api_harness import ApiHarness
 from tests.conftest import production_converter
 from tests.fakes.messages_api import FakeMessagesAPI

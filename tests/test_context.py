@@ -29,7 +29,6 @@ from agents.pricing import PriceTable
 from agents.protocol import Message, TextBlock, ToolResultBlock, ToolUseBlock
 from agents.providers.anthropic import AnthropicProvider
 from agents.roles import ROLES
-from core import reuse, storage
 from core.contracts import (
     ModelCallInput,
     ModelCallResult,
@@ -39,9 +38,10 @@ from core.contracts import (
     TurnKey,
     Usage,
 )
-from core.db import ArtifactSummary, Database, LedgerEntry, utcnow
-from core.reuse import CLAIM_EXPIRES
-from core.settings import Settings
+from core.infrastructure.settings import Settings
+from core.persistence import reuse, storage
+from core.persistence.db import ArtifactSummary, Database, LedgerEntry, utcnow
+from core.persistence.reuse import CLAIM_EXPIRES
 from tests.fakes.messages_api import (
     ErrorReply,
     FakeMessagesAPI,

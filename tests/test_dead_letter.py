@@ -10,7 +10,6 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from agents.providers.anthropic import AnthropicProvider
-from core import storage
 from core.contracts import (
     AutoDecision,
     EscalationPolicy,
@@ -21,7 +20,8 @@ from core.contracts import (
     TaskResolution,
     TaskStatus,
 )
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 from tests.fakes.messages_api import ErrorReply, FakeMessagesAPI, ReplyLike, role_of, task_of
 from tests.helpers import TEMPLATES, make_plan, started, wait_until
 from workflows.gates import POLICY_BY

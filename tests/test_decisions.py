@@ -21,8 +21,8 @@ from core.contracts import (
     RunStatus,
     TaskStatus,
 )
-from core.db import Database
-from core.settings import Settings
+from core.infrastructure.settings import Settings
+from core.persistence.db import Database
 from tests.fakes.receivers import HttpReceiver, SmtpReceiver
 from tests.helpers import TEMPLATES, make_plan, started, wait_until
 

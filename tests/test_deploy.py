@@ -1,9 +1,9 @@
 """The deployment files agree with the code: image, compose stack, Kubernetes, Prometheus, Grafana.
 
 No container runs here (there may be no Docker daemon), so each file is checked against
-what the project really has: settings names (`core.settings.Settings`), CLI commands and
+what the project really has: settings names (`core.infrastructure.settings.Settings`), CLI commands and
 options (`orchestrator <cmd> --help`), task queues (`workers.main.ALL_QUEUES`), health
-routes, metric names (what `core.metrics` exports, what the installed Temporal SDK and
+routes, metric names (what `core.infrastructure.metrics` exports, what the installed Temporal SDK and
 server binaries contain). The builder stage of the Dockerfile is replayed on a copy of
 the build context filtered by `.dockerignore`. Where a client tool is installed it checks
 too: `docker compose config` (or `docker-compose`), the compose-spec JSON schema
@@ -40,8 +40,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from core.db import Database
-from core.settings import Settings
+from core.infrastructure.settings import SECTIONS, Settings
+from core.persistence.db import Database
 from workers.main import ALL_QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ WELL_KNOWN_IMAGES = {
     "grafana/grafana",
 }
 
-# The platform's own series (core/metrics.py, api/routers/metrics.py): name -> type.
+# The platform's own series (core/infrastructure/metrics.py, api/routers/metrics.py): name -> type.
 ORCHESTRATOR_METRICS = {
     "orchestrator_model_call_seconds": "histogram",
     "orchestrator_tokens_total": "counter",
@@ -326,7 +326,8 @@ def image_tag(image: str) -> str | None:
 @cache
 def setting_names() -> frozenset[str]:
     names = set(EXTRA_SETTINGS)
-    for field_name, field in Settings.model_fields.items():
+    fields = [item for s in SECTIONS.values() for item in s.model_fields.items()]
+    for field_name, field in fields:
         alias = field.validation_alias
         if isinstance(alias, str):
             names.add(alias)
@@ -493,7 +494,7 @@ def test_environment_variables_are_real_settings() -> None:
                     ):
                         used.setdefault(variable, set()).add(f"Dockerfile stage {found['name']}")
     unknown = {variable: where for variable, where in used.items() if variable not in known}
-    assert not unknown, f"not settings of core.settings.Settings: {unknown}"
+    assert not unknown, f"not settings of core.infrastructure.settings.Settings: {unknown}"
 
 
 def test_secrets_reach_only_the_processes_that_need_them() -> None:
@@ -878,7 +879,7 @@ class DeployProbeWorkflow:
 
     @workflow.run
     async def run(self, fail: bool) -> str:
-        from core.metrics import GATE_VERDICTS
+        from core.infrastructure.metrics import GATE_VERDICTS
 
         workflow.metric_meter().create_counter(GATE_VERDICTS).add(
             1, {"gate": "probe", "outcome": "passed"}
@@ -907,7 +908,7 @@ async def test_worker_metrics_expose_the_dashboards_temporal_series(
     """A real worker's SDK metrics, re-exposed the way a worker's /metrics does."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from core.metrics import GATE_VERDICTS, TemporalSdkMetrics, metrics_runtime
+    from core.infrastructure.metrics import GATE_VERDICTS, TemporalSdkMetrics, metrics_runtime
 
     sdk_address = f"127.0.0.1:{free_port()}"
     client = await Client.connect(
@@ -955,8 +956,8 @@ async def test_worker_metrics_expose_the_dashboards_temporal_series(
 def test_platform_metrics_are_what_the_code_exports() -> None:
     from prometheus_client import generate_latest
 
-    from core import metrics
     from core.contracts import Usage
+    from core.infrastructure import metrics
 
     metrics.record_model_call(
         tenant="deploy-test",
@@ -970,7 +971,7 @@ def test_platform_metrics_are_what_the_code_exports() -> None:
     text = generate_latest(metrics.REGISTRY).decode()
     exported = set(re.findall(r"^([a-zA-Z_:][\w:]*)(?:\{| )", text, re.MULTILINE))
     for name in ("orchestrator_tokens_total", "orchestrator_cost_usd_total"):
-        assert name in exported, f"{name} not exported by core.metrics"
+        assert name in exported, f"{name} not exported by core.infrastructure.metrics"
     assert "orchestrator_model_call_seconds_bucket" in exported
     assert 'kind="cache_read"' in text
     assert metrics.GATE_VERDICTS == "orchestrator_gate_verdicts_total"
@@ -1231,7 +1232,7 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
     for needed in ("pyproject.toml", "README.md", "cli/main.py", "agents/roles.py"):
         assert needed in context, f"{needed} is missing from the build context"
     assert any(p.startswith("prompts/") for p in context)
-    assert any(p.startswith("core/migrations/versions/") for p in context)
+    assert any(p.startswith("core/persistence/migrations/versions/") for p in context)
     for path in context:
         top = path.split("/", 1)[0]
         assert top not in {".git", ".venv", ".orchestrator", "deliverables", "tests"}, path

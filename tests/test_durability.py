@@ -17,11 +17,11 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.model_calls import ModelActivities
 from agents.providers.anthropic import AnthropicProvider
-from core import storage
 from core.contracts import ModelCallInput, RunStatus, TurnKey
-from core.db import Database, LedgerEntry
-from core.settings import Settings
-from core.temporal import start_run
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import start_run
+from core.persistence import storage
+from core.persistence.db import Database, LedgerEntry
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.helpers import make_plan
 

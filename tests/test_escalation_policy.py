@@ -15,7 +15,7 @@ import pytest
 from temporalio.client import Client
 
 from core.contracts import RunPlan
-from core.db import Database
+from core.persistence.db import Database
 from tests.api_harness import ApiHarness, api_settings, isolated_client, serving_api
 
 GOAL = "Build a bookstore inventory API"

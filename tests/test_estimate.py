@@ -13,7 +13,6 @@ from temporalio.client import Client
 
 from agents.providers.offline import OfflineProvider
 from agents.roles import ROLES
-from core import storage
 from core.contracts import (
     RunPlan,
     RunState,
@@ -24,8 +23,9 @@ from core.contracts import (
     Usage,
     workflow_id_for,
 )
-from core.db import Database, LedgerEntry
-from core.estimate import (
+from core.persistence import storage
+from core.persistence.db import Database, LedgerEntry
+from core.services.estimate import (
     DEFAULT_P90_FACTOR,
     DEFAULT_TASK_USAGE,
     Figure,

@@ -7,7 +7,6 @@ from typing import Any
 from temporalio.client import Client
 
 from agents.providers.anthropic import AnthropicProvider
-from core import storage
 from core.contracts import (
     Decision,
     DecisionKind,
@@ -17,7 +16,8 @@ from core.contracts import (
     Severity,
     TaskStatus,
 )
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 from tests.fakes.messages_api import (
     FakeMessagesAPI,
     ReplyLike,
@@ -160,7 +160,7 @@ async def test_gates_block_a_failing_test_and_a_shell_injection_until_revised(
     assert "B602" in team.backend_attempts[2]
 
     out = tmp_path / "repo"
-    from core.export import export_repository
+    from core.services.export import export_repository
 
     await export_repository(sqlite_db, plan.run_id, f"run-{plan.run_id}", out)
     assert "shell=True" not in (out / "backend" / "app.py").read_text()

@@ -11,10 +11,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from agents.providers.offline import OfflineProvider
-from core import storage
 from core.contracts import RunState, RunStatus, TaskStatus
-from core.db import Database
-from core.export import export_repository
+from core.persistence import storage
+from core.persistence.db import Database
+from core.services.export import export_repository
 from tests.helpers import make_plan, run_generated_tests, run_to_end, started, wait_until
 
 

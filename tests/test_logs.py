@@ -25,9 +25,9 @@ import httpx
 import jwt
 from temporalio.testing import WorkflowEnvironment
 
-from core.db import Database
-from core.logs import redact, register_secrets, settings_secrets
-from core.settings import Settings
+from core.infrastructure.logs import redact, register_secrets, settings_secrets
+from core.infrastructure.settings import Settings
+from core.persistence.db import Database
 from tests.api_harness import free_port, isolated_client
 from tests.fakes.receivers import WebhookReceiver
 
@@ -39,7 +39,7 @@ WEBHOOK_SECRET = "whsec_logs-test-webhook-secret-5b7d"
 ANTHROPIC_KEY = "sk-ant-api03-fake-key-for-the-logs-test-abcdefghijklmnop"
 ISSUER, AUDIENCE = "https://issuer.test", "orchestrator"
 
-# Bound by core/logs.py's LogContextInterceptor inside every activity.
+# Bound by core/infrastructure/logs.py's LogContextInterceptor inside every activity.
 ACTIVITY_CONTEXT = ("run_id", "task", "role", "attempt")
 
 

@@ -38,7 +38,7 @@ from temporalio.client import (
 from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import RunState, RunStatus, workflow_id_for
-from core.db import Database, LedgerEntry
+from core.persistence.db import Database, LedgerEntry
 from tests.api_harness import api_settings, free_port, isolated_client, serving_api
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")

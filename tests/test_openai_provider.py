@@ -26,7 +26,7 @@ from agents.providers.anthropic import AnthropicProvider
 from agents.providers.offline import OfflineProvider
 from agents.providers.openai_compat import OpenAICompatibleProvider, is_openai_platform
 from core.contracts import Usage
-from core.settings import Settings
+from core.infrastructure.settings import Settings
 from tests.fakes.openai_api import (
     DropConnection,
     FakeOpenAIAPI,
@@ -736,9 +736,9 @@ def test_role_settings_are_read_from_the_environment_as_json(
 
     loaded = Settings(_env_file=None)
 
-    assert loaded.llm_role_models == {"backend_engineer": "gpt-4.1"}
-    assert loaded.llm_role_max_tokens == {"backend_engineer": 32000}
-    assert loaded.model_pricing == {"my-model": {"input": 1.0, "output": 2.0}}
+    assert loaded.provider.llm_role_models == {"backend_engineer": "gpt-4.1"}
+    assert loaded.provider.llm_role_max_tokens == {"backend_engineer": 32000}
+    assert loaded.provider.model_pricing == {"my-model": {"input": 1.0, "output": 2.0}}
 
 
 def test_no_role_settings_no_wrapper_and_offline_is_never_wrapped() -> None:

@@ -12,9 +12,9 @@ from temporalio.client import Client
 from agents.pricing import PRICING, cost_usd
 from agents.providers.openai_compat import OpenAICompatibleProvider
 from agents.roles import ROLES, load_prompt
-from core import storage
 from core.contracts import RunStatus, TaskStatus, Usage
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 from tests.fakes.messages_api import TASK_TAG
 from tests.fakes.openai_api import (
     DropMidResponse,

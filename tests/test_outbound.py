@@ -1,4 +1,4 @@
-"""The one outbound guard (core/outbound.py): which URLs may be targets of webhooks,
+"""The one outbound guard (core/infrastructure/outbound.py): which URLs may be targets of webhooks,
 escalation webhooks and Slack, whatever form the address takes."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from core.outbound import UnresolvedTarget, UnsafeTarget, resolve_target
+from core.infrastructure.outbound import UnresolvedTarget, UnsafeTarget, resolve_target
 
 NON_PUBLIC = "non-public"
 

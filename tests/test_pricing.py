@@ -20,7 +20,7 @@ from agents.pricing import (
 from agents.providers.anthropic import AnthropicProvider
 from agents.providers.openai_compat import OpenAICompatibleProvider
 from core.contracts import Usage
-from core.settings import Settings
+from core.infrastructure.settings import Settings
 
 MILLION = 1_000_000
 # One million tokens of each kind, so a cost reads as the sum of the four rates it used.

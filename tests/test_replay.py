@@ -8,8 +8,8 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from core.settings import Settings
-from core.temporal import data_converter
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import data_converter
 from workflows.goal import GoalWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))

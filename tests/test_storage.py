@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy import text
 
-from core import storage, tenancy
 from core.contracts import RunPlan, RunState, RunStatus, TurnKey, Usage
-from core.db import MIGRATIONS_DIR, Database
+from core.persistence import storage, tenancy
+from core.persistence.db import MIGRATIONS_DIR, Database
 from tests.conftest import POSTGRES_ADMIN_DSN
 
 
@@ -142,7 +142,7 @@ async def test_a_database_from_the_first_release_upgrades_with_its_rows(tmp_path
     from alembic.config import Config
     from sqlalchemy import create_engine, text
 
-    from core.db import MIGRATIONS_DIR
+    from core.persistence.db import MIGRATIONS_DIR
 
     path = tmp_path / "first-release.db"
     with create_engine(f"sqlite:///{path}").begin() as conn:

@@ -8,9 +8,9 @@ from temporalio.client import Client
 
 from agents.providers.anthropic import AnthropicProvider
 from agents.providers.offline import OfflineProvider
-from core import storage
 from core.contracts import RunStatus, TaskStatus
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 from tests.fakes.messages_api import (
     FakeMessagesAPI,
     ReplyLike,

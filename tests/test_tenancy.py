@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from core import storage, tenancy
 from core.contracts import TurnKey, Usage
-from core.db import Database
-from core.tenancy import OrgRole
+from core.persistence import storage, tenancy
+from core.persistence.db import Database
+from core.persistence.tenancy import OrgRole
 
 
 async def spend(db: Database, tenant: str, run: str, turn: int, tokens: int, cost: float) -> None:

@@ -18,7 +18,6 @@ from agents.protocol import ModelResponse, ToolUseBlock
 from agents.providers.anthropic import AnthropicProvider
 from agents.roles import ROLES
 from agents.tools import ToolInputError, normalize_path
-from core import storage
 from core.contracts import (
     VALIDATION_OUTPUT,
     VALIDATOR_ROLE,
@@ -29,7 +28,8 @@ from core.contracts import (
     TurnKey,
     Usage,
 )
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 from tests.fakes.messages_api import FakeMessagesAPI, ReplyLike, message, role_of, text_message
 from tests.helpers import agent_tools, make_plan, run_to_end
 

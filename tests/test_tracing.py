@@ -19,9 +19,9 @@ from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import RunState, RunStatus, workflow_id_for
-from core.db import Database, LedgerEntry
-from core.settings import Settings
-from core.tracing import temporal_interceptor, tracer_provider
+from core.infrastructure.settings import Settings
+from core.infrastructure.tracing import temporal_interceptor, tracer_provider
+from core.persistence.db import Database, LedgerEntry
 from tests.api_harness import api_settings, isolated_client, serving_api
 
 GOAL = "Build a bookstore inventory API"

@@ -22,7 +22,6 @@ from agents.providers.anthropic import AnthropicProvider
 from agents.providers.offline import OFFLINE_MODEL, OfflineProvider, validation_input
 from agents.roles import ROLES, load_prompt
 from agents.tools import TOOL_DEFINITIONS
-from core import storage
 from core.contracts import (
     VALIDATION_OUTPUT,
     VALIDATOR_ROLE,
@@ -38,8 +37,9 @@ from core.contracts import (
     ValidationResult,
     workflow_id_for,
 )
-from core.db import Database
-from core.settings import Settings
+from core.infrastructure.settings import Settings
+from core.persistence import storage
+from core.persistence.db import Database
 from tests.api_harness import api_settings, serving_api
 from tests.fakes.messages_api import (
     FakeMessagesAPI,
@@ -89,7 +89,7 @@ def plan_for(template_text: str = TEMPLATE, **compile_args: Any) -> RunPlan:
         run_id=uuid.uuid4().hex,
         roles=ROLES,
         model=RUN_MODEL,
-        validation_model=anthropic_settings().resolved_validation_model,
+        validation_model=anthropic_settings().provider.resolved_validation_model,
         **compile_args,
     )
 
@@ -177,12 +177,12 @@ def test_the_template_and_the_run_turn_validation_on_and_off() -> None:
 
 
 def test_the_cheap_model_is_the_default_only_where_it_exists() -> None:
-    assert anthropic_settings().resolved_validation_model == CHEAP_MODEL
-    assert anthropic_settings(VALIDATION_MODEL="my-model").resolved_validation_model == "my-model"
+    assert anthropic_settings().provider.resolved_validation_model == CHEAP_MODEL
+    assert anthropic_settings(VALIDATION_MODEL="my-model").provider.resolved_validation_model == "my-model"
     offline = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert offline.resolved_validation_model is None
+    assert offline.provider.resolved_validation_model is None
     openai = Settings(_env_file=None, LLM_PROVIDER="openai")  # type: ignore[call-arg]
-    assert openai.resolved_validation_model is None  # the run's model, else the provider's
+    assert openai.provider.resolved_validation_model is None  # the run's model, else the provider's
 
 
 # --- the tool and the offline model ---------------------------------------------------------

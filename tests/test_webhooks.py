@@ -16,7 +16,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.webhooks import WebhookActivities, sign, verify
-from core import storage
 from core.contracts import (
     WEBHOOK_EVENT_TYPES,
     EventType,
@@ -27,9 +26,10 @@ from core.contracts import (
     WebhookDeliveryInput,
     workflow_id_for,
 )
-from core.db import Database, WebhookDelivery, WebhookSubscription, utcnow
-from core.temporal import start_run
-from core.tenancy import OrgRole, create_org, new_id
+from core.infrastructure.temporal import start_run
+from core.persistence import storage
+from core.persistence.db import Database, WebhookDelivery, WebhookSubscription, utcnow
+from core.persistence.tenancy import OrgRole, create_org, new_id
 from tests.api_harness import ApiHarness, Tenant, api_settings, serving_api
 from tests.fakes.receivers import WebhookReceiver, verify_signature
 from tests.helpers import TEMPLATES, make_plan

@@ -6,8 +6,8 @@ from temporalio.client import Client
 
 from agents.providers.offline import OfflineProvider
 from core.contracts import CHECKS_QUEUE, TASK_QUEUE, agent_queue
-from core.db import Database
-from core.settings import Settings
+from core.infrastructure.settings import Settings
+from core.persistence.db import Database
 from workers.main import build_workers
 
 

@@ -24,10 +24,10 @@ from agents.protocol import LLMProvider
 from agents.roles import ROLES
 from checks.sandbox import MiB, SandboxLimits, sandbox_report
 from core.contracts import CHECKS_QUEUE, TASK_QUEUE, agent_queue
-from core.db import Database, get_database
-from core.local_stack import private_data_dir
-from core.logs import LogContextInterceptor, get_logger
-from core.settings import Settings
+from core.infrastructure.local_stack import private_data_dir
+from core.infrastructure.logs import LogContextInterceptor, get_logger
+from core.infrastructure.settings import Settings
+from core.persistence.db import Database, get_database
 from workflows.goal import GoalWorkflow
 
 ALL_QUEUES = (TASK_QUEUE, CHECKS_QUEUE, *(agent_queue(role) for role in ROLES))
@@ -88,9 +88,9 @@ def build_workers(
             )
         elif queue == CHECKS_QUEUE:
             # Checks run untrusted generated code: few at a time, each in its own sandbox.
-            report_sandbox(settings.sandbox_backend)
+            report_sandbox(settings.sandbox.backend)
             checks = CheckActivities(
-                db, limits=sandbox_limits(settings), sandbox_backend=settings.sandbox_backend
+                db, limits=sandbox_limits(settings), sandbox_backend=settings.sandbox.backend
             )
             workers.append(
                 Worker(
@@ -98,7 +98,7 @@ def build_workers(
                     task_queue=queue,
                     interceptors=[LogContextInterceptor()],
                     activities=[checks.run_checks],
-                    max_concurrent_activities=settings.max_concurrent_checks,
+                    max_concurrent_activities=settings.sandbox.max_concurrent_checks,
                 )
             )
         else:
@@ -110,9 +110,9 @@ def build_workers(
                     task_queue=queue,
                     interceptors=[LogContextInterceptor()],
                     activities=[models.call_model],
-                    max_concurrent_activities=settings.agent_max_concurrent_activities
+                    max_concurrent_activities=settings.provider.agent_max_concurrent_activities
                     or max_concurrent_activities,
-                    max_task_queue_activities_per_second=settings.agent_activities_per_second,
+                    max_task_queue_activities_per_second=settings.provider.agent_activities_per_second,
                 )
             )
     return workers
@@ -120,9 +120,9 @@ def build_workers(
 
 def sandbox_limits(settings: Settings) -> SandboxLimits:
     return SandboxLimits(
-        run_memory_bytes=settings.sandbox_memory_mb * MiB,
-        processes=settings.sandbox_processes,
-        tmpfs_bytes=settings.sandbox_tmpfs_mb * MiB,
+        run_memory_bytes=settings.sandbox.memory_mb * MiB,
+        processes=settings.sandbox.processes,
+        tmpfs_bytes=settings.sandbox.tmpfs_mb * MiB,
     )
 
 
@@ -162,9 +162,9 @@ async def run_workers(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the queues until `stop` is set (or forever)."""
-    if settings.database_url is None:
-        private_data_dir(settings.data_dir)
-    db = get_database(settings.resolved_database_url)
+    if settings.storage.database_url is None:
+        private_data_dir(settings.storage.data_dir)
+    db = get_database(settings.storage.resolved_database_url)
     await db.ensure_schema()
     async with serving(
         client, db=db, provider=make_provider(settings), settings=settings, queues=queues

@@ -66,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
         WebhookDeliveryInput,
         agent_queue,
     )
-    from core.metrics import GATE_VERDICTS, REVISIONS
+    from core.infrastructure.metrics import GATE_VERDICTS, REVISIONS
     from workflows import changes, validation
     from workflows import notes as agent_notes
     from workflows.dag import blocked_tasks, ready_tasks, should_run, upstream_ids

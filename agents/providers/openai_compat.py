@@ -51,7 +51,7 @@ from agents.providers.errors import (
     should_retry_header,
 )
 from core.contracts import Usage
-from core.logs import get_logger
+from core.infrastructure.logs import get_logger
 
 __all__ = [
     "DEFAULT_OPENAI_MODEL",

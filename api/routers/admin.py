@@ -38,9 +38,9 @@ from api.rate_limit import (
     enforce_rate_limit,
     refuse_guessing_client,
 )
-from core import tenancy
-from core.db import Database, Organization
-from core.tenancy import KEEP, IssuedKey, OrgRole, TenancyNotFound
+from core.persistence import tenancy
+from core.persistence.db import Database, Organization
+from core.persistence.tenancy import KEEP, IssuedKey, OrgRole, TenancyNotFound
 
 operator_bearer = HTTPBearer(
     auto_error=False,
@@ -55,7 +55,7 @@ async def require_operator(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(operator_bearer)],
 ) -> None:
     """The operator token, compared in constant time; guesses count against a rate limit."""
-    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    token = settings.api.admin_token.get_secret_value() if settings.api.admin_token else ""
     if not token:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,

@@ -41,8 +41,13 @@ from temporalio.api.common.v1 import Payloads
 from api.auth import api_key_header, bearer, get_principal, unauthorized
 from api.deps import DatabaseDep, SettingsDep
 from api.rate_limit import refuse_guessing_client
-from core.codec import CodecError, KeyConfigError, OrchestratorCodec, codec_from_settings
-from core.settings import Settings
+from core.infrastructure.codec import (
+    CodecError,
+    KeyConfigError,
+    OrchestratorCodec,
+    codec_from_settings,
+)
+from core.infrastructure.settings import Settings
 
 PREFIX = "/codec"
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -117,14 +122,14 @@ CodecDep = Annotated[OrchestratorCodec, Depends(get_codec)]
 
 
 def _is_local_ui(request: Request, settings: Settings) -> bool:
-    if not settings.ui_codec_endpoint or request.client is None:
+    if not settings.temporal.ui_codec_endpoint or request.client is None:
         return False
     try:
         loopback = ipaddress.ip_address(request.client.host).is_loopback
     except ValueError:
         return False
     origin = request.headers.get("origin")
-    return loopback and (origin is None or origin.rstrip("/") in settings.codec_origins)
+    return loopback and (origin is None or origin.rstrip("/") in settings.temporal.codec_origins)
 
 
 async def codec_caller(
@@ -140,7 +145,7 @@ async def codec_caller(
     if presented:
         # Before the operator comparison too: a throttled address learns nothing.
         await refuse_guessing_client(request, settings)
-        operator = settings.admin_token
+        operator = settings.api.admin_token
         if operator is not None and hmac.compare_digest(
             presented.encode(), operator.get_secret_value().encode()
         ):

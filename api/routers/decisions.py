@@ -15,7 +15,6 @@ from api.auth import CallerDep, WriterDep
 from api.deps import TemporalDep
 from api.fields import Storable, Text, Tokens, Usd
 from api.ownership import OwnedRunDep
-from core import steering
 from core.contracts import (
     Decision,
     DecisionKind,
@@ -26,6 +25,7 @@ from core.contracts import (
     TaskRemoval,
     TaskState,
 )
+from core.services import steering
 
 router = APIRouter(tags=["decisions"])
 

@@ -31,11 +31,11 @@ from temporalio.client import Client
 
 from api.deps import DatabaseDep, SettingsDep, TemporalDep
 from api.rate_limit import count_failed_authentication, refuse_guessing_client
-from core import tenancy
 from core.contracts import SEARCH_ATTRIBUTE_RUN_STATUS, PendingDecision, RunStatus
-from core.db import Database, LedgerEntry, Run
-from core.metrics import REGISTRY
-from core.settings import Settings
+from core.infrastructure.metrics import REGISTRY
+from core.infrastructure.settings import Settings
+from core.persistence import tenancy
+from core.persistence.db import Database, LedgerEntry, Run
 
 router = APIRouter(tags=["operations"])
 
@@ -141,7 +141,7 @@ async def _tenant_scope(
     if not bearer and not api_key:
         return False, None
     await refuse_guessing_client(request, settings)
-    operator = settings.admin_token.get_secret_value() if settings.admin_token else None
+    operator = settings.api.admin_token.get_secret_value() if settings.api.admin_token else None
     if operator and bearer and hmac.compare_digest(bearer.encode(), operator.encode()):
         return True, None
     presented = api_key or (bearer if bearer.startswith(f"{tenancy.KEY_SCHEME}_") else None)
@@ -207,7 +207,7 @@ async def metrics(
 ) -> Response:
     """Prometheus exposition; tenant figures only with an admin credential."""
     allowed, tenant = await _tenant_scope(request, settings, db, authorization, x_api_key)
-    cache, ttl = _cache(request), settings.metrics_cache_seconds
+    cache, ttl = _cache(request), settings.api.metrics_cache_seconds
     families = await cache.get("platform", ttl, lambda: _platform(db, temporal))
     if allowed:
         families = families + await cache.get(

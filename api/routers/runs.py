@@ -48,15 +48,16 @@ from api.schemas import (
     RunSummary,
     RunTotals,
 )
-from core import runs, steering, storage
 from core.contracts import RunPlan, RunStatus, workflow_id_for
-from core.db import Database, Organization, Run
-from core.escalation import EscalationRefused, check_escalation
-from core.estimate import Estimate, estimate_run, predicted_vs_actual
-from core.export import export_repository
-from core.settings import Settings
-from core.temporal import start_run
-from core.tenancy import month_start, tenant_spending
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import start_run
+from core.persistence import storage
+from core.persistence.db import Database, Organization, Run
+from core.persistence.tenancy import month_start, tenant_spending
+from core.services import runs, steering
+from core.services.escalation import EscalationRefused, check_escalation
+from core.services.estimate import Estimate, estimate_run, predicted_vs_actual
+from core.services.export import export_repository
 from workflows.dsl import (
     DEFAULT_TEMPLATE,
     Template,
@@ -126,10 +127,10 @@ async def _template(body: EstimateRequest) -> Template:
 
 
 async def _plan(body: EstimateRequest, tenant: str, settings: Settings, run_id: str) -> RunPlan:
-    if len(body.goal) > settings.max_goal_chars:
+    if len(body.goal) > settings.api.max_goal_chars:
         raise _unprocessable(
             "goal",
-            f"the goal has {len(body.goal)} characters; at most {settings.max_goal_chars} are allowed",
+            f"the goal has {len(body.goal)} characters; at most {settings.api.max_goal_chars} are allowed",
             "string_too_long",
         )
     template = await _template(body)
@@ -140,10 +141,10 @@ async def _plan(body: EstimateRequest, tenant: str, settings: Settings, run_id: 
             run_id=run_id,
             roles=ROLES,
             tenant=tenant,
-            model=body.model or settings.llm_model,
-            heartbeat_timeout_seconds=settings.model_heartbeat_timeout_seconds,
+            model=body.model or settings.provider.llm_model,
+            heartbeat_timeout_seconds=settings.provider.model_heartbeat_timeout_seconds,
             validate=body.validate_tasks,
-            validation_model=settings.resolved_validation_model,
+            validation_model=settings.provider.resolved_validation_model,
             response_cache=body.response_cache,
         )
     except ValueError as exc:
@@ -241,7 +242,7 @@ def _links(settings: Settings, run_id: str) -> RunLinks:
         events=f"{base}/events",
         artifacts=f"{base}/artifacts",
         archive=f"{base}/archive",
-        web_ui=f"{settings.ui_url}/namespaces/{settings.temporal_namespace}"
+        web_ui=f"{settings.temporal.ui_url}/namespaces/{settings.temporal.temporal_namespace}"
         f"/workflows/{workflow_id_for(run_id)}",
     )
 

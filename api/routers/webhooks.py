@@ -23,9 +23,9 @@ from api.webhook_schemas import (
     WebhookSubscriptionCreated,
     WebhookSubscriptionView,
 )
-from core.db import WebhookDelivery, WebhookSubscription
-from core.outbound import UnsafeTarget, resolve_target
-from core.tenancy import new_id
+from core.infrastructure.outbound import UnsafeTarget, resolve_target
+from core.persistence.db import WebhookDelivery, WebhookSubscription
+from core.persistence.tenancy import new_id
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -70,7 +70,7 @@ async def create_subscription(
 ) -> WebhookSubscriptionCreated:
     """Subscribe a URL to run events. The response holds the signing secret, once."""
     try:
-        await resolve_target(body.url, settings.webhook_allow_private)
+        await resolve_target(body.url, settings.notifications.webhook_allow_private)
     except UnsafeTarget as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"url: {exc}") from None
     secret = body.secret or SECRET_PREFIX + secrets.token_urlsafe(32)

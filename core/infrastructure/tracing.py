@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
-from core.settings import Settings
+from core.infrastructure.settings import Settings
 
 TRACER_NAME = "orchestrator"
 
@@ -25,7 +25,7 @@ def tracer_provider(
     service: str, settings: Settings, exporter: SpanExporter | None = None
 ) -> TracerProvider | None:
     """A provider exporting to `exporter` (tests) or OTLP when configured; else None."""
-    if exporter is None and not settings.otel_exporter_otlp_endpoint:
+    if exporter is None and not settings.telemetry.otel_exporter_otlp_endpoint:
         return None
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
     if exporter is not None:

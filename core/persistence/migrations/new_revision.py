@@ -1,6 +1,6 @@
 """Write the next migration by comparing the models with a scratch database at head.
 
-    python -m core.migrations.new_revision 0004 "what changed"
+    python -m core.persistence.migrations.new_revision 0004 "what changed"
 
 Released revisions never change: a schema change is always a new revision.
 """
@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine
 
-from core.db import MIGRATIONS_DIR
+from core.persistence.db import MIGRATIONS_DIR
 
 
 def main(rev_id: str, message: str) -> None:
@@ -31,5 +31,5 @@ def main(rev_id: str, message: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m core.migrations.new_revision REV_ID MESSAGE")
+        sys.exit("usage: python -m core.persistence.migrations.new_revision REV_ID MESSAGE")
     main(sys.argv[1], sys.argv[2])

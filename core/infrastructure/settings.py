@@ -1,20 +1,29 @@
-"""Every setting a process reads, from the environment (or `.env`), with defaults that need nothing."""
+"""Every setting a process reads, from the environment (or `.env`), with defaults that need nothing.
+
+Settings come in sections, one per room: a room takes only its slice (`settings.sandbox`,
+`settings.provider`, ...). Each section reads its own environment variables, whose names
+are the documented ones (`ANTHROPIC_API_KEY`, `SANDBOX_MEMORY_MB`, ...).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ANTHROPIC_VALIDATION_MODEL = "claude-haiku-4-5"
 """Validation is a checklist, not a design task: a Haiku-class model is enough and cheap."""
 
+SECTION_CONFIG = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+class StorageSettings(BaseSettings):
+    """Where the embedded stack and the database keep their data."""
+
+    model_config = SECTION_CONFIG
 
     data_dir: Path = Field(
         default=Path(".orchestrator"),
@@ -22,10 +31,67 @@ class Settings(BaseSettings):
         description="Where the embedded stack keeps its SQLite files.",
     )
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'orchestrator.db').resolve()}"
+
+
+class TemporalSettings(BaseSettings):
+    """The Temporal server, the Web UI and the payload codec."""
+
+    model_config = SECTION_CONFIG
+
     temporal_address: str | None = Field(default=None, validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
     temporal_port: int = Field(default=7233, validation_alias="ORCHESTRATOR_TEMPORAL_PORT")
     temporal_ui_port: int = Field(default=8233, validation_alias="ORCHESTRATOR_UI_PORT")
+    payload_codec: bool = Field(
+        default=True,
+        validation_alias="PAYLOAD_CODEC",
+        description="Compress (and with a key, encrypt) new payloads; off: write them plain. "
+        "Encoded payloads are decoded either way.",
+    )
+    payload_encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="PAYLOAD_ENCRYPTION_KEY",
+        description="AES-256-GCM keys, comma-separated `id:base64` (or bare base64); "
+        "the first encrypts, all decrypt.",
+    )
+    codec_cors_origins: str | None = Field(
+        default=None,
+        validation_alias="CODEC_CORS_ORIGINS",
+        description="Comma-separated origins allowed to call /codec from a browser; "
+        "default: the local Web UI (http://127.0.0.1:<ui port>, http://localhost:<ui port>).",
+    )
+    ui_codec_endpoint: str | None = Field(
+        default=None,
+        validation_alias="ORCHESTRATOR_UI_CODEC_ENDPOINT",
+        description="The API's /codec URL, e.g. http://127.0.0.1:8000/codec: the embedded "
+        "dev server's Web UI decodes payloads there.",
+    )
+
+    @property
+    def target_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    @property
+    def codec_origins(self) -> list[str]:
+        if self.codec_cors_origins is not None:
+            return [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
+        return [self.ui_url, f"http://localhost:{self.temporal_ui_port}"]
+
+
+class ProviderSettings(BaseSettings):
+    """The model provider, models, prices, context budgets and model-call queues."""
+
+    model_config = SECTION_CONFIG
 
     llm_provider: str | None = Field(
         default=None,
@@ -34,7 +100,7 @@ class Settings(BaseSettings):
         "is set, else offline.",
     )
     llm_model: str | None = Field(default=None, validation_alias="LLM_MODEL")
-    anthropic_api_key: str | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
     openai_api_key: SecretStr | None = Field(
         default=None,
@@ -76,7 +142,6 @@ class Settings(BaseSettings):
         description="Model of the validator, which checks every task's work; read where runs "
         "start (CLI, API). Default: claude-haiku-4-5 with Anthropic, else the run's model.",
     )
-
     llm_context_tokens: int | None = Field(
         default=None,
         validation_alias="LLM_CONTEXT_TOKENS",
@@ -111,37 +176,8 @@ class Settings(BaseSettings):
         description="Answer a request identical to an earlier one of the same tenant from "
         "the stored response; auto: on for every provider but the offline model.",
     )
-
     offline_latency_seconds: float = Field(default=0.0, validation_alias="OFFLINE_LATENCY_SECONDS")
     offline_call_log: Path | None = Field(default=None, validation_alias="OFFLINE_CALL_LOG")
-
-    max_concurrent_checks: int = Field(
-        default=2, validation_alias="ORCHESTRATOR_MAX_CONCURRENT_CHECKS"
-    )
-    sandbox_backend: Literal["auto", "bubblewrap", "unshare"] = Field(
-        default="auto",
-        validation_alias="SANDBOX_BACKEND",
-        description="How generated code is isolated: bubblewrap (private filesystem), unshare "
-        "(the fallback: namespaces on the host filesystem), or auto (bubblewrap when installed).",
-    )
-    sandbox_memory_mb: int = Field(
-        default=1024,
-        gt=0,
-        validation_alias="SANDBOX_MEMORY_MB",
-        description="Memory of all processes of one sandboxed command together (cgroup).",
-    )
-    sandbox_processes: int = Field(
-        default=128,
-        gt=0,
-        validation_alias="SANDBOX_PROCESSES",
-        description="Processes and threads of one sandboxed command together.",
-    )
-    sandbox_tmpfs_mb: int = Field(
-        default=64,
-        gt=0,
-        validation_alias="SANDBOX_TMPFS_MB",
-        description="Size of each private /tmp, /var/tmp, /dev/shm and /run of a sandbox.",
-    )
     agent_max_concurrent_activities: int | None = Field(
         default=None,
         validation_alias="AGENT_MAX_CONCURRENT_ACTIVITIES",
@@ -156,6 +192,65 @@ class Settings(BaseSettings):
         default=60.0, validation_alias="ORCHESTRATOR_MODEL_HEARTBEAT_TIMEOUT"
     )
 
+    @property
+    def response_cache_enabled(self) -> bool:
+        if self.response_cache == "auto":
+            return self.resolved_provider != "offline"
+        return self.response_cache == "on"
+
+    @property
+    def resolved_provider(self) -> str:
+        if self.llm_provider:
+            return self.llm_provider
+        return "anthropic" if self.anthropic_api_key else "offline"
+
+    @property
+    def resolved_validation_model(self) -> str | None:
+        """The validator's model for a run started here; None: the run's model."""
+        if self.validation_model:
+            return self.validation_model
+        return DEFAULT_ANTHROPIC_VALIDATION_MODEL if self.resolved_provider == "anthropic" else None
+
+
+class SandboxSettings(BaseSettings):
+    """How the checks worker runs generated code."""
+
+    model_config = SECTION_CONFIG
+
+    max_concurrent_checks: int = Field(
+        default=2, validation_alias="ORCHESTRATOR_MAX_CONCURRENT_CHECKS"
+    )
+    backend: Literal["auto", "bubblewrap", "unshare"] = Field(
+        default="auto",
+        validation_alias="SANDBOX_BACKEND",
+        description="How generated code is isolated: bubblewrap (private filesystem), unshare "
+        "(the fallback: namespaces on the host filesystem), or auto (bubblewrap when installed).",
+    )
+    memory_mb: int = Field(
+        default=1024,
+        gt=0,
+        validation_alias="SANDBOX_MEMORY_MB",
+        description="Memory of all processes of one sandboxed command together (cgroup).",
+    )
+    processes: int = Field(
+        default=128,
+        gt=0,
+        validation_alias="SANDBOX_PROCESSES",
+        description="Processes and threads of one sandboxed command together.",
+    )
+    tmpfs_mb: int = Field(
+        default=64,
+        gt=0,
+        validation_alias="SANDBOX_TMPFS_MB",
+        description="Size of each private /tmp, /var/tmp, /dev/shm and /run of a sandbox.",
+    )
+
+
+class NotificationSettings(BaseSettings):
+    """Where escalations and webhooks may go, and how email is sent."""
+
+    model_config = SECTION_CONFIG
+
     smtp_host: str | None = Field(
         default=None,
         validation_alias="SMTP_HOST",
@@ -166,8 +261,19 @@ class Settings(BaseSettings):
     smtp_username: str | None = Field(default=None, validation_alias="SMTP_USERNAME")
     smtp_password: SecretStr | None = Field(default=None, validation_alias="SMTP_PASSWORD")
     smtp_starttls: bool = Field(default=False, validation_alias="SMTP_STARTTLS")
+    webhook_allow_private: bool = Field(
+        default=False,
+        validation_alias="WEBHOOK_ALLOW_PRIVATE_TARGETS",
+        description="Allow outbound URLs (webhooks, escalation webhooks, Slack) on private, "
+        "loopback and link-local addresses.",
+    )
 
-    # --- the REST API ---
+
+class ApiSettings(BaseSettings):
+    """The REST API: authentication, rate limits and request limits."""
+
+    model_config = SECTION_CONFIG
+
     jwt_secret: SecretStr | None = Field(
         default=None, validation_alias="JWT_SECRET", description="HS256 key for bearer JWTs."
     )
@@ -205,12 +311,6 @@ class Settings(BaseSettings):
         validation_alias="METRICS_CACHE_SECONDS",
         description="How long the API's /metrics answer is reused; 0: computed per scrape.",
     )
-    webhook_allow_private: bool = Field(
-        default=False,
-        validation_alias="WEBHOOK_ALLOW_PRIVATE_TARGETS",
-        description="Allow outbound URLs (webhooks, escalation webhooks, Slack) on private, "
-        "loopback and link-local addresses.",
-    )
     max_goal_chars: int = Field(default=20_000, validation_alias="ORCHESTRATOR_MAX_GOAL_CHARS")
     max_request_bytes: int = Field(
         default=2 * 1024 * 1024,
@@ -225,7 +325,12 @@ class Settings(BaseSettings):
         description="A request line and headers larger than this answer 431.",
     )
 
-    # --- operations ---
+
+class TelemetrySettings(BaseSettings):
+    """Logs and traces."""
+
+    model_config = SECTION_CONFIG
+
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None,
         validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -238,74 +343,55 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
-    # --- payload codec (core/codec.py) and its codec server (api/routers/codec.py) ---
-    payload_codec: bool = Field(
-        default=True,
-        validation_alias="PAYLOAD_CODEC",
-        description="Compress (and with a key, encrypt) new payloads; off: write them plain. "
-        "Encoded payloads are decoded either way.",
-    )
-    payload_encryption_key: SecretStr | None = Field(
-        default=None,
-        validation_alias="PAYLOAD_ENCRYPTION_KEY",
-        description="AES-256-GCM keys, comma-separated `id:base64` (or bare base64); "
-        "the first encrypts, all decrypt.",
-    )
-    codec_cors_origins: str | None = Field(
-        default=None,
-        validation_alias="CODEC_CORS_ORIGINS",
-        description="Comma-separated origins allowed to call /codec from a browser; "
-        "default: the local Web UI (http://127.0.0.1:<ui port>, http://localhost:<ui port>).",
-    )
-    ui_codec_endpoint: str | None = Field(
-        default=None,
-        validation_alias="ORCHESTRATOR_UI_CODEC_ENDPOINT",
-        description="The API's /codec URL, e.g. http://127.0.0.1:8000/codec: the embedded "
-        "dev server's Web UI decodes payloads there.",
-    )
 
-    @property
-    def resolved_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'orchestrator.db').resolve()}"
+SECTIONS: dict[str, type[BaseSettings]] = {
+    "storage": StorageSettings,
+    "temporal": TemporalSettings,
+    "provider": ProviderSettings,
+    "sandbox": SandboxSettings,
+    "notifications": NotificationSettings,
+    "api": ApiSettings,
+    "telemetry": TelemetrySettings,
+}
 
-    @property
-    def response_cache_enabled(self) -> bool:
-        if self.response_cache == "auto":
-            return self.resolved_provider != "offline"
-        return self.response_cache == "on"
 
-    @property
-    def resolved_provider(self) -> str:
-        if self.llm_provider:
-            return self.llm_provider
-        return "anthropic" if self.anthropic_api_key else "offline"
+class Settings(BaseModel):
+    """All sections. `Settings(NAME=value, ...)` takes any setting by its environment name
+    (or field name) and routes it to its section; `_env_file` as for one pydantic setting."""
 
-    @property
-    def resolved_validation_model(self) -> str | None:
-        """The validator's model for a run started here; None: the run's model."""
-        if self.validation_model:
-            return self.validation_model
-        return DEFAULT_ANTHROPIC_VALIDATION_MODEL if self.resolved_provider == "anthropic" else None
+    storage: StorageSettings
+    temporal: TemporalSettings
+    provider: ProviderSettings
+    sandbox: SandboxSettings
+    notifications: NotificationSettings
+    api: ApiSettings
+    telemetry: TelemetrySettings
 
-    @property
-    def target_address(self) -> str:
-        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+    def __init__(self, _env_file: Any = ".env", **values: Any) -> None:
+        super().__init__(**_sections(_env_file, values))
 
     @property
     def temporal_db_file(self) -> Path:
-        return self.data_dir / "temporal.db"
+        return self.storage.data_dir / "temporal.db"
 
-    @property
-    def ui_url(self) -> str:
-        return f"http://127.0.0.1:{self.temporal_ui_port}"
 
-    @property
-    def codec_origins(self) -> list[str]:
-        if self.codec_cors_origins is not None:
-            return [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
-        return [self.ui_url, f"http://localhost:{self.temporal_ui_port}"]
+def _sections(env_file: Any, values: dict[str, Any]) -> dict[str, Any]:
+    sections: dict[str, Any] = {}
+    for name, section in SECTIONS.items():
+        if name in values:
+            sections[name] = values.pop(name)
+            continue
+        accepted = {
+            key
+            for field_name, field in section.model_fields.items()
+            for key in (field_name, field.validation_alias)
+            if isinstance(key, str)
+        }
+        mine = {key: values.pop(key) for key in list(values) if key in accepted}
+        sections[name] = section(_env_file=env_file, **mine)
+    if values:
+        raise TypeError(f"unknown setting(s): {', '.join(sorted(values))}")
+    return sections
 
 
 @lru_cache

@@ -1,9 +1,9 @@
-"""Alembic environment: runs on the connection `core.db` hands it (sync side of the async engine)."""
+"""Alembic environment: runs on the connection `core.persistence.db` hands it (sync side of the async engine)."""
 
 from alembic import context
 from sqlmodel import SQLModel
 
-import core.db  # noqa: F401  (registers the tables on SQLModel.metadata)
+import core.persistence.db  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.contracts import SEARCH_ATTRIBUTES
-from core.settings import Settings
+from core.infrastructure.settings import Settings
 
 
 def private_data_dir(path: Path) -> Path:
@@ -65,7 +65,7 @@ class DevServer:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.settings.temporal_port}"
+        return f"127.0.0.1:{self.settings.temporal.temporal_port}"
 
     def command(self) -> list[str]:
         args = [
@@ -75,28 +75,28 @@ class DevServer:
             "--ip",
             "127.0.0.1",
             "--port",
-            str(self.settings.temporal_port),
+            str(self.settings.temporal.temporal_port),
             "--ui-port",
-            str(self.settings.temporal_ui_port),
+            str(self.settings.temporal.temporal_ui_port),
             "--db-filename",
             str(self.settings.temporal_db_file),
             "--namespace",
-            self.settings.temporal_namespace,
+            self.settings.temporal.temporal_namespace,
             "--log-level",
             "error",
         ]
         for name in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{name}=Keyword"]
-        if self.settings.ui_codec_endpoint:
+        if self.settings.temporal.ui_codec_endpoint:
             # The Web UI decodes payloads in the browser through the API's codec server.
-            args += ["--ui-codec-endpoint", self.settings.ui_codec_endpoint.rstrip("/")]
+            args += ["--ui-codec-endpoint", self.settings.temporal.ui_codec_endpoint.rstrip("/")]
         return args
 
     async def start(self, timeout: float = 30.0) -> None:
-        if is_listening("127.0.0.1", self.settings.temporal_port):
-            raise LocalStackError(f"port {self.settings.temporal_port} is already in use")
-        private_data_dir(self.settings.data_dir)
-        log = (self.settings.data_dir / "temporal.log").open("ab")
+        if is_listening("127.0.0.1", self.settings.temporal.temporal_port):
+            raise LocalStackError(f"port {self.settings.temporal.temporal_port} is already in use")
+        private_data_dir(self.settings.storage.data_dir)
+        log = (self.settings.storage.data_dir / "temporal.log").open("ab")
         # umask 077: the dev server's history database holds every run's inputs and results.
         self.process = subprocess.Popen(
             self.command(),
@@ -106,11 +106,11 @@ class DevServer:
             umask=0o077,
         )
         deadline = asyncio.get_running_loop().time() + timeout
-        while not is_listening("127.0.0.1", self.settings.temporal_port):
+        while not is_listening("127.0.0.1", self.settings.temporal.temporal_port):
             if self.process.poll() is not None:
                 raise LocalStackError(
                     f"the Temporal dev server exited with code {self.process.returncode}; "
-                    f"see {self.settings.data_dir / 'temporal.log'}"
+                    f"see {self.settings.storage.data_dir / 'temporal.log'}"
                 )
             if asyncio.get_running_loop().time() > deadline:
                 self.stop()

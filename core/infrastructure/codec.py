@@ -18,7 +18,7 @@ Decoding reverses the layers by their metadata and passes through every payload 
 not encode, so histories recorded before the codec existed still replay.
 
 Keys: `PAYLOAD_ENCRYPTION_KEY` holds one or more keys separated by commas, each
-`id:base64` (32 random bytes, e.g. `python -m core.codec new-key 2025-06`) or a bare
+`id:base64` (32 random bytes, e.g. `python -m core.infrastructure.codec new-key 2025-06`) or a bare
 base64 key whose id is then `k` + the first 8 hex digits of its SHA-256. The first key
 encrypts; every listed key decrypts. To rotate, put the new key first and keep the old
 ones until no history needs them.
@@ -44,7 +44,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from core.infrastructure.settings import Settings
 
 ENCODING = "encoding"
 ENCODING_ZLIB = b"binary/zlib"
@@ -256,9 +256,9 @@ class OrchestratorCodec(PayloadCodec):
 
 def codec_from_settings(settings: Settings) -> OrchestratorCodec:
     """The codec `PAYLOAD_CODEC` and `PAYLOAD_ENCRYPTION_KEY` describe (KeyConfigError if malformed)."""
-    secret = settings.payload_encryption_key
+    secret = settings.temporal.payload_encryption_key
     keys = parse_keys(secret.get_secret_value() if secret is not None else None)
-    return OrchestratorCodec(keys, encode_new=settings.payload_codec)
+    return OrchestratorCodec(keys, encode_new=settings.temporal.payload_codec)
 
 
 def _associated_data(key_id: str) -> bytes:
@@ -275,11 +275,11 @@ def _parse(raw: bytes, layer: str) -> Payload:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m core.codec new-key [ID]`: print a fresh `PAYLOAD_ENCRYPTION_KEY` entry."""
+    """`python -m core.infrastructure.codec new-key [ID]`: print a fresh `PAYLOAD_ENCRYPTION_KEY` entry."""
     if len(argv) in (1, 2) and argv[0] == "new-key":
         print(new_key(argv[1] if len(argv) == 2 else None))
         return 0
-    print("usage: python -m core.codec new-key [ID]", file=sys.stderr)
+    print("usage: python -m core.infrastructure.codec new-key [ID]", file=sys.stderr)
     return 2
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
 
 from core.contracts import ArtifactRef, RunPlan, RunState, TurnKey, Usage
-from core.db import Artifact, Database, LedgerEntry, Run, ToolResultsEntry, utcnow
+from core.persistence.db import Artifact, Database, LedgerEntry, Run, ToolResultsEntry, utcnow
 
 
 def sha256_text(content: str) -> str:

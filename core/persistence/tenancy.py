@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from core.db import ApiKey, Database, LedgerEntry, Organization, Team, User, utcnow
+from core.persistence.db import ApiKey, Database, LedgerEntry, Organization, Team, User, utcnow
 
 KEY_SCHEME = "orch"
 

@@ -24,7 +24,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.codec import codec_from_settings
 from core.contracts import (
     SEARCH_ATTRIBUTE_RUN_STATUS,
     SEARCH_ATTRIBUTE_TEMPLATE,
@@ -36,8 +35,9 @@ from core.contracts import (
     RunStatus,
     workflow_id_for,
 )
-from core.settings import Settings
-from core.tracing import temporal_interceptor
+from core.infrastructure.codec import codec_from_settings
+from core.infrastructure.settings import Settings
+from core.infrastructure.tracing import temporal_interceptor
 
 
 class TemporalUnavailable(ConnectionError):
@@ -45,19 +45,19 @@ class TemporalUnavailable(ConnectionError):
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic payloads through our codec (core/codec.py): every client and worker uses this."""
+    """Pydantic payloads through our codec (core/infrastructure/codec.py): every client and worker uses this."""
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec_from_settings(settings))
 
 
 async def connect(
     settings: Settings, address: str | None = None, runtime: Runtime | None = None
 ) -> Client:
-    target = address or settings.target_address
+    target = address or settings.temporal.target_address
     converter = data_converter(settings)
     try:
         return await Client.connect(
             target,
-            namespace=settings.temporal_namespace,
+            namespace=settings.temporal.temporal_namespace,
             data_converter=converter,
             runtime=runtime,
             interceptors=[temporal_interceptor()],

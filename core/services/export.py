@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from core import storage
-from core.db import Database
+from core.persistence import storage
+from core.persistence.db import Database
 
 OFFLINE_PROVIDER = "offline"
 

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from core.contracts import TurnKey
-from core.db import ArtifactSummary, CachedResponse, Database, LedgerEntry, utcnow
-from core.storage import insert_ignore
+from core.persistence.db import ArtifactSummary, CachedResponse, Database, LedgerEntry, utcnow
+from core.persistence.storage import insert_ignore
 
 CLAIM_EXPIRES = timedelta(seconds=120)
 """A summary claim not renewed for this long belongs to a dead worker."""

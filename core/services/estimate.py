@@ -58,7 +58,7 @@ from core.contracts import (
     TaskStatus,
     Usage,
 )
-from core.db import Database, LedgerEntry, Run
+from core.persistence.db import Database, LedgerEntry, Run
 
 Pricing = Callable[[str, Usage], float]
 """USD for `usage` on a model: the provider's `cost_usd`."""

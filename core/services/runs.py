@@ -17,9 +17,9 @@ from sqlmodel import col, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from core import storage
 from core.contracts import RunEvent, RunState, RunStatus, Usage, workflow_id_for
-from core.db import Database, Run
+from core.persistence import storage
+from core.persistence.db import Database, Run
 
 Source = Literal["workflow", "database"]
 

@@ -8,9 +8,9 @@ and email needs a mail server.
 
 from __future__ import annotations
 
-from core import outbound
 from core.contracts import EscalationPolicy
-from core.settings import Settings
+from core.infrastructure import outbound
+from core.infrastructure.settings import Settings
 
 
 class EscalationRefused(ValueError):
@@ -29,10 +29,10 @@ async def check_escalation(policy: EscalationPolicy, settings: Settings) -> None
         if url is None:
             continue
         try:
-            await outbound.resolve_target(url, settings.webhook_allow_private)
+            await outbound.resolve_target(url, settings.notifications.webhook_allow_private)
         except outbound.UnsafeTarget as exc:
             raise EscalationRefused(field, str(exc)) from None
-    if policy.email_to and not settings.smtp_host:
+    if policy.email_to and not settings.notifications.smtp_host:
         raise EscalationRefused(
             "email_to", "email notifications need a mail server, and SMTP_HOST is not set"
         )

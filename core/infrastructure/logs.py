@@ -52,6 +52,8 @@ def settings_secrets(settings: BaseModel) -> list[str]:
             values.append(value.get_secret_value())
         elif isinstance(value, str) and name.endswith(SECRET_SETTING_SUFFIXES):
             values.append(value)
+        elif isinstance(value, BaseModel):
+            values += settings_secrets(value)  # a section of the settings
     return values
 
 

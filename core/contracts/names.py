@@ -1,0 +1,82 @@
+"""Names every process agrees on: task queues, activity names, output keys, search attributes."""
+
+from __future__ import annotations
+
+TASK_QUEUE = "orchestrator"
+"""Queue of `GoalWorkflow` and of the non-model activities."""
+
+
+def agent_queue(role: str) -> str:
+    """Model calls of one role run on their own queue so they can scale apart."""
+    return f"agent.{role}"
+
+
+def workflow_id_for(run_id: str) -> str:
+    return f"run-{run_id}"
+
+
+CHECKS_QUEUE = "checks"
+"""Queue of the sandboxed checks, so they can run on separate, locked-down workers."""
+
+
+RUN_CHECKS = "run_checks"
+
+
+VERDICT_OUTPUT = "review"
+"""The task-outputs key under which a reviewer's submitted verdict reaches the workflow."""
+
+
+VALIDATION_OUTPUT = "validation"
+"""The task-outputs key under which a validator's submitted result reaches the workflow."""
+
+
+VALIDATOR_ROLE = "validator"
+"""The role that checks each task's work against its goal, description and role contract."""
+
+
+NOTIFY = "notify"
+
+
+BUDGET_GATE = "budget"
+"""The `gate` of the decision a run waits for when its token budget is spent."""
+
+
+NOTE_TO_ALL = "all"
+"""The `to` of a note meant for every other task of the run."""
+
+
+# Activity names: workflows call activities by name so they never import activity code.
+CALL_MODEL = "call_model"
+
+
+RUN_TOOL_CALLS = "run_tool_calls"
+
+
+RECORD_RUN_STARTED = "record_run_started"
+
+
+RECORD_RUN_FINISHED = "record_run_finished"
+
+
+DELIVER_WEBHOOKS = "deliver_webhooks"
+
+
+BUDGET_EXCEEDED_ERROR = "BudgetExceeded"
+"""ApplicationError type `call_model` raises, before calling the provider, when a limit is spent."""
+
+
+# Search attributes the Web UI and `temporal workflow list --query` filter runs by.
+SEARCH_ATTRIBUTE_RUN_STATUS = "RunStatus"
+
+
+SEARCH_ATTRIBUTE_TEMPLATE = "Template"
+
+
+SEARCH_ATTRIBUTE_TENANT = "TenantId"
+
+
+SEARCH_ATTRIBUTES = (
+    SEARCH_ATTRIBUTE_RUN_STATUS,
+    SEARCH_ATTRIBUTE_TEMPLATE,
+    SEARCH_ATTRIBUTE_TENANT,
+)

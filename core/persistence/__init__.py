@@ -1,0 +1,1 @@
+"""Where data lives: the database, artifact storage, tenancy, reuse caches and migrations."""

@@ -1,0 +1,1 @@
+"""What the CLI and the API both do: start and read runs, steer them, estimate, export."""

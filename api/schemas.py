@@ -17,7 +17,7 @@ from core.contracts import (
     Usage,
 )
 from core.services.estimate import Estimate, PredictedVsActual
-from workflows.dsl import MAX_NESTING, MAX_TEMPLATE_CHARS
+from core.services.templates import MAX_NESTING, MAX_TEMPLATE_CHARS
 
 # --- requests ----------------------------------------------------------------------------
 

@@ -35,8 +35,9 @@ from core.infrastructure.temporal import (
     start_run,
 )
 from core.persistence.db import Database
+from core.services.templates import load_template
 from workers.main import serving
-from workflows.dsl import compile_plan, load_template
+from workflows.dsl import compile_plan
 
 GOAL = "Build a task management API with user authentication"
 

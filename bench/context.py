@@ -33,6 +33,7 @@ from bench.common import dev_server, sqlite_database
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
 from core.persistence import storage
+from core.services.templates import load_template
 from tests.fakes.messages_api import (
     FakeMessagesAPI,
     ReplyLike,
@@ -42,7 +43,7 @@ from tests.fakes.messages_api import (
     tool_use_message,
 )
 from workers.main import serving
-from workflows.dsl import compile_plan, load_template
+from workflows.dsl import compile_plan
 
 GOAL = "Build a task management API with user authentication"
 BRANCHES = Path(__file__).resolve().parent.parent / "tests" / "templates" / "branches.yaml"

@@ -65,7 +65,8 @@ from bench.common import (
 from core.contracts import RunPlan, RunState, RunStatus, workflow_id_for
 from core.infrastructure.temporal import start_run
 from core.persistence.db import Database, LedgerEntry, Run
-from workflows.dsl import compile_plan, load_template
+from core.services.templates import load_template
+from workflows.dsl import compile_plan
 
 RESPONSE_ID = re.compile(r'"id"\s*:\s*"([^"]+)"')
 GIVE_UP_SECONDS = 1800.0

@@ -52,8 +52,9 @@ from core.contracts import RunState, RunStatus
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
 from core.persistence.db import Database
+from core.services.templates import load_template
 from workflows.dag import critical_path
-from workflows.dsl import compile_plan, load_template
+from workflows.dsl import compile_plan
 
 # Worker defaults in workers/main.py and the Temporal SDK, printed with the run.
 ORCHESTRATOR_QUEUE_ACTIVITIES = 100

@@ -57,14 +57,10 @@ from core.services import steering as steer
 from core.services.escalation import check_escalation
 from core.services.estimate import RunNotRecorded, estimate_run, predicted_vs_actual
 from core.services.export import export_repository
+from core.services.plans import build_plan
+from core.services.templates import DEFAULT_TEMPLATE, available_templates, load_template
 from workers.main import UnknownQueueError, parse_queues, run_workers
-from workflows.dsl import (
-    DEFAULT_TEMPLATE,
-    TemplateError,
-    available_templates,
-    compile_plan,
-    load_template,
-)
+from workflows.dsl import TemplateError
 
 app = typer.Typer(help="Durable multi-agent software delivery on Temporal.", no_args_is_help=True)
 templates_app = typer.Typer(help="Task DSL templates.", no_args_is_help=True)
@@ -207,21 +203,17 @@ async def _run_goal(
     escalation: str | None = None,
 ) -> int:
     settings = get_settings()
-    template = load_template(template_name, ROLES)
     run_id = uuid.uuid4().hex
-    plan = compile_plan(
-        template,
+    plan = build_plan(
+        load_template(template_name, ROLES),
         goal=goal,
         run_id=run_id,
-        roles=ROLES,
-        model=model or settings.provider.llm_model,
-        heartbeat_timeout_seconds=settings.provider.model_heartbeat_timeout_seconds,
+        provider=settings.provider,
+        model=model,
         validate=validate,
-        validation_model=settings.provider.resolved_validation_model,
         response_cache=response_cache,
+        escalation=None if escalation is None else await _escalation_policy(escalation, settings),
     )
-    if escalation is not None:
-        plan.escalation = await _escalation_policy(escalation, settings)
     db = get_database(settings.storage.resolved_database_url)
     await db.ensure_schema()
     provider = settings.provider.resolved_provider
@@ -300,12 +292,12 @@ def estimate(
 
     async def show() -> int:
         settings = get_settings()
-        plan = compile_plan(
+        plan = build_plan(
             load_template(template, ROLES),
             goal=goal,
             run_id="estimate",
-            roles=ROLES,
-            model=model or settings.provider.llm_model,
+            provider=settings.provider,
+            model=model,
         )
         provider = make_provider(settings)
         db = get_database(settings.storage.resolved_database_url)

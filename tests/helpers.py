@@ -22,8 +22,9 @@ from core.contracts import RunPlan, RunState
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
 from core.persistence.db import Database
+from core.services.templates import load_template
 from workers.main import serving
-from workflows.dsl import compile_plan, load_template
+from workflows.dsl import compile_plan
 
 TASK_MANAGER_GOAL = "Build a task management API with user authentication"
 TEMPLATES = Path(__file__).parent / "templates"

@@ -29,8 +29,9 @@ from core.persistence import storage
 from core.persistence.db import Database
 from core.persistence.tenancy import OrgRole
 from core.services.export import export_repository
+from core.services.templates import load_template
 from tests.api_harness import ApiHarness, Tenant, api_settings, free_port, serving_api
-from workflows.dsl import compile_plan, load_template
+from workflows.dsl import compile_plan
 
 GOAL = "Build a bookstore inventory API"
 APPROVAL_TEMPLATE = (Path(__file__).parent / "templates" / "approval.yaml").read_text()

@@ -40,12 +40,13 @@ from core.contracts import (
 )
 from core.persistence import storage
 from core.persistence.db import Database
+from core.services.templates import load_template
 from tests.api_harness import ApiHarness
 from tests.conftest import production_converter
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.helpers import agent_tools, make_plan, run_to_end, started, wait_until
 from workflows import notes as agent_notes
-from workflows.dsl import compile_plan, load_template
+from workflows.dsl import compile_plan
 from workflows.goal import GoalWorkflow
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)

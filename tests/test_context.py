@@ -42,6 +42,7 @@ from core.infrastructure.settings import Settings
 from core.persistence import reuse, storage
 from core.persistence.db import ArtifactSummary, Database, LedgerEntry, utcnow
 from core.persistence.reuse import CLAIM_EXPIRES
+from core.services.templates import parse_template
 from tests.fakes.messages_api import (
     ErrorReply,
     FakeMessagesAPI,
@@ -56,7 +57,7 @@ from tests.fakes.messages_api import (
 )
 from tests.helpers import TEMPLATES, make_plan, started
 from tests.test_cli import cli, free_port
-from workflows.dsl import compile_plan, parse_template
+from workflows.dsl import compile_plan
 
 MODEL = "claude-sonnet-4-6"
 

@@ -6,14 +6,9 @@ from pathlib import Path
 import pytest
 
 from agents.roles import ROLES
+from core.services.templates import load_template, parse_template
 from workflows.dag import find_cycle
-from workflows.dsl import (
-    TemplateError,
-    compile_plan,
-    load_template,
-    parse_template,
-    validate,
-)
+from workflows.dsl import TemplateError, compile_plan, validate
 
 
 def template_problems(yaml_text: str) -> list[str]:

@@ -35,9 +35,10 @@ from core.services.estimate import (
     predicted_vs_actual,
     task_history,
 )
+from core.services.templates import parse_template
 from tests.api_harness import ApiHarness
 from tests.helpers import make_plan, run_to_end
-from workflows.dsl import compile_plan, parse_template, validate
+from workflows.dsl import compile_plan, validate
 
 TEMPLATE = """
 name: shop

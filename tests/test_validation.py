@@ -40,6 +40,7 @@ from core.contracts import (
 from core.infrastructure.settings import Settings
 from core.persistence import storage
 from core.persistence.db import Database
+from core.services.templates import parse_template
 from tests.api_harness import api_settings, serving_api
 from tests.fakes.messages_api import (
     FakeMessagesAPI,
@@ -51,7 +52,7 @@ from tests.fakes.messages_api import (
 from tests.helpers import agent_tools, run_to_end
 from tests.test_cli import cli, free_port
 from workflows import validation
-from workflows.dsl import compile_plan, parse_template, validate
+from workflows.dsl import compile_plan, validate
 
 GOAL = "Build a bookstore inventory API"
 RUN_MODEL = "claude-sonnet-4-6"
@@ -178,7 +179,10 @@ def test_the_template_and_the_run_turn_validation_on_and_off() -> None:
 
 def test_the_cheap_model_is_the_default_only_where_it_exists() -> None:
     assert anthropic_settings().provider.resolved_validation_model == CHEAP_MODEL
-    assert anthropic_settings(VALIDATION_MODEL="my-model").provider.resolved_validation_model == "my-model"
+    assert (
+        anthropic_settings(VALIDATION_MODEL="my-model").provider.resolved_validation_model
+        == "my-model"
+    )
     offline = Settings(_env_file=None)  # type: ignore[call-arg]
     assert offline.provider.resolved_validation_model is None
     openai = Settings(_env_file=None, LLM_PROVIDER="openai")  # type: ignore[call-arg]

@@ -58,16 +58,14 @@ from core.services import runs, steering
 from core.services.escalation import EscalationRefused, check_escalation
 from core.services.estimate import Estimate, estimate_run, predicted_vs_actual
 from core.services.export import export_repository
-from workflows.dsl import (
+from core.services.plans import build_plan
+from core.services.templates import (
     DEFAULT_TEMPLATE,
-    Template,
-    TemplateError,
     available_templates,
-    compile_plan,
     load_template,
     parse_template,
-    validate,
 )
+from workflows.dsl import Template, TemplateError, validate
 
 router = APIRouter(tags=["runs"])
 
@@ -134,27 +132,23 @@ async def _plan(body: EstimateRequest, tenant: str, settings: Settings, run_id: 
             "string_too_long",
         )
     template = await _template(body)
+    run = body if isinstance(body, RunCreate) else None
     try:
-        plan = compile_plan(
+        return build_plan(
             template,
             goal=body.goal,
             run_id=run_id,
-            roles=ROLES,
+            provider=settings.provider,
             tenant=tenant,
-            model=body.model or settings.provider.llm_model,
-            heartbeat_timeout_seconds=settings.provider.model_heartbeat_timeout_seconds,
+            model=body.model,
             validate=body.validate_tasks,
-            validation_model=settings.provider.resolved_validation_model,
             response_cache=body.response_cache,
+            budget_tokens=run.budget_tokens if run else None,
+            budget_usd=run.budget_usd if run else None,
+            escalation=run.escalation if run else None,
         )
     except ValueError as exc:
         raise _unprocessable("goal", str(exc)) from None
-    if isinstance(body, RunCreate):
-        plan.budget_tokens = body.budget_tokens
-        plan.budget_usd = body.budget_usd
-        if body.escalation is not None:
-            plan.escalation = body.escalation
-    return plan
 
 
 async def _check_escalation(body: RunCreate, settings: Settings) -> None:

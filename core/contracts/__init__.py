@@ -73,6 +73,7 @@ from core.contracts.gates import (
     Finding as Finding,
 )
 from core.contracts.gates import (
+    GateKind as GateKind,
     GateVerdict as GateVerdict,
 )
 from core.contracts.gates import (

@@ -9,6 +9,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class GateKind(StrEnum):
+    """The kinds of gate a template may put in a run; the one list every room uses."""
+
+    CODE_REVIEW = "code_review"
+    SECURITY_REVIEW = "security_review"
+    HUMAN_APPROVAL = "human_approval"
+
+    @property
+    def checked(self) -> bool:
+        """Whether deterministic checks run in the sandbox before the reviewer (or human)."""
+        return self in (GateKind.CODE_REVIEW, GateKind.SECURITY_REVIEW)
+
+
 class Severity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"

@@ -2,7 +2,8 @@
 #
 #   docker build -t orchestrator .                         # `runtime` (the default, last stage):
 #                                                          # API, orchestration and agent workers
-#   docker build --target checks -t orchestrator-checks .  # the checks worker: + pytest, ruff, bwrap
+#   docker build --target checks -t orchestrator-checks .  # the checks worker: + the `checks`
+#                                                          # extra (pytest, ruff, bandit), bwrap
 #
 # Both run as the unprivileged user `orchestrator` (uid 10001) with `orchestrator` as the
 # entrypoint, e.g. `docker run orchestrator worker --queues orchestrator --metrics-port 9464`.
@@ -12,7 +13,7 @@
 # gives it a private filesystem (the workspace read-write, the interpreter read-only, fresh
 # bounded tmpfs for /tmp, /var/tmp, /dev/shm and /run, nothing else of the host) and new
 # network, PID and IPC namespaces; util-linux `unshare` is the fallback without bubblewrap.
-# Inside a container that needs more than Docker's defaults; choose one (README "Operations"):
+# Inside a container that needs more than Docker's defaults; choose one (docs/security.md):
 #   * strongest: run it as root in the container (`--user 0`) with `--cap-add SYS_ADMIN`,
 #     `--security-opt no-new-privileges:true` and, on AppArmor hosts,
 #     `--security-opt apparmor=unconfined` (docker-default AppArmor denies mount). Each test
@@ -48,8 +49,11 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
 # Dependencies first (from pyproject.toml alone), so a source change does not reinstall them.
+# The `checks` extra is written out too, for checks-builder; this image does without it.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(project['dependencies']), file=open('/tmp/requirements.txt', 'w')); \
+print('\n'.join(project['optional-dependencies']['checks']), file=open('/tmp/checks-requirements.txt', 'w'))" \
     && pip install -r /tmp/requirements.txt
 
 COPY . .
@@ -61,8 +65,9 @@ RUN pip install --no-deps . \
 
 # --- checks-builder: + the tools the checks worker runs on generated code -----------------
 FROM builder AS checks-builder
-# pytest runs each generated project's own tests; ruff lints; bandit is a runtime dependency.
-RUN pip install "pytest>=8.2" "ruff>=0.6" \
+# The `checks` extra of pyproject.toml: pytest runs each generated project's own tests, ruff
+# lints, bandit scans. Only this image has them.
+RUN pip install -r /tmp/checks-requirements.txt \
     && python -m pytest --version \
     && ruff --version \
     && bandit --version > /dev/null

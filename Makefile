@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 GOAL ?= Build a task management API with user authentication
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint format migration bench clean
 
+# The checks extra too: `make run` serves every queue, the checks worker's included.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,checks]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +26,19 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# Lint fixes first: a fix can leave code the formatter then tidies.
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# The next revision id is one past the newest file in versions/; REV=NNNN overrides it.
+MIGRATIONS := core/persistence/migrations/versions
+NEXT_REV = $(shell ls $(MIGRATIONS) | sed -n 's/^\([0-9][0-9]*\)_.*\.py$$/\1/p' | sort -n | tail -n 1 | awk '{printf "%04d", $$1 + 1}')
+
+migration: $(STAMP)
+	@test -n "$(MESSAGE)" || { echo 'usage: make migration MESSAGE="what changed" [REV=NNNN]' >&2; exit 2; }
+	$(BIN)/python -m core.persistence.migrations.new_revision "$(or $(REV),$(NEXT_REV))" "$(MESSAGE)"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead

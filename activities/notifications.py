@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 from core.contracts import NOTIFY, Notification, NotificationChannel
 from core.infrastructure import outbound
 from core.infrastructure.outbound import redact_url
-from core.infrastructure.settings import Settings
+from core.infrastructure.settings import NotificationSettings
 
 EVENT = "decision.requested"
 FAILURE_TYPE = "NotificationFailed"
@@ -46,7 +46,7 @@ SLACK_FIELDS_PER_SECTION = 10
 
 
 class NotificationActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: NotificationSettings) -> None:
         self.settings = settings
 
     @activity.defn(name=NOTIFY)
@@ -68,7 +68,7 @@ class NotificationActivities:
                 url,
                 json.dumps(payload).encode(),
                 {"Content-Type": "application/json", "User-Agent": USER_AGENT},
-                allow_private=self.settings.notifications.webhook_allow_private,
+                allow_private=self.settings.webhook_allow_private,
                 timeout=HTTP_TIMEOUT_SECONDS,
             )
         except outbound.UnsafeTarget as exc:
@@ -93,11 +93,11 @@ class NotificationActivities:
         )
 
     async def _send_email(self, notification: Notification) -> str:
-        host, port = self.settings.notifications.smtp_host, self.settings.notifications.smtp_port
+        host, port = self.settings.smtp_host, self.settings.smtp_port
         if not host:
             raise _failure("email notification needs SMTP_HOST", retryable=False)
         try:
-            message = email_message(notification, sender=self.settings.notifications.smtp_from)
+            message = email_message(notification, sender=self.settings.smtp_from)
         except ValueError as exc:
             raise _failure(
                 f"email to {notification.target!r} is invalid: {exc}", retryable=False
@@ -113,15 +113,13 @@ class NotificationActivities:
     def _smtp_send(self, host: str, port: int, message: EmailMessage) -> None:
         settings = self.settings
         with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
-            if settings.notifications.smtp_starttls:
+            if settings.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
-            if settings.notifications.smtp_username:
+            if settings.smtp_username:
                 password = (
-                    settings.notifications.smtp_password.get_secret_value()
-                    if settings.notifications.smtp_password
-                    else ""
+                    settings.smtp_password.get_secret_value() if settings.smtp_password else ""
                 )
-                smtp.login(settings.notifications.smtp_username, password)
+                smtp.login(settings.smtp_username, password)
             smtp.send_message(message)
 
 

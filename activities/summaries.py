@@ -165,12 +165,3 @@ def split_text(text: str, max_chars: int) -> list[str]:
         parts.append(text[start:end])
         start = end
     return parts
-
-
-def render_summary(artifact: Artifact, summary: str, tokens: int) -> str:
-    """What an agent sees instead of an oversized artifact."""
-    return (
-        f"[Summary of {artifact.path} ({artifact.size} bytes, about {tokens} tokens), which is "
-        f"too large for your context budget; read_file {artifact.path!r} returns the start of "
-        f"its exact text.]\n\n{summary}"
-    )

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from core.contracts import DELIVER_WEBHOOKS, RunEvent, WebhookDeliveryInput
 from core.infrastructure import outbound
-from core.infrastructure.settings import Settings
+from core.infrastructure.settings import NotificationSettings
 from core.persistence.db import Database, WebhookDelivery, WebhookSubscription
 
 SIGNATURE_HEADER = "X-Orchestrator-Signature"
@@ -92,7 +92,7 @@ def event_payload(run_id: str, event: RunEvent) -> bytes:
 
 
 class WebhookActivities:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: NotificationSettings) -> None:
         self.db = db
         self.settings = settings
 
@@ -187,7 +187,7 @@ class WebhookActivities:
                 subscription.url,
                 body,
                 headers,
-                allow_private=self.settings.notifications.webhook_allow_private,
+                allow_private=self.settings.webhook_allow_private,
                 timeout=DELIVERY_TIMEOUT_SECONDS,
             )
         except (outbound.UnsafeTarget, outbound.DeliveryFailed) as exc:

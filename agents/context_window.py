@@ -5,7 +5,7 @@ every retry:
 
 - how many tokens a request holds (`TokenEstimator`: characters over a chars-per-token
   ratio that each provider answer calibrates; exact counts come from the provider when it
-  offers them, see `activities.model_calls`);
+  offers them, see `agents.request`);
 - which upstream artifacts go in whole and which as their summary (`choose_summaries`):
   the largest go first, until the rest fits the upstream share of the budget;
 - which oversized arguments of the agent's earlier tool calls to elide (`elide_large_inputs`:

@@ -1,4 +1,4 @@
-"""Choose the LLM provider from settings."""
+"""What every provider shares: context budgets, prices from settings, per-role overrides."""
 
 from __future__ import annotations
 
@@ -8,82 +8,11 @@ from agents.pricing import PriceTable, PricingError
 from agents.protocol import LLMProvider, ModelRequest, ModelResponse, TokenCounter
 from agents.roles import ROLES, get_role
 from core.contracts import Usage
-from core.infrastructure.settings import Settings
-
-PROVIDERS = ("anthropic", "openai", "offline")
+from core.infrastructure.settings import ProviderSettings
 
 
 class ProviderConfigError(ValueError):
     pass
-
-
-def make_provider(settings: Settings) -> LLMProvider:
-    check_context_settings(settings)
-    name = settings.provider.resolved_provider
-    if name == "offline":
-        from agents.providers.offline import OfflineProvider
-
-        # The offline model plays every role itself; per-role models and limits mean nothing
-        # to it, and it costs nothing.
-        return OfflineProvider(
-            latency_seconds=settings.provider.offline_latency_seconds,
-            call_log=settings.provider.offline_call_log,
-        )
-    provider: LLMProvider
-    if name == "anthropic":
-        if not settings.provider.anthropic_api_key:
-            raise ProviderConfigError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
-        from agents.providers.anthropic import AnthropicProvider
-
-        provider = AnthropicProvider(
-            api_key=settings.provider.anthropic_api_key.get_secret_value(),
-            model=settings.provider.llm_model or "claude-sonnet-4-6",
-            base_url=settings.provider.anthropic_base_url,
-            pricing=_pricing(settings),
-        )
-    elif name == "openai":
-        provider = _openai_provider(settings)
-    else:
-        raise ProviderConfigError(
-            f"unknown LLM_PROVIDER {name!r}; use one of: {', '.join(PROVIDERS)}"
-        )
-    return with_role_overrides(provider, settings)
-
-
-def _openai_provider(settings: Settings) -> LLMProvider:
-    from agents.providers.openai_compat import (
-        DEFAULT_OPENAI_MODEL,
-        OpenAICompatibleProvider,
-        is_openai_platform,
-    )
-
-    base_url = settings.provider.openai_base_url
-    api_key = (
-        settings.provider.openai_api_key.get_secret_value()
-        if settings.provider.openai_api_key
-        else None
-    )
-    if is_openai_platform(base_url):
-        if not api_key:
-            raise ProviderConfigError(
-                "LLM_PROVIDER=openai needs OPENAI_API_KEY for api.openai.com, or OPENAI_BASE_URL "
-                "for another OpenAI-compatible endpoint"
-            )
-        model = settings.provider.llm_model or DEFAULT_OPENAI_MODEL
-    elif settings.provider.llm_model:
-        model = settings.provider.llm_model
-    else:
-        raise ProviderConfigError(
-            f"LLM_PROVIDER=openai with OPENAI_BASE_URL={base_url} needs LLM_MODEL: the name "
-            "of a model that endpoint serves (e.g. llama3.1:8b on Ollama)"
-        )
-    return OpenAICompatibleProvider(
-        model=model,
-        api_key=api_key,
-        base_url=base_url,
-        pricing=_pricing(settings),
-        max_tokens_field=settings.provider.openai_max_tokens_field,
-    )
 
 
 def cheap_model(provider: LLMProvider) -> str:
@@ -96,25 +25,25 @@ def prompt_caching(provider: LLMProvider) -> bool:
     return bool(getattr(provider, "prompt_caching", False))
 
 
-def context_budget(settings: Settings, role: str) -> int:
+def context_budget(settings: ProviderSettings, role: str) -> int:
     """Input tokens one model call of `role` may send."""
     return (
-        settings.provider.llm_role_context_tokens.get(role)
-        or settings.provider.llm_context_tokens
+        settings.llm_role_context_tokens.get(role)
+        or settings.llm_context_tokens
         or get_role(role).context_tokens
     )
 
 
-def check_context_settings(settings: Settings) -> None:
-    unknown = sorted(set(settings.provider.llm_role_context_tokens) - set(ROLES))
+def check_context_settings(settings: ProviderSettings) -> None:
+    unknown = sorted(set(settings.llm_role_context_tokens) - set(ROLES))
     if unknown:
         raise ProviderConfigError(
             f"LLM_ROLE_CONTEXT_TOKENS names unknown roles: {', '.join(unknown)}; "
             f"known roles: {', '.join(ROLES)}"
         )
-    limits = {"LLM_CONTEXT_TOKENS": settings.provider.llm_context_tokens} | {
+    limits = {"LLM_CONTEXT_TOKENS": settings.llm_context_tokens} | {
         f"LLM_ROLE_CONTEXT_TOKENS[{role}]": limit
-        for role, limit in settings.provider.llm_role_context_tokens.items()
+        for role, limit in settings.llm_role_context_tokens.items()
     }
     too_small = sorted(name for name, limit in limits.items() if limit is not None and limit < 1000)
     if too_small:
@@ -123,17 +52,17 @@ def check_context_settings(settings: Settings) -> None:
         )
 
 
-def _pricing(settings: Settings) -> PriceTable:
+def pricing(settings: ProviderSettings) -> PriceTable:
     try:
-        return PriceTable.from_settings(settings.provider.model_pricing)
+        return PriceTable.from_settings(settings.model_pricing)
     except PricingError as exc:
         raise ProviderConfigError(str(exc)) from None
 
 
-def with_role_overrides(provider: LLMProvider, settings: Settings) -> LLMProvider:
+def with_role_overrides(provider: LLMProvider, settings: ProviderSettings) -> LLMProvider:
     """``provider`` with LLM_ROLE_MODELS and LLM_ROLE_MAX_TOKENS applied, if any are set."""
-    models = settings.provider.llm_role_models
-    max_tokens = settings.provider.llm_role_max_tokens
+    models = settings.llm_role_models
+    max_tokens = settings.llm_role_max_tokens
     for setting, roles in (("LLM_ROLE_MODELS", models), ("LLM_ROLE_MAX_TOKENS", max_tokens)):
         unknown = sorted(set(roles) - set(ROLES))
         if unknown:

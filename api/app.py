@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.limits import RequestLimits
-from api.routers import admin, codec, decisions, health, metrics, runs, webhooks
+from api.routers import admin, artifacts, codec, decisions, health, metrics, runs, webhooks
 from core.infrastructure.settings import Settings, get_settings
 from core.infrastructure.tracing import configured_provider
 from core.persistence.db import Database, get_database
@@ -48,6 +48,7 @@ def create_app(
     for router in (
         health.router,
         runs.router,
+        artifacts.router,
         decisions.router,
         admin.router,
         webhooks.router,

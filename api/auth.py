@@ -19,13 +19,13 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import select
 
-from api.deps import DatabaseDep, Principal, SettingsDep
+from api.deps import ApiSettingsDep, DatabaseDep, Principal
 from api.rate_limit import (
     count_failed_authentication,
     enforce_rate_limit,
     refuse_guessing_client,
 )
-from core.infrastructure.settings import Settings
+from core.infrastructure.settings import ApiSettings
 from core.persistence.db import Database, Organization, User
 from core.persistence.tenancy import KEY_SCHEME, OrgRole, verify_key
 
@@ -41,7 +41,7 @@ def unauthorized(why: str) -> HTTPException:
 
 async def get_principal(
     request: Request,
-    settings: SettingsDep,
+    settings: ApiSettingsDep,
     db: DatabaseDep,
     api_key: Annotated[str | None, Security(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
@@ -70,9 +70,9 @@ async def _from_api_key(db: Database, presented: str) -> Principal:
     return Principal(org_id=row.org_id, role=OrgRole(row.role), subject=f"key:{row.id}")
 
 
-def _verification_key(settings: Settings) -> tuple[Any, str]:
-    if settings.api.jwt_public_key:
-        pem = settings.api.jwt_public_key
+def _verification_key(settings: ApiSettings) -> tuple[Any, str]:
+    if settings.jwt_public_key:
+        pem = settings.jwt_public_key
         if not pem.lstrip().startswith("-----BEGIN"):
             try:
                 pem = Path(pem).read_text()
@@ -82,24 +82,24 @@ def _verification_key(settings: Settings) -> tuple[Any, str]:
                     "server misconfigured: the JWT_PUBLIC_KEY file cannot be read",
                 ) from None
         return pem, "RS256"
-    if settings.api.jwt_secret is not None:
-        return settings.api.jwt_secret.get_secret_value(), "HS256"
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value(), "HS256"
     raise unauthorized("bearer JWTs are not accepted: no JWT_SECRET or JWT_PUBLIC_KEY is set")
 
 
-async def _from_jwt(db: Database, settings: Settings, token: str) -> Principal:
+async def _from_jwt(db: Database, settings: ApiSettings, token: str) -> Principal:
     key, algorithm = _verification_key(settings)
     try:
         claims = jwt.decode(
             token,
             key,
             algorithms=[algorithm],
-            issuer=settings.api.jwt_issuer,
-            audience=settings.api.jwt_audience,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
             options={
                 "require": ["exp", "sub"],
-                "verify_aud": settings.api.jwt_audience is not None,
-                "verify_iss": settings.api.jwt_issuer is not None,
+                "verify_aud": settings.jwt_audience is not None,
+                "verify_iss": settings.jwt_issuer is not None,
             },
         )
     except jwt.PyJWTError as exc:

@@ -1,7 +1,8 @@
 """What every endpoint depends on: settings, the database, Temporal, and the caller.
 
 Endpoints take these as FastAPI dependencies, so tests build the app with their own
-database and Temporal client and nothing reads globals.
+database and Temporal client and nothing reads globals. An endpoint takes the settings
+section it needs (`ApiSettingsDep`, ...), not the whole `Settings`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ from fastapi import Depends, HTTPException, Request, status
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from core.infrastructure.settings import Settings
+from agents.llm import ProviderConfigError
+from agents.protocol import LLMProvider
+from core.infrastructure.settings import (
+    ApiSettings,
+    NotificationSettings,
+    Settings,
+    TemporalSettings,
+)
 from core.infrastructure.temporal import TemporalUnavailable, connect
 from core.persistence.db import Database
 from core.persistence.tenancy import OrgRole
+from core.services.providers import make_provider
 
 
 class Principal(BaseModel):
@@ -41,6 +50,18 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_api_settings(request: Request) -> ApiSettings:
+    return get_settings(request).api
+
+
+def get_temporal_settings(request: Request) -> TemporalSettings:
+    return get_settings(request).temporal
+
+
+def get_notification_settings(request: Request) -> NotificationSettings:
+    return get_settings(request).notifications
+
+
 def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
@@ -60,6 +81,33 @@ async def get_temporal(request: Request) -> Client:
     return client
 
 
+async def get_optional_temporal(request: Request) -> Client | None:
+    """Temporal if it answers: closed runs are read from the database without it."""
+    try:
+        return await get_temporal(request)
+    except HTTPException:
+        return None
+
+
+def get_pricing_provider(request: Request) -> LLMProvider:
+    """The configured provider, for its default model and its prices (it is never called)."""
+    provider: LLMProvider | None = getattr(request.app.state, "pricing_provider", None)
+    if provider is None:
+        try:
+            provider = make_provider(get_settings(request).provider)
+        except ProviderConfigError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot price runs: {exc}"
+            ) from None
+        request.app.state.pricing_provider = provider
+    return provider
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ApiSettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
+TemporalSettingsDep = Annotated[TemporalSettings, Depends(get_temporal_settings)]
+NotificationSettingsDep = Annotated[NotificationSettings, Depends(get_notification_settings)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+OptionalTemporalDep = Annotated[Client | None, Depends(get_optional_temporal)]
+PricingDep = Annotated[LLMProvider, Depends(get_pricing_provider)]

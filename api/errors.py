@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -43,6 +43,19 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
             shown["ctx"] = {str(key): _plain(value) for key, value in error["ctx"].items()}
         errors.append(shown)
     return errors
+
+
+def unprocessable(
+    loc: tuple[str, ...], message: str, kind: str = "value_error", **context: Any
+) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, without echoing the input back.
+
+    `loc` as FastAPI's: where the value came from, then its path (`("body", "goal")`).
+    """
+    error: dict[str, Any] = {"type": kind, "loc": list(loc), "msg": message}
+    if context:
+        error["ctx"] = context
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, status
 
 from api.auth import CallerDep
 from api.deps import DatabaseDep
-from api.fields import Text
+from api.schemas.fields import Text
 from core.persistence import storage
 from core.persistence.db import Run
 
@@ -21,3 +21,8 @@ async def owned_run(run_id: Text, principal: CallerDep, db: DatabaseDep) -> Run:
 
 
 OwnedRunDep = Annotated[Run, Depends(owned_run)]
+
+RUN_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No run with this id in the caller's organization."}
+}
+"""The answer `OwnedRunDep` may give, for a route's `responses`."""

@@ -21,14 +21,14 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from core.infrastructure.settings import Settings
+from core.infrastructure.settings import ApiSettings
 
 
-def _limiter(request: Request, settings: Settings) -> MovingWindowRateLimiter:
+def _limiter(request: Request, settings: ApiSettings) -> MovingWindowRateLimiter:
     state = request.app.state
     limiter: MovingWindowRateLimiter | None = getattr(state, "rate_limiter", None)
     if limiter is None:
-        storage = storage_from_string(f"async+{settings.api.rate_limit_storage_uri}")
+        storage = storage_from_string(f"async+{settings.rate_limit_storage_uri}")
         assert isinstance(storage, Storage)
         limiter = state.rate_limiter = MovingWindowRateLimiter(storage)
     return limiter
@@ -46,10 +46,10 @@ async def _too_many(
     )
 
 
-async def enforce_rate_limit(request: Request, bucket: str, settings: Settings) -> None:
-    if settings.api.rate_limit_per_minute <= 0:
+async def enforce_rate_limit(request: Request, bucket: str, settings: ApiSettings) -> None:
+    if settings.rate_limit_per_minute <= 0:
         return  # 0 turns the limit off
-    limit = RateLimitItemPerMinute(settings.api.rate_limit_per_minute)
+    limit = RateLimitItemPerMinute(settings.rate_limit_per_minute)
     limiter = _limiter(request, settings)
     if await limiter.hit(limit, bucket):
         return
@@ -57,29 +57,29 @@ async def enforce_rate_limit(request: Request, bucket: str, settings: Settings) 
         limiter,
         limit,
         bucket,
-        f"rate limit of {settings.api.rate_limit_per_minute} requests per minute reached",
+        f"rate limit of {settings.rate_limit_per_minute} requests per minute reached",
     )
 
 
 # --- failed authentication ----------------------------------------------------------------
 
 
-def _failures(request: Request, settings: Settings) -> tuple[RateLimitItem, str]:
+def _failures(request: Request, settings: ApiSettings) -> tuple[RateLimitItem, str]:
     limit = RateLimitItemPerSecond(
-        settings.api.auth_failure_limit, settings.api.auth_failure_window_seconds
+        settings.auth_failure_limit, settings.auth_failure_window_seconds
     )
     client = request.client.host if request.client else "unknown"
     return limit, f"auth-failures:{client}"
 
 
-async def refuse_guessing_client(request: Request, settings: Settings) -> None:
+async def refuse_guessing_client(request: Request, settings: ApiSettings) -> None:
     """429 while the client's address has used up its failed authentications.
 
     Called before a credential is checked, so a guess made while refused learns nothing,
     not even that it was right. Refused requests are not counted as failures: a good key
     behind the same address waits at most one window after the guessing stops.
     """
-    if settings.api.auth_failure_limit <= 0:
+    if settings.auth_failure_limit <= 0:
         return
     limit, bucket = _failures(request, settings)
     limiter = _limiter(request, settings)
@@ -89,13 +89,13 @@ async def refuse_guessing_client(request: Request, settings: Settings) -> None:
         limiter,
         limit,
         bucket,
-        f"{settings.api.auth_failure_limit} failed authentications from this address in "
-        f"{settings.api.auth_failure_window_seconds} s",
+        f"{settings.auth_failure_limit} failed authentications from this address in "
+        f"{settings.auth_failure_window_seconds} s",
     )
 
 
-async def count_failed_authentication(request: Request, settings: Settings) -> None:
-    if settings.api.auth_failure_limit <= 0:
+async def count_failed_authentication(request: Request, settings: ApiSettings) -> None:
+    if settings.auth_failure_limit <= 0:
         return
     limit, bucket = _failures(request, settings)
     await _limiter(request, settings).hit(limit, bucket)

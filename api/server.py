@@ -17,7 +17,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
-from core.infrastructure.settings import Settings
+from core.infrastructure.settings import ApiSettings
 
 
 class JsonErrorsH11Protocol(H11Protocol):
@@ -47,11 +47,11 @@ class JsonErrorsH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+def server_config(app: Any, settings: ApiSettings, **options: Any) -> uvicorn.Config:
     """uvicorn's configuration for the app; `options` are uvicorn's (host, port, ...)."""
     return uvicorn.Config(
         app,
         http=JsonErrorsH11Protocol,
-        h11_max_incomplete_event_size=settings.api.max_header_bytes,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         **options,
     )

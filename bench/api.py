@@ -26,11 +26,11 @@ from pathlib import Path
 import httpx
 from temporalio.service import RPCError
 
-from agents.providers.offline import OfflineProvider
 from bench.common import GOAL, dev_server
 from core.infrastructure.settings import Settings
 from core.persistence import tenancy
 from core.persistence.db import Database
+from offline import OfflineProvider
 from workers.main import serving
 
 

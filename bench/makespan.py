@@ -16,10 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agents.providers.offline import OfflineProvider
 from agents.roles import ROLES
 from bench.common import dev_server, sqlite_database, timed_sdlc_run
 from core.services.templates import load_template
+from offline import OfflineProvider
 from workflows.dag import critical_path
 from workflows.dsl import compile_plan
 

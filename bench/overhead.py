@@ -21,9 +21,9 @@ from pathlib import Path
 
 from temporalio.worker import Worker
 
-from agents.providers.offline import OfflineProvider
 from bench.common import dev_server, sqlite_database, timed_sdlc_run
 from bench.floor import FloorWorkflow, noop
+from offline import OfflineProvider
 
 FLOOR_QUEUE = "bench-floor"
 

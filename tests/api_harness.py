@@ -23,7 +23,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, Interceptor
 
-from agents.llm import make_provider
 from agents.protocol import LLMProvider
 from api.app import create_app
 from api.server import server_config
@@ -31,6 +30,7 @@ from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import ensure_search_attributes
 from core.persistence.db import Database
 from core.persistence.tenancy import IssuedKey, OrgRole, create_key, create_org
+from core.services.providers import make_provider
 from workers.main import serving
 
 
@@ -128,7 +128,7 @@ async def serving_api(
     port = free_port()
     server = uvicorn.Server(
         server_config(
-            app, settings, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+            app, settings.api, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
         )
     )
     serve = asyncio.create_task(server.serve())
@@ -140,7 +140,10 @@ async def serving_api(
     try:
         if with_workers:
             async with serving(
-                temporal, db=db, provider=provider or make_provider(settings), settings=settings
+                temporal,
+                db=db,
+                provider=provider or make_provider(settings.provider),
+                settings=settings,
             ):
                 yield harness
         else:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic_settings import BaseSettings
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from agents.protocol import LLMProvider
@@ -87,3 +88,17 @@ def run_generated_tests(backend_dir: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def environment_names(section: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings section reads: each field's alias(es), else its name."""
+    names = set()
+    for field_name, field in section.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias)
+        elif alias is not None and hasattr(alias, "choices"):
+            names.update(c for c in alias.choices if isinstance(c, str))
+        else:
+            names.add(field_name.upper())
+    return names

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from agents.providers.offline import OfflineProvider
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import data_converter, ensure_search_attributes
 from core.persistence.db import Database
+from offline import OfflineProvider
 from tests.conftest import binary
 from tests.helpers import make_plan, started
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from agents.context import build_task_message
 from agents.protocol import Message, ModelRequest, TextBlock
-from agents.providers.offline import OFFLINE_MODEL, OfflineProvider
 from bench.common import MemoryWatch, descendants, kill_tree
+from offline import OFFLINE_MODEL, OfflineProvider
 
 
 def running(pid: int) -> bool:

@@ -15,12 +15,17 @@ import pytest
 from sqlalchemy import text
 from temporalio.exceptions import ApplicationError
 
-from activities.checks import CheckActivities, dependency_findings, secret_findings
-from agents.providers.offline import deliverables
+from activities.checks import CheckActivities
+from checks import gates
+from checks.dependencies import dependency_findings
+from checks.gates import CheckTimeouts, GateWithoutChecks
 from checks.sandbox import SANDBOX_UID_BASE, SANDBOX_UID_SPAN, SandboxLimits, sandbox_backend
-from core.contracts import ChecksInput, ChecksReport, Finding, Severity, TurnKey
+from checks.security import secret_findings
+from core.contracts import ChecksInput, ChecksReport, Finding, GateKind, Severity, TurnKey
+from core.infrastructure.settings import SandboxSettings
 from core.persistence import storage
 from core.persistence.db import Database
+from offline import deliverables
 
 GOAL = "Build a task management API with user authentication"
 
@@ -67,7 +72,11 @@ async def check(
         await storage.write_artifact(
             db, key, path=path, content=content, role="backend_engineer", model="test"
         )
-    activities = CheckActivities(db, test_timeout_seconds=test_timeout_seconds)
+    activities = CheckActivities(
+        db,
+        SandboxSettings(_env_file=None),
+        timeouts=CheckTimeouts(tests_seconds=test_timeout_seconds),
+    )
     return await activities.run_checks(ChecksInput(run_id=run_id, gate=gate))
 
 
@@ -219,8 +228,33 @@ def test_requirement_rules(requirement: str, rule: str | None) -> None:
 
 
 async def test_unknown_gate_is_refused(sqlite_db: Database) -> None:
-    with pytest.raises(ApplicationError, match="unknown gate"):
+    with pytest.raises(ApplicationError, match="unknown gate") as refused:
         await check(sqlite_db, {"a.py": "x = 1\n"}, "style_review")
+    assert refused.value.non_retryable
+
+
+def test_every_checked_gate_kind_has_checks_and_no_other_has_any() -> None:
+    assert set(gates.GATE_CHECKS) == {gate for gate in GateKind if gate.checked}
+
+
+async def test_a_gate_that_runs_no_checks_is_refused(sqlite_db: Database) -> None:
+    with pytest.raises(ApplicationError, match="'human_approval' runs no checks") as refused:
+        await check(sqlite_db, {"a.py": "x = 1\n"}, GateKind.HUMAN_APPROVAL)
+    assert refused.value.type == "GateWithoutChecks" and refused.value.non_retryable
+
+
+async def test_a_checked_gate_without_checks_fails_loudly(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker refuses to start; an activity built earlier refuses the gate: never a pass.
+    running = CheckActivities(sqlite_db, SandboxSettings(_env_file=None))
+    monkeypatch.delitem(gates.GATE_CHECKS, GateKind.SECURITY_REVIEW)
+
+    with pytest.raises(GateWithoutChecks, match="'security_review' is checked but has no entry"):
+        CheckActivities(sqlite_db, SandboxSettings(_env_file=None))
+    with pytest.raises(ApplicationError, match="is checked but has no entry") as refused:
+        await running.run_checks(ChecksInput(run_id="any", gate=GateKind.SECURITY_REVIEW))
+    assert refused.value.type == "GateWithoutChecks" and refused.value.non_retryable
 
 
 async def test_paths_leaving_the_workspace_are_refused(sqlite_db: Database) -> None:

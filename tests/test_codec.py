@@ -21,7 +21,6 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from agents.providers.offline import OfflineProvider
 from core.contracts import RunState, RunStatus, workflow_id_for
 from core.infrastructure.codec import (
     MIN_COMPRESS_BYTES,
@@ -40,6 +39,7 @@ from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import connect, data_converter, start_run
 from core.persistence.db import Database
 from core.persistence.tenancy import OrgRole
+from offline import OfflineProvider
 from tests.api_harness import ApiHarness, api_settings, free_port, serving_api
 from tests.helpers import make_plan
 from tests.test_api_auth import token

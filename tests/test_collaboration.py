@@ -21,7 +21,6 @@ from agents.protocol import (
     ToolUseBlock,
 )
 from agents.providers.anthropic import AnthropicProvider
-from agents.providers.offline import OfflineProvider
 from agents.roles import ROLES
 from agents.tools import NoteContext
 from cli.render import notes_caption, run_table
@@ -41,6 +40,7 @@ from core.contracts import (
 from core.persistence import storage
 from core.persistence.db import Database
 from core.services.templates import load_template
+from offline import OfflineProvider
 from tests.api_harness import ApiHarness
 from tests.conftest import production_converter
 from tests.fakes.messages_api import FakeMessagesAPI

@@ -423,7 +423,7 @@ async def agents_at_once(
         db, key, path=BIG_FILE, content=big_file(), role="business_analyst", model=MODEL
     )
     provider = AnthropicProvider(api_key="test-key", model=MODEL, base_url=api.base_url)
-    activities = ModelActivities(db, provider, Settings(_env_file=None, RESPONSE_CACHE="off"))  # type: ignore[call-arg]
+    activities = ModelActivities(db, provider, Settings(_env_file=None, RESPONSE_CACHE="off").provider)  # type: ignore[call-arg]
     calls = [
         ModelCallInput(
             key=key.model_copy(update={"task_id": task}),

@@ -11,7 +11,6 @@ import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from agents.providers.offline import OfflineProvider
 from core.contracts import (
     AutoDecision,
     EscalationPolicy,
@@ -23,6 +22,7 @@ from core.contracts import (
 )
 from core.infrastructure.settings import Settings
 from core.persistence.db import Database
+from offline import OfflineProvider
 from tests.fakes.receivers import HttpReceiver, SmtpReceiver
 from tests.helpers import TEMPLATES, make_plan, started, wait_until
 

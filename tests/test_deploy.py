@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tomllib
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -42,11 +43,13 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from core.infrastructure.settings import SECTIONS, Settings
 from core.persistence.db import Database
+from tests.helpers import environment_names
 from workers.main import ALL_QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+PYPROJECT = ROOT / "pyproject.toml"
 COMPOSE_FILE = ROOT / "docker-compose.temporal.yml"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -325,17 +328,7 @@ def image_tag(image: str) -> str | None:
 
 @cache
 def setting_names() -> frozenset[str]:
-    names = set(EXTRA_SETTINGS)
-    fields = [item for s in SECTIONS.values() for item in s.model_fields.items()]
-    for field_name, field in fields:
-        alias = field.validation_alias
-        if isinstance(alias, str):
-            names.add(alias)
-        elif alias is not None and hasattr(alias, "choices"):
-            names.update(c for c in alias.choices if isinstance(c, str))
-        else:
-            names.add(field_name.upper())
-    return frozenset(names)
+    return frozenset(EXTRA_SETTINGS.union(*map(environment_names, SECTIONS.values())))
 
 
 def port_of(address: str) -> int:
@@ -1145,10 +1138,20 @@ def test_dockerfile_checks_stage_can_sandbox_and_run_generated_tests() -> None:
     assert not BUILD_TOOLS.search(runs)
     copies = [arg for keyword, arg in checks["instructions"] if keyword == "COPY"]
     assert any("--from=checks-builder" in c for c in copies), copies
+    # The checks image alone installs the `checks` extra, which the builder writes out from
+    # pyproject.toml, and checks each tool there once at build time.
+    written = " ".join(arg for keyword, arg in stage("builder")["instructions"] if keyword == "RUN")
+    assert "['optional-dependencies']['checks']" in written, written
+    assert "/tmp/checks-requirements.txt" in written, written
     tools = " ".join(
         arg for keyword, arg in stage("checks-builder")["instructions"] if keyword == "RUN"
     )
-    assert "pytest" in tools and "ruff" in tools
+    assert "pip install -r /tmp/checks-requirements.txt" in tools, tools
+    assert all(f"{tool} --version" in tools for tool in ("pytest", "ruff", "bandit")), tools
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    checkers = {"pytest", "ruff", "bandit"}
+    assert checkers <= requirement_names(project["optional-dependencies"]["checks"])
+    assert not checkers & requirement_names(project["dependencies"]), "the API image needs none"
     users = [arg for s in chain for keyword, arg in s["instructions"] if keyword == "USER"]
     assert users and users[0].split(":")[0] not in {"root", "0"}
     entrypoint = [arg for keyword, arg in checks["instructions"] if keyword == "ENTRYPOINT"]
@@ -1159,6 +1162,10 @@ def test_dockerfile_checks_stage_can_sandbox_and_run_generated_tests() -> None:
     assert service["cap_add"] == ["SYS_ADMIN"]
     assert "no-new-privileges:true" in service["security_opt"]
     assert not service.get("privileged")
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
 
 
 def test_dockerfile_passes_hadolint() -> None:

@@ -122,7 +122,7 @@ async def test_a_retried_model_call_does_not_pay_the_provider_again(
     retry.info = dataclasses.replace(retry.info, attempt=2)
     with FakeMessagesAPI() as api:
         provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
-        activities = ModelActivities(any_db, provider, settings)
+        activities = ModelActivities(any_db, provider, settings.provider)
         first = await ActivityEnvironment().run(activities.call_model, call)
         again = await retry.run(activities.call_model, call)
         await provider.aclose()

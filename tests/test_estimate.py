@@ -11,7 +11,6 @@ from collections import defaultdict
 import pytest
 from temporalio.client import Client
 
-from agents.providers.offline import OfflineProvider
 from agents.roles import ROLES
 from core.contracts import (
     RunPlan,
@@ -36,6 +35,7 @@ from core.services.estimate import (
     task_history,
 )
 from core.services.templates import parse_template
+from offline import OfflineProvider
 from tests.api_harness import ApiHarness
 from tests.helpers import make_plan, run_to_end
 from workflows.dsl import compile_plan, validate

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
-from agents.providers.offline import OfflineProvider
 from core.contracts import RunState, RunStatus, TaskStatus
+from core.infrastructure.settings import Settings
 from core.persistence import storage
-from core.persistence.db import Database
+from core.persistence.db import Database, WebhookSubscription
+from core.persistence.tenancy import create_org, new_id
 from core.services.export import export_repository
+from offline import OfflineProvider
+from tests.fakes.receivers import WebhookReceiver
 from tests.helpers import make_plan, run_generated_tests, run_to_end, started, wait_until
+from workflows.goal import GoalWorkflow
+
+WEBHOOK_SECRET = "whsec_test-secret-of-some-length"
 
 
 async def test_sdlc_run_delivers_a_repository_whose_tests_pass(
@@ -116,6 +124,54 @@ async def test_a_long_history_continues_as_new_and_carries_the_state(
     entries = await storage.ledger_entries(sqlite_db, handle.id)
     assert len(entries) == sum(t.turns for t in state.tasks)
     assert state.usage.input_tokens == sum(e.input_tokens for e in entries)
+
+
+async def test_continue_as_new_waits_for_deliveries_still_retrying(
+    dev_client: Client, sqlite_db: Database
+) -> None:
+    """A webhook delivery still retrying when the history runs long ends in the old run:
+    continue-as-new would cut its retries off, and the event would never arrive."""
+    org = (await create_org(sqlite_db, new_id("org-name"))).id
+    with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+        receiver.respond_with(503, "starting up", times=3)  # run.started retries for ~7 s
+        async with sqlite_db.session() as session:
+            session.add(
+                WebhookSubscription(
+                    id=new_id("whk"),
+                    org_id=org,
+                    url=f"{receiver.url}/hook",
+                    secret=WEBHOOK_SECRET,
+                    event_types=json.dumps(["run.started"]),
+                )
+            )
+            await session.commit()
+        plan = make_plan(history_event_limit=40, tenant=org)
+        settings = Settings(_env_file=None, WEBHOOK_ALLOW_PRIVATE_TARGETS=True)  # type: ignore[call-arg]
+        async with started(dev_client, sqlite_db, OfflineProvider(), plan, settings) as handle:
+            state = await handle.result()
+            first_run = dev_client.get_workflow_handle(
+                handle.id, run_id=handle.first_execution_run_id
+            )
+            first_history = await first_run.fetch_history()
+
+        assert state.status == RunStatus.COMPLETED, state.error
+        assert receiver.pending == 0
+        assert [e.event["seq"] for e in receiver.accepted] == [1]  # run.started, once
+
+    events = first_history.events
+    assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    scheduled = {
+        e.event_id for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    completed = {
+        e.activity_task_completed_event_attributes.scheduled_event_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+    }
+    assert scheduled and scheduled == completed  # the old run left nothing in flight
+    replayer = Replayer(workflows=[GoalWorkflow], data_converter=dev_client.data_converter)
+    replayed = await replayer.replay_workflow(first_history, raise_on_replay_failure=False)
+    assert replayed.replay_failure is None
 
 
 async def test_a_cancelled_run_stops_and_records_how_far_it_got(

@@ -21,7 +21,6 @@ from activities.notifications import (
     parse_retry_after,
     redact_url,
 )
-from agents.providers.offline import OfflineProvider
 from core.contracts import (
     EscalationPolicy,
     EventType,
@@ -31,10 +30,12 @@ from core.contracts import (
 )
 from core.infrastructure.settings import Settings
 from core.persistence.db import Database
+from offline import OfflineProvider
 from tests.fakes.receivers import HttpReceiver, SmtpReceiver
 from tests.helpers import TEMPLATES, make_plan, started
 from tests.notify_workflow import NotifyWorkflow
-from workflows.goal import DELIVERY_GIVE_UP, NOTIFY_RETRY
+from workflows.humans import NOTIFY_RETRY
+from workflows.run_context import DELIVERY_GIVE_UP
 
 SECRET = "s3cr3t-t0ken"
 HOOK_PATH = f"/services/T000/B000/{SECRET}"
@@ -70,7 +71,7 @@ def make_notification(channel: NotificationChannel, target: str) -> Notification
 
 
 async def notify(notification: Notification, **env: Any) -> str:
-    return await NotificationActivities(make_settings(**env)).notify(notification)
+    return await NotificationActivities(make_settings(**env).notifications).notify(notification)
 
 
 async def notify_failure(notification: Notification, **env: Any) -> ApplicationError:
@@ -381,7 +382,7 @@ async def test_retry_policy_delivers_after_a_503(
     dev_env: WorkflowEnvironment, hook: HttpReceiver
 ) -> None:
     hook.respond_with(503, "busy", headers={"Retry-After": "1"})
-    activities = NotificationActivities(make_settings())
+    activities = NotificationActivities(make_settings().notifications)
     queue = f"notify-test-{uuid.uuid4().hex}"
     note = make_notification(NotificationChannel.WEBHOOK, hook.url + HOOK_PATH)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import offline
 from agents.context import UpstreamFile, build_task_message
 from agents.protocol import (
     LLMProvider,
@@ -25,17 +26,12 @@ from agents.protocol import (
     ToolResultBlock,
     ToolUseBlock,
 )
-from agents.providers.offline import (
-    OFFLINE_MODEL,
-    ROLE_DELIVERABLES,
-    OfflineProvider,
-    label_line,
-    main_entity,
-    needs_auth,
-    needs_data_science,
-    string_built_sql,
-)
 from agents.roles import ROLES, load_prompt
+from offline import OFFLINE_MODEL, ROLE_DELIVERABLES, OfflineProvider, deliverables
+from offline.blueprint import main_entity, needs_auth, needs_data_science
+from offline.labels import label_line
+from offline.reviews import string_built_sql
+from offline.templates import SUFFIX, fill, template
 
 AUTH_GOAL = "Build a task management API with user authentication"
 OPEN_GOAL = "Build a bookstore inventory service"
@@ -315,6 +311,39 @@ def test_backend_falls_back_when_the_upstream_schema_does_not_fit() -> None:
     assert "isbn" not in files["backend/app.py"]
     assert "CREATE TABLE IF NOT EXISTS books" in files["backend/app.py"]
     assert "no usable `db/schema.sql`" in files["backend/README.md"]
+
+
+# --------------------------------------------------------------------------- templates
+
+TEMPLATE_FILES = sorted(
+    p for p in (Path(offline.__file__).parent / "files").rglob("*") if p.is_file()
+)
+
+
+def test_template_files_end_with_exactly_one_newline() -> None:
+    # Generated files reproduce template files byte for byte, so an editor that adds or
+    # strips a final newline would change every delivered file.
+    assert TEMPLATE_FILES and all(path.suffix == SUFFIX for path in TEMPLATE_FILES)
+    for path in TEMPLATE_FILES:
+        text = path.read_text(encoding="utf-8")
+        assert text.endswith("\n") and not text.endswith("\n\n"), path
+
+
+def test_every_template_file_is_used() -> None:
+    template.cache_clear()
+    for goal in (f"{AUTH_GOAL} and a metrics dashboard", OPEN_GOAL):
+        files: dict[str, str] = {}
+        for role in (*SDLC_ORDER, "data_scientist", "release_manager"):
+            files |= deliverables(role, goal, files, OFFLINE_MODEL).files
+    assert template.cache_info().currsize == len(TEMPLATE_FILES)
+
+
+def test_fill_refuses_missing_and_unused_values() -> None:
+    assert fill("{{a}} and {{b}}", a="1", b="2") == "1 and 2"
+    with pytest.raises(KeyError, match="'b' has no value"):
+        fill("{{a}} and {{b}}", a="1")
+    with pytest.raises(KeyError, match="without a placeholder: c"):
+        fill("{{a}}", a="1", c="3")
 
 
 # --------------------------------------------------------------------------- prompts

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 import structlog
 
-from agents.llm import ProviderConfigError, RoleOverrides, make_provider
+from agents.llm import ProviderConfigError, RoleOverrides
 from agents.pricing import PRICING
 from agents.protocol import (
     LLMProvider,
@@ -23,10 +23,11 @@ from agents.protocol import (
     ToolUseBlock,
 )
 from agents.providers.anthropic import AnthropicProvider
-from agents.providers.offline import OfflineProvider
 from agents.providers.openai_compat import OpenAICompatibleProvider, is_openai_platform
 from core.contracts import Usage
-from core.infrastructure.settings import Settings
+from core.infrastructure.settings import ProviderSettings, Settings
+from core.services.providers import make_provider
+from offline import OfflineProvider
 from tests.fakes.openai_api import (
     DropConnection,
     FakeOpenAIAPI,
@@ -659,9 +660,9 @@ def test_an_unlisted_model_is_free_and_says_so_once() -> None:
 # --------------------------------------------------------------------------- settings
 
 
-def settings(**values: object) -> Settings:
-    """Settings from these values only: no environment, no .env file."""
-    return Settings.model_validate(values)
+def settings(**values: object) -> ProviderSettings:
+    """Provider settings from these values only: no environment, no .env file."""
+    return Settings.model_validate(values).provider
 
 
 async def test_make_provider_builds_the_openai_provider_from_settings(

@@ -6,7 +6,6 @@ import pytest
 
 import agents.providers.anthropic as anthropic_provider
 from agents import pricing
-from agents.llm import make_provider
 from agents.pricing import (
     FREE,
     PRICING,
@@ -21,6 +20,7 @@ from agents.providers.anthropic import AnthropicProvider
 from agents.providers.openai_compat import OpenAICompatibleProvider
 from core.contracts import Usage
 from core.infrastructure.settings import Settings
+from core.services.providers import make_provider
 
 MILLION = 1_000_000
 # One million tokens of each kind, so a cost reads as the sum of the four rates it used.
@@ -173,9 +173,9 @@ def test_model_pricing_setting_reaches_every_provider(monkeypatch: pytest.Monkey
     )
 
     monkeypatch.setenv("LLM_PROVIDER", "anthropic")
-    anthropic = make_provider(Settings(_env_file=None))
+    anthropic = make_provider(Settings(_env_file=None).provider)
     monkeypatch.setenv("LLM_PROVIDER", "openai")
-    compatible = make_provider(Settings(_env_file=None))
+    compatible = make_provider(Settings(_env_file=None).provider)
 
     assert anthropic.cost_usd("claude-sonnet-4-6-20260101", usage) == 1 + 2 + 4 + 8
     assert anthropic.cost_usd("claude-sonnet-4-5", usage) == price_usd("claude-sonnet-4-5", usage)

@@ -36,11 +36,11 @@ from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from agents.providers.offline import OfflineProvider
 from core.contracts import RunStatus, workflow_id_for
 from core.infrastructure.temporal import start_run
 from core.persistence.db import Database, Run
 from core.persistence.tenancy import OrgRole, create_key, create_org
+from offline import OfflineProvider
 from tests.api_harness import api_settings, free_port, isolated_client, serving_api
 from tests.helpers import make_plan, wait_until
 from tests.test_logs import until_ready

@@ -13,10 +13,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from agents.providers.anthropic import AnthropicProvider
-from agents.providers.offline import OfflineProvider
 from core.contracts import PendingDecision, RunState, RunStatus, TaskStatus
 from core.persistence import storage
 from core.persistence.db import Database
+from offline import OfflineProvider
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.helpers import TEMPLATES, make_plan, started, wait_until
 from tests.test_dead_letter import FaultyDesigner

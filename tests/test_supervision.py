@@ -7,10 +7,10 @@ from typing import Any
 from temporalio.client import Client
 
 from agents.providers.anthropic import AnthropicProvider
-from agents.providers.offline import OfflineProvider
 from core.contracts import RunStatus, TaskStatus
 from core.persistence import storage
 from core.persistence.db import Database
+from offline import OfflineProvider
 from tests.fakes.messages_api import (
     FakeMessagesAPI,
     ReplyLike,

@@ -19,7 +19,6 @@ from temporalio.client import Client
 
 from agents.protocol import Message, ModelRequest, TextBlock
 from agents.providers.anthropic import AnthropicProvider
-from agents.providers.offline import OFFLINE_MODEL, OfflineProvider, validation_input
 from agents.roles import ROLES, load_prompt
 from agents.tools import TOOL_DEFINITIONS
 from core.contracts import (
@@ -41,6 +40,7 @@ from core.infrastructure.settings import Settings
 from core.persistence import storage
 from core.persistence.db import Database
 from core.services.templates import parse_template
+from offline import OFFLINE_MODEL, OfflineProvider, validation_input
 from tests.api_harness import api_settings, serving_api
 from tests.fakes.messages_api import (
     FakeMessagesAPI,

@@ -99,7 +99,7 @@ async def test_delivery_refuses_a_private_target_stored_before_the_rule_applied(
     with WebhookReceiver(SECRET) as receiver:
         await add_subscription(postgres_db, org, f"{receiver.url}/hook")
         activities = WebhookActivities(
-            postgres_db, api_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=False)
+            postgres_db, api_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=False).notifications
         )
         event = RunEvent(seq=1, type=EventType.RUN_STARTED, at=utcnow())
         with pytest.raises(ApplicationError, match="non-public"):
@@ -119,7 +119,7 @@ async def test_delivery_fans_out_concurrently_and_reports_each_failure(
     """One event, three subscribers: the healthy ones take it, a dead one is named in the
     error and logged; the retry posts only to the one still missing."""
     org = await new_org(postgres_db)
-    activities = WebhookActivities(postgres_db, api_settings())
+    activities = WebhookActivities(postgres_db, api_settings().notifications)
     event = RunEvent(seq=7, type=EventType.TASK_COMPLETED, at=utcnow(), task="t")
     delivery = WebhookDeliveryInput(tenant=org, run_id="r2", event=event)
     with WebhookReceiver(SECRET) as one, WebhookReceiver(SECRET) as two:

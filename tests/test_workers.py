@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from agents.providers.offline import OfflineProvider
 from core.contracts import CHECKS_QUEUE, TASK_QUEUE, agent_queue
 from core.infrastructure.settings import Settings
 from core.persistence.db import Database
+from offline import OfflineProvider
 from workers.main import build_workers
 
 

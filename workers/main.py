@@ -19,15 +19,15 @@ from activities.notifications import NotificationActivities
 from activities.runs import RunActivities
 from activities.webhooks import WebhookActivities
 from activities.workspace import WorkspaceActivities
-from agents.llm import make_provider
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
-from checks.sandbox import MiB, SandboxLimits, sandbox_report
+from checks.sandbox import sandbox_report
 from core.contracts import CHECKS_QUEUE, TASK_QUEUE, agent_queue
 from core.infrastructure.local_stack import private_data_dir
 from core.infrastructure.logs import LogContextInterceptor, get_logger
 from core.infrastructure.settings import Settings
 from core.persistence.db import Database, get_database
+from core.services.providers import make_provider
 from workflows.goal import GoalWorkflow
 
 ALL_QUEUES = (TASK_QUEUE, CHECKS_QUEUE, *(agent_queue(role) for role in ROLES))
@@ -62,11 +62,11 @@ def build_workers(
     queues: Iterable[str] = ALL_QUEUES,
     max_concurrent_activities: int = 100,
 ) -> list[Worker]:
-    models = ModelActivities(db, provider, settings)
+    models = ModelActivities(db, provider, settings.provider)
     workspace = WorkspaceActivities(db)
     runs = RunActivities(db)
-    notifications = NotificationActivities(settings)
-    webhooks = WebhookActivities(db, settings)
+    notifications = NotificationActivities(settings.notifications)
+    webhooks = WebhookActivities(db, settings.notifications)
     workers = []
     for queue in queues:
         if queue == TASK_QUEUE:
@@ -89,9 +89,7 @@ def build_workers(
         elif queue == CHECKS_QUEUE:
             # Checks run untrusted generated code: few at a time, each in its own sandbox.
             report_sandbox(settings.sandbox.backend)
-            checks = CheckActivities(
-                db, limits=sandbox_limits(settings), sandbox_backend=settings.sandbox.backend
-            )
+            checks = CheckActivities(db, settings.sandbox)
             workers.append(
                 Worker(
                     client,
@@ -116,14 +114,6 @@ def build_workers(
                 )
             )
     return workers
-
-
-def sandbox_limits(settings: Settings) -> SandboxLimits:
-    return SandboxLimits(
-        run_memory_bytes=settings.sandbox.memory_mb * MiB,
-        processes=settings.sandbox.processes,
-        tmpfs_bytes=settings.sandbox.tmpfs_mb * MiB,
-    )
 
 
 def report_sandbox(backend: str) -> None:
@@ -167,6 +157,6 @@ async def run_workers(
     db = get_database(settings.storage.resolved_database_url)
     await db.ensure_schema()
     async with serving(
-        client, db=db, provider=make_provider(settings), settings=settings, queues=queues
+        client, db=db, provider=make_provider(settings.provider), settings=settings, queues=queues
     ):
         await (stop or asyncio.Event()).wait()

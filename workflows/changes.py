@@ -19,10 +19,6 @@ from core.contracts import (
 from workflows.dag import find_cycle
 
 
-class PlanChangeError(ValueError):
-    pass
-
-
 def _cycle_problem(tasks: list[TaskPlan]) -> list[str]:
     cycle = find_cycle({t.id: list(t.depends_on) for t in tasks})
     return [f"the change creates a dependency cycle: {' -> '.join(cycle)}"] if cycle else []

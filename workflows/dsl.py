@@ -10,7 +10,7 @@ a user fixes a template in one pass.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,13 +20,12 @@ from core.contracts import (
     MAX_MODEL_NAME_CHARS,
     MAX_PLAN_TASKS,
     MAX_TASK_ID_CHARS,
+    GateKind,
     RunPlan,
     TaskPlan,
 )
 from workflows.conditions import ConditionError, parse_condition
 from workflows.dag import find_cycle
-
-GateKind = Literal["code_review", "security_review", "human_approval"]
 
 MAX_CONDITION_CHARS = 500
 """A `when` clause; its literal is read as JSON, whose parser recurses per bracket."""

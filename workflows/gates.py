@@ -22,8 +22,6 @@ from core.contracts import (
     TaskResolution,
 )
 
-HUMAN_APPROVAL = "human_approval"
-
 
 def submitted_review(outputs: dict[str, Any]) -> ReviewVerdict | None:
     raw = outputs.get(VERDICT_OUTPUT)

@@ -14,7 +14,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.admin_schemas import (
+from api.auth import UNAUTHORIZED_HEADERS, AdminDep, CallerDep
+from api.deps import ApiSettingsDep, DatabaseDep
+from api.rate_limit import (
+    count_failed_authentication,
+    enforce_rate_limit,
+    refuse_guessing_client,
+)
+from api.schemas.admin import (
     BudgetUpdate,
     Key,
     KeyCreate,
@@ -30,17 +37,11 @@ from api.admin_schemas import (
     UserCreate,
     UserUpdate,
 )
-from api.auth import UNAUTHORIZED_HEADERS, AdminDep, CallerDep
-from api.deps import DatabaseDep, SettingsDep
-from api.fields import Storable, Text
-from api.rate_limit import (
-    count_failed_authentication,
-    enforce_rate_limit,
-    refuse_guessing_client,
-)
+from api.schemas.fields import Storable, Text
 from core.persistence import tenancy
 from core.persistence.db import Database, Organization
 from core.persistence.tenancy import KEEP, IssuedKey, OrgRole, TenancyNotFound
+from core.services import budgets
 
 operator_bearer = HTTPBearer(
     auto_error=False,
@@ -51,11 +52,11 @@ operator_bearer = HTTPBearer(
 
 async def require_operator(
     request: Request,
-    settings: SettingsDep,
+    settings: ApiSettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(operator_bearer)],
 ) -> None:
     """The operator token, compared in constant time; guesses count against a rate limit."""
-    token = settings.api.admin_token.get_secret_value() if settings.api.admin_token else ""
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     if not token:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -79,25 +80,20 @@ def not_found(exc: TenancyNotFound) -> HTTPException:
 
 
 def issued_key(issued: IssuedKey) -> KeyCreated:
-    return KeyCreated(**Key.model_validate(issued.row).model_dump(), secret=issued.secret)
+    key = Key.model_validate(issued.row, from_attributes=True)
+    return KeyCreated(**key.model_dump(), secret=issued.secret)
 
 
 async def org_status(db: Database, org: Organization) -> OrgStatus:
-    since = tenancy.month_start()
-    spent = await tenancy.tenant_spending(db, org.id, since)
-    tokens_left = cost_left = None
-    if org.monthly_token_limit is not None:
-        tokens_left = max(0, org.monthly_token_limit - spent.tokens)
-    if org.monthly_cost_limit_usd is not None:
-        cost_left = max(0.0, org.monthly_cost_limit_usd - spent.cost_usd)
+    budget = await budgets.month_budget(db, org)
     month = MonthSpending(
-        since=since,
-        tokens=spent.tokens,
-        cost_usd=spent.cost_usd,
-        remaining_tokens=tokens_left,
-        remaining_cost_usd=cost_left,
+        since=budget.since,
+        tokens=budget.spent.tokens,
+        cost_usd=budget.spent.cost_usd,
+        remaining_tokens=budget.remaining_tokens,
+        remaining_cost_usd=budget.remaining_cost_usd,
     )
-    return OrgStatus(**Org.model_validate(org).model_dump(), month=month)
+    return OrgStatus(**Org.model_validate(org, from_attributes=True).model_dump(), month=month)
 
 
 # --- organizations -----------------------------------------------------------------------
@@ -123,7 +119,9 @@ async def create_org(body: Annotated[OrgCreate, Storable], db: DatabaseDep) -> O
         monthly_cost_limit_usd=body.monthly_cost_limit_usd,
     )
     issued = await tenancy.create_key(db, org.id, "first admin key", OrgRole.ADMIN)
-    return OrgCreated(org=Org.model_validate(org), admin_key=issued_key(issued))
+    return OrgCreated(
+        org=Org.model_validate(org, from_attributes=True), admin_key=issued_key(issued)
+    )
 
 
 @orgs.get("/me")
@@ -165,16 +163,20 @@ async def create_key(
 @keys.get("")
 async def list_keys(caller: AdminDep, db: DatabaseDep) -> list[Key]:
     """This organization's keys, revoked ones included (never a secret or a hash)."""
-    return [Key.model_validate(row) for row in await tenancy.list_keys(db, caller.org_id)]
+    return [
+        Key.model_validate(row, from_attributes=True)
+        for row in await tenancy.list_keys(db, caller.org_id)
+    ]
 
 
 @keys.delete("/{key_id}")
 async def revoke_key(key_id: Text, caller: AdminDep, db: DatabaseDep) -> Key:
     """Revoke a key: from now on it answers 401. Revoking twice is harmless."""
     try:
-        return Key.model_validate(await tenancy.revoke_key(db, key_id, caller.org_id))
+        row = await tenancy.revoke_key(db, key_id, caller.org_id)
     except TenancyNotFound as exc:
         raise not_found(exc) from None
+    return Key.model_validate(row, from_attributes=True)
 
 
 # --- teams -------------------------------------------------------------------------------
@@ -186,12 +188,16 @@ teams = APIRouter(prefix="/teams", tags=["teams"])
 async def create_team(
     body: Annotated[TeamCreate, Storable], caller: AdminDep, db: DatabaseDep
 ) -> Team:
-    return Team.model_validate(await tenancy.create_team(db, caller.org_id, body.name))
+    row = await tenancy.create_team(db, caller.org_id, body.name)
+    return Team.model_validate(row, from_attributes=True)
 
 
 @teams.get("")
 async def list_teams(caller: AdminDep, db: DatabaseDep) -> list[Team]:
-    return [Team.model_validate(row) for row in await tenancy.list_teams(db, caller.org_id)]
+    return [
+        Team.model_validate(row, from_attributes=True)
+        for row in await tenancy.list_teams(db, caller.org_id)
+    ]
 
 
 # --- users -------------------------------------------------------------------------------
@@ -205,12 +211,15 @@ async def create_user(
 ) -> User:
     """Register a person by their JWT `sub`; their role here overrides their tokens' claim."""
     row = await tenancy.create_user(db, caller.org_id, body.subject, body.role, body.team_id)
-    return User.model_validate(row)
+    return User.model_validate(row, from_attributes=True)
 
 
 @users.get("")
 async def list_users(caller: AdminDep, db: DatabaseDep) -> list[User]:
-    return [User.model_validate(row) for row in await tenancy.list_users(db, caller.org_id)]
+    return [
+        User.model_validate(row, from_attributes=True)
+        for row in await tenancy.list_users(db, caller.org_id)
+    ]
 
 
 @users.patch("/{user_id}")
@@ -229,7 +238,7 @@ async def update_user(
         )
     except TenancyNotFound as exc:
         raise not_found(exc) from None
-    return User.model_validate(row)
+    return User.model_validate(row, from_attributes=True)
 
 
 router = APIRouter()

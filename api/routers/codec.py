@@ -28,26 +28,27 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security, status
 from fastapi.security import HTTPAuthorizationCredentials
 from google.protobuf import json_format
-from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payloads
 
 from api.auth import api_key_header, bearer, get_principal, unauthorized
-from api.deps import DatabaseDep, SettingsDep
+from api.deps import ApiSettingsDep, DatabaseDep, TemporalSettingsDep
 from api.rate_limit import refuse_guessing_client
+from api.schemas.codec import CodecPayloads
 from core.infrastructure.codec import (
     CodecError,
     KeyConfigError,
     OrchestratorCodec,
     codec_from_settings,
 )
-from core.infrastructure.settings import Settings
+from core.infrastructure.settings import TemporalSettings
 
 PREFIX = "/codec"
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -55,18 +56,7 @@ ALLOWED_HEADERS = ["Content-Type", "X-Namespace", "Authorization", "X-API-Key"]
 
 router = APIRouter(prefix=PREFIX, tags=["codec"])
 
-
-class CodecPayload(BaseModel):
-    metadata: dict[str, str] = Field(
-        default_factory=dict, description="Metadata values, base64 (e.g. `encoding`)."
-    )
-    data: str = Field(default="", description="The payload's bytes, base64.")
-
-
-class CodecPayloads(BaseModel):
-    """A `temporal.api.common.v1.Payloads` message in protobuf JSON."""
-
-    payloads: list[CodecPayload] = Field(default_factory=list)
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Response]])
 
 
 PAYLOADS_BODY: dict[str, Any] = {
@@ -121,20 +111,21 @@ def get_codec(request: Request) -> OrchestratorCodec:
 CodecDep = Annotated[OrchestratorCodec, Depends(get_codec)]
 
 
-def _is_local_ui(request: Request, settings: Settings) -> bool:
-    if not settings.temporal.ui_codec_endpoint or request.client is None:
+def _is_local_ui(request: Request, settings: TemporalSettings) -> bool:
+    if not settings.ui_codec_endpoint or request.client is None:
         return False
     try:
         loopback = ipaddress.ip_address(request.client.host).is_loopback
     except ValueError:
         return False
     origin = request.headers.get("origin")
-    return loopback and (origin is None or origin.rstrip("/") in settings.temporal.codec_origins)
+    return loopback and (origin is None or origin.rstrip("/") in settings.codec_origins)
 
 
 async def codec_caller(
     request: Request,
-    settings: SettingsDep,
+    api_settings: ApiSettingsDep,
+    temporal_settings: TemporalSettingsDep,
     db: DatabaseDep,
     codec: CodecDep,
     api_key: Annotated[str | None, Security(api_key_header)],
@@ -144,13 +135,13 @@ async def codec_caller(
     presented = api_key or (credentials.credentials if credentials is not None else None)
     if presented:
         # Before the operator comparison too: a throttled address learns nothing.
-        await refuse_guessing_client(request, settings)
-        operator = settings.api.admin_token
+        await refuse_guessing_client(request, api_settings)
+        operator = api_settings.admin_token
         if operator is not None and hmac.compare_digest(
             presented.encode(), operator.get_secret_value().encode()
         ):
             return "operator"
-        principal = await get_principal(request, settings, db, api_key, credentials)
+        principal = await get_principal(request, api_settings, db, api_key, credentials)
         if codec.keys:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -160,7 +151,7 @@ async def codec_caller(
         return principal.subject
     if not codec.keys:
         return "anonymous"  # compression only: nothing to protect
-    if _is_local_ui(request, settings):
+    if _is_local_ui(request, temporal_settings):
         return "local-ui"
     raise unauthorized(
         "payloads are encrypted: the codec needs the operator token "
@@ -195,26 +186,25 @@ def _answer(payloads: Payloads) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.post(
-    "/encode",
-    response_model=CodecPayloads,
-    openapi_extra=PAYLOADS_BODY,
-    responses=ERRORS,
-    summary="Encode payloads as workers write them",
-)
+def _payloads_route(path: str, summary: str) -> Callable[[Endpoint], Endpoint]:
+    """A POST that reads and answers `Payloads` JSON, described as such in the OpenAPI schema."""
+    return router.post(
+        path,
+        response_model=CodecPayloads,
+        openapi_extra=PAYLOADS_BODY,
+        responses=ERRORS,
+        summary=summary,
+    )
+
+
+@_payloads_route("/encode", "Encode payloads as workers write them")
 async def encode(request: Request, codec: CodecDep, _caller: CallerDep) -> Response:
     """Compress (and with a key, encrypt) each payload, as the workers' data converter does."""
     payloads = await _read_payloads(request)
     return _answer(Payloads(payloads=await codec.encode(payloads.payloads)))
 
 
-@router.post(
-    "/decode",
-    response_model=CodecPayloads,
-    openapi_extra=PAYLOADS_BODY,
-    responses=ERRORS,
-    summary="Decode payloads from a history",
-)
+@_payloads_route("/decode", "Decode payloads from a history")
 async def decode(request: Request, codec: CodecDep, _caller: CallerDep) -> Response:
     """Reverse the codec's layers; payloads it did not encode come back unchanged."""
     payloads = await _read_payloads(request)

@@ -9,18 +9,23 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
 
 from api.auth import CallerDep, WriterDep
 from api.deps import TemporalDep
-from api.fields import Storable, Text, Tokens, Usd
 from api.ownership import OwnedRunDep
+from api.schemas.common import Accepted
+from api.schemas.decisions import (
+    DeadLetter,
+    DecisionRequest,
+    ResetRequest,
+    ResetResult,
+    ResolutionRequest,
+)
+from api.schemas.fields import Storable, Text
 from core.contracts import (
     Decision,
-    DecisionKind,
     NewTask,
     PendingDecision,
-    ResolutionAction,
     TaskModification,
     TaskRemoval,
     TaskState,
@@ -28,40 +33,6 @@ from core.contracts import (
 from core.services import steering
 
 router = APIRouter(tags=["decisions"])
-
-
-class DecisionRequest(BaseModel):
-    decision: DecisionKind
-    comment: str = Field(default="", max_length=10_000)
-    budget_tokens: Tokens | None = None
-    """Budget gate with `raise`: the run's new token limit."""
-    budget_usd: Usd | None = None
-    """Budget gate with `raise`: the run's new cost limit."""
-
-
-class ResolutionRequest(BaseModel):
-    action: ResolutionAction
-    comment: str = Field(default="", max_length=10_000)
-
-
-class ResetRequest(BaseModel):
-    to_task: str = Field(description="Re-run from just before this task first ran.")
-
-
-class Accepted(BaseModel):
-    run_id: str
-    detail: str
-
-
-class ResetResult(Accepted):
-    execution_id: str
-
-
-class DeadLetter(BaseModel):
-    run_id: str
-    task: str
-    """The dead-lettered task, or `-` for a failed run."""
-    reason: str
 
 
 @router.get("/runs/{run_id}/decisions")
@@ -119,9 +90,7 @@ async def add_task(
     body: Annotated[NewTask, Storable], run: OwnedRunDep, _caller: WriterDep, temporal: TemporalDep
 ) -> TaskState:
     """Add a task to a running plan (the workflow rejects cycles and unknown roles)."""
-    added = await steering.update(temporal, run.id, "add_task", body)
-    assert added is not None
-    return added
+    return await steering.add_task(temporal, run.id, body)
 
 
 @router.patch("/runs/{run_id}/tasks/{task}")
@@ -133,11 +102,7 @@ async def modify_task(
     temporal: TemporalDep,
 ) -> TaskState:
     """Change a pending task's role, dependencies, model or prompt addition."""
-    changed = await steering.update(
-        temporal, run.id, "modify_task", body.model_copy(update={"task": task})
-    )
-    assert changed is not None
-    return changed
+    return await steering.modify_task(temporal, run.id, body.model_copy(update={"task": task}))
 
 
 @router.delete("/runs/{run_id}/tasks/{task}", status_code=status.HTTP_204_NO_CONTENT)
@@ -145,7 +110,7 @@ async def remove_task(
     task: Text, run: OwnedRunDep, _caller: WriterDep, temporal: TemporalDep
 ) -> None:
     """Remove a pending task nothing depends on."""
-    await steering.update(temporal, run.id, "remove_task", TaskRemoval(task=task))
+    await steering.remove_task(temporal, run.id, TaskRemoval(task=task))
 
 
 @router.get("/dlq")

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.deps import DatabaseDep, TemporalDep
+from api.schemas.health import Health
 
 router = APIRouter(tags=["health"])
-
-
-class Health(BaseModel):
-    status: str
-    checks: dict[str, str] = {}
 
 
 @router.get("/healthz")

@@ -29,13 +29,14 @@ from sqlalchemy import func
 from sqlmodel import select
 from temporalio.client import Client
 
-from api.deps import DatabaseDep, SettingsDep, TemporalDep
+from api.deps import ApiSettingsDep, DatabaseDep, TemporalDep
 from api.rate_limit import count_failed_authentication, refuse_guessing_client
 from core.contracts import SEARCH_ATTRIBUTE_RUN_STATUS, PendingDecision, RunStatus
 from core.infrastructure.metrics import REGISTRY
-from core.infrastructure.settings import Settings
+from core.infrastructure.settings import ApiSettings
 from core.persistence import tenancy
 from core.persistence.db import Database, LedgerEntry, Run
+from workflows.goal import GoalWorkflow
 
 router = APIRouter(tags=["operations"])
 
@@ -80,11 +81,8 @@ async def _waiting(temporal: Client) -> list[GaugeMetricFamily]:
     async def pending_of(workflow_id: str) -> list[PendingDecision]:
         async with limit:
             try:
-                return await temporal.get_workflow_handle(workflow_id).query(
-                    "pending_decisions",
-                    result_type=list[PendingDecision],
-                    rpc_timeout=QUERY_TIMEOUT,
-                )
+                handle = temporal.get_workflow_handle_for(GoalWorkflow.run, workflow_id)
+                return await handle.query(GoalWorkflow.pending_decisions, rpc_timeout=QUERY_TIMEOUT)
             except Exception:  # closed since listed, or no worker answered in time
                 return []
 
@@ -131,7 +129,7 @@ async def _tenant_spending(db: Database, tenant: str | None) -> list[Metric]:
 
 async def _tenant_scope(
     request: Request,
-    settings: Settings,
+    settings: ApiSettings,
     db: Database,
     authorization: str | None,
     api_key: str | None,
@@ -141,7 +139,7 @@ async def _tenant_scope(
     if not bearer and not api_key:
         return False, None
     await refuse_guessing_client(request, settings)
-    operator = settings.api.admin_token.get_secret_value() if settings.api.admin_token else None
+    operator = settings.admin_token.get_secret_value() if settings.admin_token else None
     if operator and bearer and hmac.compare_digest(bearer.encode(), operator.encode()):
         return True, None
     presented = api_key or (bearer if bearer.startswith(f"{tenancy.KEY_SCHEME}_") else None)
@@ -199,7 +197,7 @@ async def _platform(db: Database, temporal: Client) -> list[Metric]:
 )
 async def metrics(
     request: Request,
-    settings: SettingsDep,
+    settings: ApiSettingsDep,
     db: DatabaseDep,
     temporal: TemporalDep,
     authorization: Annotated[str | None, Header()] = None,
@@ -207,7 +205,7 @@ async def metrics(
 ) -> Response:
     """Prometheus exposition; tenant figures only with an admin credential."""
     allowed, tenant = await _tenant_scope(request, settings, db, authorization, x_api_key)
-    cache, ttl = _cache(request), settings.api.metrics_cache_seconds
+    cache, ttl = _cache(request), settings.metrics_cache_seconds
     families = await cache.get("platform", ttl, lambda: _platform(db, temporal))
     if allowed:
         families = families + await cache.get(

@@ -1,40 +1,37 @@
-"""Runs: start one, list them, follow one (status, server-sent events), read what it built.
+"""Runs: start one, list them, follow one (status, server-sent events), stop one.
 
 Every query is scoped to the caller's organization: another tenant's run answers 404
-exactly as a missing one does (`api/ownership.py`).
+exactly as a missing one does (`api/ownership.py`). What a run built is `artifacts.py`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import io
-import json
-import tempfile
 import uuid
-import zipfile
-from collections.abc import AsyncIterable, Sequence
-from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import urlencode
+from collections.abc import AsyncIterable
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from temporalio.client import Client
 from temporalio.service import RPCError
 
-from agents.llm import ProviderConfigError, make_provider
 from agents.protocol import LLMProvider
-from agents.roles import ROLES
 from api.auth import CallerDep, WriterDep
-from api.deps import DatabaseDep, SettingsDep, TemporalDep, get_temporal
-from api.fields import ShortText, Storable, Text, UtcDateTime, as_utc, check_storable, storable_text
-from api.ownership import OwnedRunDep
-from api.schemas import (
-    ArtifactInfo,
+from api.deps import (
+    DatabaseDep,
+    OptionalTemporalDep,
+    PricingDep,
+    SettingsDep,
+    TemporalDep,
+    TemporalSettingsDep,
+    get_temporal,
+)
+from api.ownership import RUN_NOT_FOUND, OwnedRunDep
+from api.paging import decode_cursor, encode_cursor, first_page, next_link
+from api.run_requests import check_request_escalation, request_plan
+from api.schemas.fields import ShortText, Storable, UtcDateTime
+from api.schemas.runs import (
     BudgetRefusal,
     CancelAccepted,
     EstimateRequest,
@@ -45,136 +42,23 @@ from api.schemas import (
     RunLinks,
     RunPage,
     RunProgress,
+    RunRecord,
     RunSummary,
     RunTotals,
 )
 from core.contracts import RunPlan, RunStatus, workflow_id_for
-from core.infrastructure.settings import Settings
+from core.infrastructure.settings import TemporalSettings
 from core.infrastructure.temporal import start_run
 from core.persistence import storage
-from core.persistence.db import Database, Organization, Run
-from core.persistence.tenancy import month_start, tenant_spending
-from core.services import runs, steering
-from core.services.escalation import EscalationRefused, check_escalation
+from core.persistence.db import Database, Run
+from core.services import budgets, runs, steering
 from core.services.estimate import Estimate, estimate_run, predicted_vs_actual
-from core.services.export import export_repository
-from core.services.plans import build_plan
-from core.services.templates import (
-    DEFAULT_TEMPLATE,
-    available_templates,
-    load_template,
-    parse_template,
-)
-from workflows.dsl import Template, TemplateError, validate
 
 router = APIRouter(tags=["runs"])
 
 EVENTS_POLL_SECONDS = 0.5
 
-RUN_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No run with this id in the caller's organization."}
-}
-
-
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _unprocessable(
-    field: str | tuple[str, ...], message: str, kind: str = "value_error", **context: Any
-) -> HTTPException:
-    """A 422 shaped like FastAPI's own validation errors, without echoing the input back."""
-    path = (field,) if isinstance(field, str) else field
-    error: dict[str, Any] = {"type": kind, "loc": ["body", *path], "msg": message}
-    if context:
-        error["ctx"] = context
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
-
-
-def _inline_template(text: str, source: str) -> Template:
-    template = parse_template(text, source)
-    validate(template, ROLES, source)
-    try:
-        check_storable(template)  # YAML escapes ("\0", "\ud800") make what JSON refused
-    except ValueError as exc:
-        raise TemplateError(source, [str(exc)]) from None
-    return template
-
-
-async def _template(body: EstimateRequest) -> Template:
-    if body.inline_template is not None:
-        source = "inline_template"
-        text = (
-            body.inline_template
-            if isinstance(body.inline_template, str)
-            else json.dumps(body.inline_template)  # JSON is YAML: one parser, one set of messages
-        )
-        try:
-            # Parsing is CPU-bound: off the event loop, other requests go on meanwhile.
-            template = await asyncio.to_thread(_inline_template, text, source)
-        except TemplateError as exc:
-            raise _unprocessable(source, str(exc), problems=exc.problems) from None
-        return template
-    name = body.template or DEFAULT_TEMPLATE
-    builtin = available_templates()
-    if name not in builtin:
-        # Only built-in names: a request never makes the server read a file of its choosing.
-        raise _unprocessable(
-            "template", f"unknown template {name!r} (built-in templates: {', '.join(builtin)})"
-        )
-    return load_template(name, ROLES)
-
-
-async def _plan(body: EstimateRequest, tenant: str, settings: Settings, run_id: str) -> RunPlan:
-    if len(body.goal) > settings.api.max_goal_chars:
-        raise _unprocessable(
-            "goal",
-            f"the goal has {len(body.goal)} characters; at most {settings.api.max_goal_chars} are allowed",
-            "string_too_long",
-        )
-    template = await _template(body)
-    run = body if isinstance(body, RunCreate) else None
-    try:
-        return build_plan(
-            template,
-            goal=body.goal,
-            run_id=run_id,
-            provider=settings.provider,
-            tenant=tenant,
-            model=body.model,
-            validate=body.validate_tasks,
-            response_cache=body.response_cache,
-            budget_tokens=run.budget_tokens if run else None,
-            budget_usd=run.budget_usd if run else None,
-            escalation=run.escalation if run else None,
-        )
-    except ValueError as exc:
-        raise _unprocessable("goal", str(exc)) from None
-
-
-async def _check_escalation(body: RunCreate, settings: Settings) -> None:
-    if body.escalation is None:
-        return
-    try:
-        await check_escalation(body.escalation, settings)
-    except EscalationRefused as exc:
-        raise _unprocessable(("escalation", exc.field), exc.reason) from None
-
-
-def pricing_provider(request: Request, settings: SettingsDep) -> LLMProvider:
-    """The configured provider, for its default model and its prices (it is never called)."""
-    provider: LLMProvider | None = getattr(request.app.state, "pricing_provider", None)
-    if provider is None:
-        try:
-            provider = make_provider(settings)
-        except ProviderConfigError as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot price runs: {exc}"
-            ) from None
-        request.app.state.pricing_provider = provider
-    return provider
-
-
-PricingDep = Annotated[LLMProvider, Depends(pricing_provider)]
 
 
 async def _estimate(db: Database, plan: RunPlan, provider: LLMProvider) -> Estimate:
@@ -183,52 +67,22 @@ async def _estimate(db: Database, plan: RunPlan, provider: LLMProvider) -> Estim
     )
 
 
-async def _refusal(db: Database, tenant: str, estimate: Estimate) -> BudgetRefusal | None:
-    """Refused when the month's remaining budget is spent or below the estimate's *mean*.
-
-    The mean, not the p90: a run that fits on average may start; if it turns out dearer,
-    `call_model` pauses it on the budget gate before anything is overspent.
-    """
-    async with db.session() as session:
-        org = await session.get(Organization, tenant)
-    if org is None or (org.monthly_token_limit is None and org.monthly_cost_limit_usd is None):
-        return None
-    since = month_start()
-    spent = await tenant_spending(db, tenant, since)
-    remaining = Remaining(
-        tokens=None
-        if org.monthly_token_limit is None
-        else max(org.monthly_token_limit - spent.tokens, 0),
-        cost_usd=None
-        if org.monthly_cost_limit_usd is None
-        else round(max(org.monthly_cost_limit_usd - spent.cost_usd, 0.0), 6),
-        since=since,
-    )
-    problems: list[str] = []
-    if remaining.tokens is not None and (
-        remaining.tokens <= 0 or remaining.tokens < estimate.tokens.mean
-    ):
-        problems.append(
-            f"{remaining.tokens} tokens left this month, the run is estimated at "
-            f"{estimate.tokens.mean:.0f} (p90 {estimate.tokens.p90:.0f})"
-        )
-    if remaining.cost_usd is not None and (
-        remaining.cost_usd <= 0 or remaining.cost_usd < estimate.cost_usd.mean
-    ):
-        problems.append(
-            f"${remaining.cost_usd:.4f} left this month, the run is estimated at "
-            f"${estimate.cost_usd.mean:.4f} (p90 ${estimate.cost_usd.p90:.4f})"
-        )
-    if not problems:
-        return None
-    return BudgetRefusal(
-        detail=f"monthly budget of {org.name} too low for this run: " + "; ".join(problems),
-        remaining=remaining,
+def _refusal(shortfall: budgets.Shortfall, estimate: Estimate) -> JSONResponse:
+    refusal = BudgetRefusal(
+        detail=shortfall.detail,
+        remaining=Remaining(
+            tokens=shortfall.remaining_tokens,
+            cost_usd=shortfall.remaining_cost_usd,
+            since=shortfall.since,
+        ),
         estimate=estimate,
     )
+    return JSONResponse(
+        refusal.model_dump(mode="json"), status_code=status.HTTP_402_PAYMENT_REQUIRED
+    )
 
 
-def _links(settings: Settings, run_id: str) -> RunLinks:
+def _links(settings: TemporalSettings, run_id: str) -> RunLinks:
     base = f"/runs/{run_id}"
     return RunLinks(
         self=base,
@@ -236,73 +90,31 @@ def _links(settings: Settings, run_id: str) -> RunLinks:
         events=f"{base}/events",
         artifacts=f"{base}/artifacts",
         archive=f"{base}/archive",
-        web_ui=f"{settings.temporal.ui_url}/namespaces/{settings.temporal.temporal_namespace}"
+        web_ui=f"{settings.ui_url}/namespaces/{settings.temporal_namespace}"
         f"/workflows/{workflow_id_for(run_id)}",
     )
 
 
-async def _summary(db: Database, settings: Settings, run: Run) -> RunSummary:
-    if run.completed_at is None:
-        usage, cost = await runs.run_totals(db, run.workflow_id)
-        totals = RunTotals(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens,
-            cache_write_tokens=usage.cache_creation_input_tokens,
-            cost_usd=cost,
-        )
-    else:
-        totals = RunTotals(
-            input_tokens=run.input_tokens,
-            output_tokens=run.output_tokens,
-            cache_read_tokens=run.cache_read_tokens,
-            cache_write_tokens=run.cache_write_tokens,
-            cost_usd=run.cost_usd,
-        )
-    return RunSummary(
-        id=run.id,
-        workflow_id=run.workflow_id,
-        goal=run.goal,
-        template=run.template,
-        status=RunStatus(run.status),
-        totals=totals,
-        error=run.error,
-        created_at=run.created_at,
-        updated_at=run.updated_at,
-        completed_at=run.completed_at,
-        links=_links(settings, run.id),
+async def _totals(db: Database, run: Run) -> RunTotals:
+    """A closed run's row holds its totals; an open run's are summed from the ledger."""
+    if run.completed_at is not None:
+        return RunTotals.model_validate(run, from_attributes=True)
+    usage, cost = await runs.run_totals(db, run.workflow_id)
+    return RunTotals(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens,
+        cache_write_tokens=usage.cache_creation_input_tokens,
+        cost_usd=cost,
     )
 
 
-def _encode_cursor(run: Run) -> str:
-    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, run_id = json.loads(raw)
-        return as_utc(datetime.fromisoformat(created)), storable_text(str(run_id))
-    except (binascii.Error, ValueError, TypeError):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [
-                {
-                    "type": "value_error",
-                    "loc": ["query", "cursor"],
-                    "msg": "invalid cursor: pass `next_cursor` from the previous page as it is",
-                }
-            ],
-        ) from None
-
-
-async def _optional_temporal(request: Request) -> Client | None:
-    """Temporal if it answers: closed runs are read from the database without it."""
-    try:
-        return await get_temporal(request)
-    except HTTPException:
-        return None
+async def _summary(db: Database, settings: TemporalSettings, run: Run) -> RunSummary:
+    return RunSummary(
+        **RunRecord.model_validate(run, from_attributes=True).model_dump(),
+        totals=await _totals(db, run),
+        links=_links(settings, run.id),
+    )
 
 
 # --- starting runs -----------------------------------------------------------------------
@@ -333,14 +145,12 @@ async def create_run(
 
     The run is listed (`GET /runs`) as soon as this answers.
     """
-    plan = await _plan(body, caller.org_id, settings, run_id=uuid.uuid4().hex)
-    await _check_escalation(body, settings)
+    plan = await request_plan(body, caller.org_id, settings, run_id=uuid.uuid4().hex)
+    await check_request_escalation(body, settings)
     estimate = await _estimate(db, plan, provider)
-    refusal = await _refusal(db, caller.org_id, estimate)
-    if refusal is not None:
-        return JSONResponse(
-            refusal.model_dump(mode="json"), status_code=status.HTTP_402_PAYMENT_REQUIRED
-        )
+    shortfall = await budgets.run_shortfall(db, caller.org_id, estimate)
+    if shortfall is not None:
+        return _refusal(shortfall, estimate)
     temporal = await get_temporal(request)
     workflow_id = workflow_id_for(plan.run_id)
     # The workflow first, then its row: a process killed in between leaves no row without
@@ -354,7 +164,7 @@ async def create_run(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot start the run: {exc.message}"
         ) from None
     await storage.record_run_started(db, plan, workflow_id)
-    links = _links(settings, plan.run_id)
+    links = _links(settings.temporal, plan.run_id)
     response.headers["Location"] = links.self
     return RunAccepted(
         id=plan.run_id,
@@ -378,7 +188,7 @@ async def estimate(
     From the organization's completed runs of the same template (`basis: history`), else
     per-role defaults (`basis: defaults`, with a `note`).
     """
-    plan = await _plan(body, caller.org_id, settings, run_id="estimate")
+    plan = await request_plan(body, caller.org_id, settings, run_id="estimate")
     return await _estimate(db, plan, provider)
 
 
@@ -389,7 +199,7 @@ async def estimate(
 async def list_runs(
     caller: CallerDep,
     request: Request,
-    settings: SettingsDep,
+    settings: TemporalSettingsDep,
     db: DatabaseDep,
     status_: Annotated[RunStatus | None, Query(alias="status")] = None,
     template: ShortText | None = None,
@@ -405,23 +215,19 @@ async def list_runs(
         created_after=created_after,
         created_before=created_before,
     )
-    before = _decode_cursor(cursor) if cursor else None
+    before = decode_cursor(cursor) if cursor else None
     rows = await runs.list_tenant_runs(db, caller.org_id, filters, limit=limit + 1, before=before)
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = _encode_cursor(page[-1]) if more else None
-    next_link = None
-    if next_cursor is not None:
-        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-        next_link = f"{request.url.path}?{urlencode({**params, 'cursor': next_cursor})}"
+    page, more = first_page(rows, limit)
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
     return RunPage(
         runs=[await _summary(db, settings, run) for run in page],
         next_cursor=next_cursor,
-        next=next_link,
+        next=next_link(request, "cursor", next_cursor) if next_cursor is not None else None,
     )
 
 
 @router.get("/runs/{run_id}", responses=RUN_NOT_FOUND)
-async def get_run(run: OwnedRunDep, settings: SettingsDep, db: DatabaseDep) -> RunSummary:
+async def get_run(run: OwnedRunDep, settings: TemporalSettingsDep, db: DatabaseDep) -> RunSummary:
     """The run's record: goal, template, status, totals, when it was created and completed."""
     return await _summary(db, settings, run)
 
@@ -434,9 +240,7 @@ async def get_run(run: OwnedRunDep, settings: SettingsDep, db: DatabaseDep) -> R
     },
 )
 async def run_status(
-    run: OwnedRunDep,
-    db: DatabaseDep,
-    temporal: Annotated[Client | None, Depends(_optional_temporal)],
+    run: OwnedRunDep, db: DatabaseDep, temporal: OptionalTemporalDep
 ) -> RunProgress:
     """Task by task: the workflow's live `status` query while it runs, the recorded final
     state once it is closed (`source` says which)."""
@@ -467,7 +271,7 @@ async def run_estimate(run: OwnedRunDep, db: DatabaseDep, provider: PricingDep) 
     comparison = await predicted_vs_actual(
         db, run.id, default_model=provider.default_model, price=provider.cost_usd
     )
-    return RunEstimate.model_validate(comparison.model_dump())
+    return RunEstimate.model_validate(comparison, from_attributes=True)
 
 
 @router.get(
@@ -501,77 +305,6 @@ async def run_events(
         if page.closed:
             return
         await asyncio.sleep(EVENTS_POLL_SECONDS)
-
-
-# --- what a run built --------------------------------------------------------------------
-
-
-@router.get("/runs/{run_id}/artifacts", responses=RUN_NOT_FOUND)
-async def list_artifacts(run: OwnedRunDep, db: DatabaseDep) -> list[ArtifactInfo]:
-    """The workspace as it stands: the newest version of every file."""
-    return [
-        ArtifactInfo(
-            path=a.path,
-            version=a.version,
-            task=a.task_id,
-            role=a.role,
-            model=a.model,
-            size=a.size,
-            sha256=a.sha256,
-            created_at=a.created_at,
-        )
-        for a in await storage.latest_artifacts(db, run.id)
-    ]
-
-
-@router.get(
-    "/runs/{run_id}/artifacts/{path:path}",
-    response_class=PlainTextResponse,
-    responses={
-        200: {"content": {"text/plain": {}}, "description": "The file's newest version."},
-        404: {"description": "No such run in the caller's organization, or no such file."},
-    },
-)
-async def artifact_content(path: Text, run: OwnedRunDep, db: DatabaseDep) -> PlainTextResponse:
-    """One file's content (newest version); `ETag` is its sha256."""
-    found = [a for a in await storage.latest_artifacts(db, run.id, prefix=path) if a.path == path]
-    if not found:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no artifact {path!r} in run {run.id}")
-    artifact = found[0]
-    return PlainTextResponse(
-        artifact.content,
-        headers={"ETag": f'"{artifact.sha256}"', "X-Artifact-Version": str(artifact.version)},
-    )
-
-
-def _zip(root: Path, files: Sequence[Path]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(files):
-            archive.write(path, path.relative_to(root).as_posix())
-    return buffer.getvalue()
-
-
-@router.get(
-    "/runs/{run_id}/archive",
-    response_class=Response,
-    responses={
-        **RUN_NOT_FOUND,
-        200: {"content": {"application/zip": {}}, "description": "The repository as a zip."},
-    },
-)
-async def archive(run: OwnedRunDep, db: DatabaseDep) -> Response:
-    """The generated repository as a zip: what `orchestrator run` delivers, PROVENANCE.md
-    included (a snapshot of the workspace while the run is still going)."""
-    with tempfile.TemporaryDirectory(prefix="orchestrator-archive-") as tmp:
-        root = Path(tmp)
-        files = await export_repository(db, run.id, run.workflow_id, root)
-        content = await asyncio.to_thread(_zip, root, files)
-    return Response(
-        content,
-        media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="run-{run.id}.zip"'},
-    )
 
 
 # --- stopping runs -----------------------------------------------------------------------

@@ -5,49 +5,37 @@ A subscription of another organization is exactly as missing as one that never e
 
 from __future__ import annotations
 
-import json
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from sqlalchemy import BigInteger, bindparam, delete
-from sqlmodel import col, select
 
 from api.auth import AdminDep
-from api.deps import DatabaseDep, SettingsDep
-from api.fields import INT64_MAX, ShortText, Storable, Text
-from api.webhook_schemas import (
+from api.deps import DatabaseDep, NotificationSettingsDep
+from api.paging import first_page
+from api.schemas.fields import INT64_MAX, ShortText, Storable, Text
+from api.schemas.webhooks import (
     WebhookCreate,
     WebhookDeliveryPage,
     WebhookDeliveryView,
     WebhookSubscriptionCreated,
     WebhookSubscriptionView,
 )
-from core.infrastructure.outbound import UnsafeTarget, resolve_target
-from core.persistence.db import WebhookDelivery, WebhookSubscription
-from core.persistence.tenancy import new_id
+from core.infrastructure.outbound import UnsafeTarget
+from core.persistence.db import WebhookSubscription
+from core.services import webhooks
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
-SECRET_PREFIX = "whsec_"
-
 
 def _view(row: WebhookSubscription) -> WebhookSubscriptionView:
-    return WebhookSubscriptionView(
-        id=row.id,
-        url=row.url,
-        event_types=json.loads(row.event_types),
-        active=row.active,
-        created_at=row.created_at,
-    )
+    return WebhookSubscriptionView.model_validate(row, from_attributes=True)
 
 
 async def owned_subscription(
     subscription_id: Text, caller: AdminDep, db: DatabaseDep
 ) -> WebhookSubscription:
-    async with db.session() as session:
-        row = await session.get(WebhookSubscription, subscription_id)
-    if row is None or row.org_id != caller.org_id:
+    row = await webhooks.subscription(db, caller.org_id, subscription_id)
+    if row is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"no webhook subscription {subscription_id!r}"
         )
@@ -66,40 +54,27 @@ async def create_subscription(
     body: Annotated[WebhookCreate, Storable],
     caller: AdminDep,
     db: DatabaseDep,
-    settings: SettingsDep,
+    settings: NotificationSettingsDep,
 ) -> WebhookSubscriptionCreated:
     """Subscribe a URL to run events. The response holds the signing secret, once."""
     try:
-        await resolve_target(body.url, settings.notifications.webhook_allow_private)
+        row = await webhooks.subscribe(
+            db,
+            caller.org_id,
+            body.url,
+            body.event_types,
+            secret=body.secret,
+            allow_private=settings.webhook_allow_private,
+        )
     except UnsafeTarget as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"url: {exc}") from None
-    secret = body.secret or SECRET_PREFIX + secrets.token_urlsafe(32)
-    row = WebhookSubscription(
-        id=new_id("whk"),
-        org_id=caller.org_id,
-        url=body.url,
-        secret=secret,
-        event_types=json.dumps(body.event_types),
-    )
-    async with db.session() as session:
-        session.add(row)
-        await session.commit()
-        await session.refresh(row)
-    return WebhookSubscriptionCreated(**_view(row).model_dump(), secret=secret)
+    return WebhookSubscriptionCreated(**_view(row).model_dump(), secret=row.secret)
 
 
 @router.get("")
 async def list_subscriptions(caller: AdminDep, db: DatabaseDep) -> list[WebhookSubscriptionView]:
     """The organization's subscriptions, oldest first (secrets are never shown again)."""
-    async with db.session() as session:
-        rows = (
-            await session.execute(
-                select(WebhookSubscription)
-                .where(WebhookSubscription.org_id == caller.org_id)
-                .order_by(col(WebhookSubscription.created_at), col(WebhookSubscription.id))
-            )
-        ).scalars()
-        return [_view(row) for row in rows]
+    return [_view(row) for row in await webhooks.subscriptions(db, caller.org_id)]
 
 
 @router.get("/{subscription_id}")
@@ -110,14 +85,7 @@ async def get_subscription(subscription: OwnedSubscriptionDep) -> WebhookSubscri
 @router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_subscription(subscription: OwnedSubscriptionDep, db: DatabaseDep) -> None:
     """Stop deliveries to the URL; the subscription, its secret and its log are deleted."""
-    async with db.session() as session:
-        await session.execute(
-            delete(WebhookDelivery).where(col(WebhookDelivery.subscription_id) == subscription.id)
-        )
-        await session.execute(
-            delete(WebhookSubscription).where(col(WebhookSubscription.id) == subscription.id)
-        )
-        await session.commit()
+    await webhooks.unsubscribe(db, subscription.id)
 
 
 @router.get("/{subscription_id}/deliveries")
@@ -132,36 +100,11 @@ async def list_deliveries(
     run_id: ShortText | None = None,
 ) -> WebhookDeliveryPage:
     """Every delivery attempt to this subscription, newest first, `limit` at a time."""
-    query = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription.id)
-    if before is not None:
-        # As a BIGINT: the column is an INTEGER, and a bound past its range is still a bound.
-        query = query.where(col(WebhookDelivery.id) < bindparam("before", before, BigInteger))
-    if run_id is not None:
-        query = query.where(WebhookDelivery.run_id == run_id)
-    async with db.session() as session:
-        rows = list(
-            (
-                await session.execute(
-                    query.order_by(col(WebhookDelivery.id).desc()).limit(limit + 1)
-                )
-            ).scalars()
-        )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows = await webhooks.deliveries(
+        db, subscription.id, limit=limit + 1, before=before, run_id=run_id
+    )
+    page, more = first_page(rows, limit)
     return WebhookDeliveryPage(
-        items=[
-            WebhookDeliveryView(
-                id=row.id or 0,
-                run_id=row.run_id,
-                event=row.event_type,
-                seq=row.event_seq,
-                attempt=row.attempt,
-                status_code=row.status_code,
-                ok=row.ok,
-                error=row.error,
-                at=row.created_at,
-            )
-            for row in rows
-        ],
-        next_before=rows[-1].id if more and rows else None,
+        items=[WebhookDeliveryView.model_validate(row, from_attributes=True) for row in page],
+        next_before=page[-1].id if more else None,
     )

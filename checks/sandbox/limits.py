@@ -5,6 +5,10 @@ from __future__ import annotations
 import resource
 import signal
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.infrastructure.settings import SandboxSettings
 
 MiB = 1024 * 1024
 
@@ -26,6 +30,15 @@ class SandboxLimits:
     """Memory of every process of the sandbox together, tmpfs contents included (cgroup)."""
     tmpfs_bytes: int = 64 * MiB
     """Size of each fresh /tmp, /var/tmp, /dev/shm and /run the sandbox sees."""
+
+    @classmethod
+    def from_settings(cls, settings: SandboxSettings) -> SandboxLimits:
+        """The operator's limits for the whole sandbox; per-process ones keep their defaults."""
+        return cls(
+            run_memory_bytes=settings.memory_mb * MiB,
+            processes=settings.processes,
+            tmpfs_bytes=settings.tmpfs_mb * MiB,
+        )
 
     def rlimits(self) -> list[tuple[int, int, int]]:
         """(resource, soft, hard) for `setrlimit`."""

@@ -74,6 +74,8 @@ from core.contracts.gates import (
 )
 from core.contracts.gates import (
     GateKind as GateKind,
+)
+from core.contracts.gates import (
     GateVerdict as GateVerdict,
 )
 from core.contracts.gates import (
@@ -122,6 +124,9 @@ from core.contracts.names import (
     DELIVER_WEBHOOKS as DELIVER_WEBHOOKS,
 )
 from core.contracts.names import (
+    GATE_VERDICTS_METRIC as GATE_VERDICTS_METRIC,
+)
+from core.contracts.names import (
     NOTE_TO_ALL as NOTE_TO_ALL,
 )
 from core.contracts.names import (
@@ -132,6 +137,9 @@ from core.contracts.names import (
 )
 from core.contracts.names import (
     RECORD_RUN_STARTED as RECORD_RUN_STARTED,
+)
+from core.contracts.names import (
+    REVISIONS_METRIC as REVISIONS_METRIC,
 )
 from core.contracts.names import (
     RUN_CHECKS as RUN_CHECKS,

@@ -75,6 +75,13 @@ SEARCH_ATTRIBUTE_TEMPLATE = "Template"
 SEARCH_ATTRIBUTE_TENANT = "TenantId"
 
 
+# Counters the workflow records with workflow.metric_meter(); the worker's /metrics shows them.
+GATE_VERDICTS_METRIC = "orchestrator_gate_verdicts_total"
+
+
+REVISIONS_METRIC = "orchestrator_revisions_total"
+
+
 SEARCH_ATTRIBUTES = (
     SEARCH_ATTRIBUTE_RUN_STATUS,
     SEARCH_ATTRIBUTE_TEMPLATE,

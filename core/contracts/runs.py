@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from core.contracts.gates import (
     EscalationPolicy,
+    GateKind,
     GateVerdict,
     StoredEscalationPolicy,
     ValidationResult,
@@ -59,7 +60,7 @@ class TaskPlan(BaseModel):
     id: str
     role: str
     depends_on: list[str] = Field(default_factory=list)
-    gate: str | None = None
+    gate: GateKind | None = None
     revises: list[str] = Field(default_factory=list)
     when: str | None = None
     max_revisions: int = 2

@@ -53,11 +53,6 @@ def is_listening(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
 @dataclass
 class DevServer:
     settings: Settings

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from core.contracts import Usage
+from core.contracts import GATE_VERDICTS_METRIC, REVISIONS_METRIC, Usage
 
 REGISTRY = CollectorRegistry()
 
@@ -42,9 +42,10 @@ COST_USD = Counter(
     registry=REGISTRY,
 )
 
-# Names of the counters the workflow records with workflow.metric_meter().
-GATE_VERDICTS = "orchestrator_gate_verdicts_total"
-REVISIONS = "orchestrator_revisions_total"
+# The counters the workflow records with workflow.metric_meter(): named in the contracts,
+# since workflow code may import nothing else from core.
+GATE_VERDICTS = GATE_VERDICTS_METRIC
+REVISIONS = REVISIONS_METRIC
 
 
 def record_model_call(

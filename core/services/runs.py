@@ -14,18 +14,67 @@ from typing import Literal
 
 from sqlalchemy import and_, or_
 from sqlmodel import col, select
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.contracts import RunEvent, RunState, RunStatus, Usage, workflow_id_for
+from core.contracts import RunEvent, RunPlan, RunState, RunStatus, Usage, workflow_id_for
+from core.infrastructure.settings import TemporalSettings
+from core.infrastructure.temporal import start_run
 from core.persistence import storage
 from core.persistence.db import Database, Run
+from workflows.goal import GoalWorkflow
 
 Source = Literal["workflow", "database"]
+
+GoalHandle = WorkflowHandle[GoalWorkflow, RunState]
+
+
+class RunNotRecorded(LookupError):
+    """No run with this id in the database."""
 
 
 class StateUnavailable(LookupError):
     """An open run's state needs Temporal, and Temporal does not answer."""
+
+
+def goal_handle(client: Client, run_id: str) -> GoalHandle:
+    """The run's workflow, typed: its queries, signals and updates are named by method."""
+    return client.get_workflow_handle_for(GoalWorkflow.run, workflow_id_for(run_id))
+
+
+def web_ui_link(temporal: TemporalSettings, run_id: str) -> str:
+    """The run's page in the Temporal Web UI."""
+    return (
+        f"{temporal.ui_url}/namespaces/{temporal.temporal_namespace}"
+        f"/workflows/{workflow_id_for(run_id)}"
+    )
+
+
+async def recorded_run(db: Database, run_id: str) -> Run:
+    """The run's database row; raises `RunNotRecorded` without one."""
+    run = await storage.get_run(db, run_id)
+    if run is None:
+        raise RunNotRecorded(f"no run with id {run_id!r}")
+    return run
+
+
+async def start_goal(client: Client, db: Database, plan: RunPlan) -> str:
+    """Start the plan's `GoalWorkflow`, then write its run row; returns the workflow id.
+
+    The workflow first, then its row: a process killed in between leaves no row without
+    a workflow (such a row would stay `running` forever). The workflow's first activity
+    writes the same row, first write winning; writing it here too lists the run (and
+    makes it readable) before any worker has picked it up.
+    """
+    workflow_id = workflow_id_for(plan.run_id)
+    await start_run(client, plan)
+    await storage.record_run_started(db, plan, workflow_id)
+    return workflow_id
 
 
 @dataclass(frozen=True)
@@ -40,7 +89,7 @@ async def workflow_open(client: Client, run_id: str) -> bool | None:
     Any other failure (Temporal unreachable) raises `RPCError`: it says nothing of the run.
     """
     try:
-        description = await client.get_workflow_handle(workflow_id_for(run_id)).describe()
+        description = await goal_handle(client, run_id).describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
@@ -50,12 +99,10 @@ async def workflow_open(client: Client, run_id: str) -> bool | None:
 
 async def query_state(client: Client, run_id: str) -> RunState | None:
     """The workflow's `status` query; None before its first workflow task has run."""
-    handle = client.get_workflow_handle(workflow_id_for(run_id))
     try:
-        state: RunState | None = await handle.query("status", result_type=RunState)
+        return await goal_handle(client, run_id).query(GoalWorkflow.status)
     except (RPCError, WorkflowQueryFailedError):
         return None
-    return state
 
 
 def stored_state(run: Run) -> RunState | None:
@@ -117,10 +164,10 @@ async def events_after(db: Database, client: Client, run_id: str, after: int) ->
     state), else nothing more.
     """
     is_open = await workflow_open(client, run_id)
-    handle = client.get_workflow_handle(workflow_id_for(run_id))
+    handle = goal_handle(client, run_id)
     if is_open:
         try:
-            live: list[RunEvent] = await handle.query("events", after, result_type=list[RunEvent])
+            live = await handle.query(GoalWorkflow.events, after)
         except (RPCError, WorkflowQueryFailedError):
             live = []  # its first workflow task has not run yet
         return EventsPage(live, closed=False)
@@ -131,7 +178,7 @@ async def events_after(db: Database, client: Client, run_id: str, after: int) ->
     if is_open is None:
         return EventsPage([], closed=True)
     try:
-        replayed: list[RunEvent] = await handle.query("events", after, result_type=list[RunEvent])
+        replayed = await handle.query(GoalWorkflow.events, after)
     except (RPCError, WorkflowQueryFailedError):
         replayed = []
     return EventsPage(replayed, closed=True)

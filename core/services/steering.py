@@ -8,38 +8,55 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from core.contracts import (
     BUDGET_GATE,
     SEARCH_ATTRIBUTE_TENANT,
     Decision,
+    NewTask,
     PendingDecision,
     RunStatus,
+    TaskModification,
+    TaskRemoval,
     TaskResolution,
     TaskState,
-    workflow_id_for,
 )
+from core.services.runs import GoalHandle, goal_handle
+from workflows.goal import GoalWorkflow
+
+Change = TypeVar("Change", NewTask, TaskModification, TaskRemoval)
+Changed = TypeVar("Changed")
 
 
 class SteeringError(ValueError):
     """A steering request that cannot apply; the message says why in one line."""
 
 
-async def running_handle(client: Client, run_id: str) -> WorkflowHandle[Any, Any]:
-    handle = client.get_workflow_handle(workflow_id_for(run_id))
+@contextmanager
+def _known_to_temporal(run_id: str) -> Iterator[None]:
+    """Temporal's NOT_FOUND for the run's workflow becomes one `SteeringError` line."""
     try:
-        description = await handle.describe()
+        yield
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise SteeringError(f"no run with id {run_id!r} in Temporal") from None
         raise
+
+
+async def running_handle(client: Client, run_id: str) -> GoalHandle:
+    handle = goal_handle(client, run_id)
+    with _known_to_temporal(run_id):
+        description = await handle.describe()
     if description.status is None or description.status.name != "RUNNING":
         state = description.status.name.lower() if description.status else "unknown"
         raise SteeringError(f"run {run_id} is {state}, not running")
@@ -48,12 +65,12 @@ async def running_handle(client: Client, run_id: str) -> WorkflowHandle[Any, Any
 
 async def pending(client: Client, run_id: str) -> list[PendingDecision]:
     handle = await running_handle(client, run_id)
-    return await handle.query("pending_decisions", result_type=list[PendingDecision])
+    return await handle.query(GoalWorkflow.pending_decisions)
 
 
 async def _require_pending(
     client: Client, run_id: str, kind: str, key: str, choice: str
-) -> WorkflowHandle[Any, Any]:
+) -> GoalHandle:
     waiting = await pending(client, run_id)
     match = next((p for p in waiting if p.kind == kind and p.key == key), None)
     if match is None:
@@ -64,13 +81,13 @@ async def _require_pending(
         raise SteeringError(
             f"{choice!r} is not an option for {key!r} (options: {', '.join(match.options)})"
         )
-    return client.get_workflow_handle(workflow_id_for(run_id))
+    return goal_handle(client, run_id)
 
 
 async def decide(client: Client, run_id: str, decision: Decision) -> None:
     kind = "budget" if decision.gate == BUDGET_GATE else "gate"
     handle = await _require_pending(client, run_id, kind, decision.gate, decision.decision.value)
-    await handle.signal("decide", decision)
+    await handle.signal(GoalWorkflow.decide, decision)
 
 
 async def resolve(
@@ -80,7 +97,7 @@ async def resolve(
     resolution = TaskResolution.model_validate(
         {"task": task, "action": action, "comment": comment, "by": by}
     )
-    await handle.signal("resolve_task", resolution)
+    await handle.signal(GoalWorkflow.resolve_task, resolution)
 
 
 async def dead_letters(client: Client, tenant: str | None = None) -> list[tuple[str, str, str]]:
@@ -100,24 +117,40 @@ async def dead_letters(client: Client, tenant: str | None = None) -> list[tuple[
     async for execution in client.list_workflows(query):
         run_id = execution.id.removeprefix("run-")
         if execution.status is not None and execution.status.name == "RUNNING":
-            handle = client.get_workflow_handle(execution.id)
-            waiting = await handle.query("pending_decisions", result_type=list[PendingDecision])
+            handle = client.get_workflow_handle_for(GoalWorkflow.run, execution.id)
+            waiting = await handle.query(GoalWorkflow.pending_decisions)
             rows += [(run_id, p.key, p.reason) for p in waiting if p.kind == "dead_letter"]
         else:
             rows.append((run_id, "-", "run failed"))
     return rows
 
 
-async def update(client: Client, run_id: str, name: str, change: Any) -> TaskState | None:
+async def _change_plan(
+    client: Client,
+    run_id: str,
+    label: str,
+    update: UpdateMethodMultiParam[[GoalWorkflow, Change], Changed],
+    change: Change,
+) -> Changed:
+    """Apply a plan change; the workflow's refusal becomes one `SteeringError` line."""
     handle = await running_handle(client, run_id)
     try:
-        result: TaskState | None = await handle.execute_update(
-            name, change, result_type=TaskState if name != "remove_task" else type(None)
-        )
+        return await handle.execute_update(update, change)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
-        raise SteeringError(f"{name} rejected: {getattr(cause, 'message', cause)}") from None
-    return result
+        raise SteeringError(f"{label} rejected: {getattr(cause, 'message', cause)}") from None
+
+
+async def add_task(client: Client, run_id: str, new: NewTask) -> TaskState:
+    return await _change_plan(client, run_id, "add_task", GoalWorkflow.add_task, new)
+
+
+async def modify_task(client: Client, run_id: str, change: TaskModification) -> TaskState:
+    return await _change_plan(client, run_id, "modify_task", GoalWorkflow.modify_task, change)
+
+
+async def remove_task(client: Client, run_id: str, removal: TaskRemoval) -> None:
+    await _change_plan(client, run_id, "remove_task", GoalWorkflow.remove_task, removal)
 
 
 def _summary(event: Any) -> str:
@@ -135,13 +168,9 @@ async def reset_to_task(client: Client, run_id: str, task: str) -> str:
     Everything before that point is replayed from history (no model call is made again);
     the task and what follows run anew.
     """
-    handle = client.get_workflow_handle(workflow_id_for(run_id))
-    try:
+    handle = goal_handle(client, run_id)
+    with _known_to_temporal(run_id):
         history = await handle.fetch_history()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise SteeringError(f"no run with id {run_id!r} in Temporal") from None
-        raise
     last_completed: int | None = None
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:

@@ -1,4 +1,4 @@
-"""Request and response bodies of the runs API, shared by every router that speaks of runs."""
+"""Bodies of the runs API: starting a run (or estimating one), listing, following, stopping."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.fields import Tokens, Usd
+from api.schemas.common import Accepted
+from api.schemas.fields import Tokens, Usd
 from core.contracts import (
     MAX_PLAN_TASKS,
     AgentNote,
@@ -104,6 +105,8 @@ class RunAccepted(BaseModel):
 
 
 class RunTotals(BaseModel):
+    """Tokens and cost: a closed run's row holds them, an open run's ledger adds them up."""
+
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int
@@ -111,19 +114,24 @@ class RunTotals(BaseModel):
     cost_usd: float
 
 
-class RunSummary(BaseModel):
-    """A run as its database row records it; totals are live from the ledger while it runs."""
+class RunRecord(BaseModel):
+    """The columns of a run's row that a client sees (never its stored final state)."""
 
     id: str
     workflow_id: str
     goal: str
     template: str
     status: RunStatus
-    totals: RunTotals
     error: str | None
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+
+
+class RunSummary(RunRecord):
+    """A run as its database row records it; totals are live from the ledger while it runs."""
+
+    totals: RunTotals
     links: RunLinks
 
 
@@ -157,19 +165,6 @@ class RunProgress(BaseModel):
     )
 
 
-class ArtifactInfo(BaseModel):
-    """The newest version of one file of the run's workspace."""
-
-    path: str
-    version: int
-    task: str
-    role: str
-    model: str
-    size: int
-    sha256: str
-    created_at: datetime
-
-
 class Remaining(BaseModel):
     """What the organization may still spend this calendar month (UTC); null: no limit."""
 
@@ -186,9 +181,8 @@ class BudgetRefusal(BaseModel):
     estimate: Estimate
 
 
-class CancelAccepted(BaseModel):
-    run_id: str
-    detail: str
+class CancelAccepted(Accepted):
+    """The run's workflow was asked to cancel; it records itself `cancelled` when it stops."""
 
 
 class RunEstimate(PredictedVsActual):

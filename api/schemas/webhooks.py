@@ -1,8 +1,10 @@
-"""Request and response models of the webhook subscriptions API."""
+"""Bodies of the webhook subscriptions API: subscriptions and their delivery log."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field, JsonValue, field_validator
 
@@ -54,6 +56,12 @@ class WebhookSubscriptionView(BaseModel):
     active: bool
     created_at: datetime
 
+    @field_validator("event_types", mode="before")
+    @classmethod
+    def _from_column(cls, value: Any) -> Any:
+        """The row keeps the list as JSON text."""
+        return json.loads(value) if isinstance(value, str) else value
+
 
 class WebhookSubscriptionCreated(WebhookSubscriptionView):
     secret: str = Field(
@@ -66,9 +74,9 @@ class WebhookDeliveryView(BaseModel):
 
     id: int
     run_id: str
-    event: str
+    event: str = Field(validation_alias="event_type")
     """The event type, e.g. `task.completed`."""
-    seq: int
+    seq: int = Field(validation_alias="event_seq")
     """The event's number within its run."""
     attempt: int
     """The delivery activity's attempt (1 for the first try)."""
@@ -76,7 +84,7 @@ class WebhookDeliveryView(BaseModel):
     """The receiver's HTTP status; None when there was no answer."""
     ok: bool
     error: str | None
-    at: datetime
+    at: datetime = Field(validation_alias="created_at")
 
 
 class WebhookDeliveryPage(BaseModel):

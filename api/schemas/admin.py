@@ -1,30 +1,31 @@
 """Request and response bodies of the administration endpoints (organizations, keys, teams, users).
 
-Responses are built from the table rows (`from_attributes`), so a field that is not
-declared here (an API key's hash) can never reach a client.
+Responses are read from the table rows (`model_validate(row, from_attributes=True)`), so
+a column that is not declared here (an API key's hash) can never reach a client.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from api.fields import Tokens, Usd
+from api.schemas.fields import Tokens, Usd
 from core.persistence.tenancy import OrgRole
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
-class _FromRow(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class _Changes(BaseModel):
+    """A PATCH body: the fields sent are changed, so at least one must be sent."""
 
-
-def _not_empty(model: BaseModel) -> None:
-    if not model.model_fields_set:
-        names = ", ".join(type(model).model_fields)
-        raise ValueError(f"nothing to change: send at least one of {names}")
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.model_fields_set:
+            names = ", ".join(type(self).model_fields)
+            raise ValueError(f"nothing to change: send at least one of {names}")
+        return self
 
 
 # --- organizations -----------------------------------------------------------------------
@@ -38,7 +39,7 @@ class OrgCreate(BaseModel):
     monthly_cost_limit_usd: Usd | None = None
 
 
-class Org(_FromRow):
+class Org(BaseModel):
     id: str
     name: str
     monthly_token_limit: int | None
@@ -58,16 +59,11 @@ class OrgStatus(Org):
     month: MonthSpending
 
 
-class BudgetUpdate(BaseModel):
+class BudgetUpdate(_Changes):
     """The fields sent are changed; null removes that limit; a field left out stays."""
 
     monthly_token_limit: Tokens | None = None
     monthly_cost_limit_usd: Usd | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> BudgetUpdate:
-        _not_empty(self)
-        return self
 
 
 # --- API keys ----------------------------------------------------------------------------
@@ -78,7 +74,7 @@ class KeyCreate(BaseModel):
     role: OrgRole = OrgRole.MEMBER
 
 
-class Key(_FromRow):
+class Key(BaseModel):
     """An API key as listed: never its secret or its hash."""
 
     id: str
@@ -109,7 +105,7 @@ class TeamCreate(BaseModel):
     name: Name
 
 
-class Team(_FromRow):
+class Team(BaseModel):
     id: str
     name: str
     created_at: datetime
@@ -121,7 +117,7 @@ class UserCreate(BaseModel):
     team_id: str | None = None
 
 
-class User(_FromRow):
+class User(BaseModel):
     id: str
     subject: str
     role: OrgRole = Field(description="Overrides the `role` claim of the person's JWTs.")
@@ -129,15 +125,14 @@ class User(_FromRow):
     created_at: datetime
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(_Changes):
     """The fields sent are changed; `team_id: null` takes the user out of their team."""
 
     role: OrgRole | None = None
     team_id: str | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> UserUpdate:
-        _not_empty(self)
+    def _role_not_null(self) -> UserUpdate:
         if "role" in self.model_fields_set and self.role is None:
             raise ValueError("role cannot be null: choose admin, member or viewer")
         return self

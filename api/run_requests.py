@@ -1,0 +1,102 @@
+"""From a run request's body to the plan `core.services.plans.build_plan` makes of it.
+
+What the body names is resolved here, each refusal a 422 naming its field: the goal's
+length, the template (a built-in name, or a template inline), the escalation policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from agents.roles import ROLES
+from api.errors import unprocessable
+from api.schemas.fields import check_storable
+from api.schemas.runs import EstimateRequest, RunCreate
+from core.contracts import RunPlan
+from core.infrastructure.settings import Settings
+from core.services.escalation import EscalationRefused, check_escalation
+from core.services.plans import build_plan
+from core.services.templates import (
+    DEFAULT_TEMPLATE,
+    available_templates,
+    load_template,
+    parse_template,
+)
+from workflows.dsl import Template, TemplateError, validate
+
+
+def _inline_template(text: str, source: str) -> Template:
+    template = parse_template(text, source)
+    validate(template, ROLES, source)
+    try:
+        check_storable(template)  # YAML escapes ("\0", "\ud800") make what JSON refused
+    except ValueError as exc:
+        raise TemplateError(source, [str(exc)]) from None
+    return template
+
+
+async def request_template(body: EstimateRequest) -> Template:
+    """The template inline in the body, else the built-in one it names (default `sdlc`)."""
+    if body.inline_template is not None:
+        source = "inline_template"
+        text = (
+            body.inline_template
+            if isinstance(body.inline_template, str)
+            else json.dumps(body.inline_template)  # JSON is YAML: one parser, one set of messages
+        )
+        try:
+            # Parsing is CPU-bound: off the event loop, other requests go on meanwhile.
+            return await asyncio.to_thread(_inline_template, text, source)
+        except TemplateError as exc:
+            raise unprocessable(("body", source), str(exc), problems=exc.problems) from None
+    name = body.template or DEFAULT_TEMPLATE
+    builtin = available_templates()
+    if name not in builtin:
+        # Only built-in names: a request never makes the server read a file of its choosing.
+        raise unprocessable(
+            ("body", "template"),
+            f"unknown template {name!r} (built-in templates: {', '.join(builtin)})",
+        )
+    return load_template(name, ROLES)
+
+
+async def request_plan(
+    body: EstimateRequest, tenant: str, settings: Settings, run_id: str
+) -> RunPlan:
+    """The plan of the run the body asks for (or estimates): 422 for what cannot be run."""
+    if len(body.goal) > settings.api.max_goal_chars:
+        raise unprocessable(
+            ("body", "goal"),
+            f"the goal has {len(body.goal)} characters; "
+            f"at most {settings.api.max_goal_chars} are allowed",
+            "string_too_long",
+        )
+    template = await request_template(body)
+    run = body if isinstance(body, RunCreate) else None
+    try:
+        return build_plan(
+            template,
+            goal=body.goal,
+            run_id=run_id,
+            provider=settings.provider,
+            tenant=tenant,
+            model=body.model,
+            validate=body.validate_tasks,
+            response_cache=body.response_cache,
+            budget_tokens=run.budget_tokens if run else None,
+            budget_usd=run.budget_usd if run else None,
+            escalation=run.escalation if run else None,
+        )
+    except ValueError as exc:
+        raise unprocessable(("body", "goal"), str(exc)) from None
+
+
+async def check_request_escalation(body: RunCreate, settings: Settings) -> None:
+    """422 naming the escalation policy's field this deployment cannot honour."""
+    if body.escalation is None:
+        return
+    try:
+        await check_escalation(body.escalation, settings)
+    except EscalationRefused as exc:
+        raise unprocessable(("body", "escalation", exc.field), exc.reason) from None

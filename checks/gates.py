@@ -1,0 +1,92 @@
+"""Which checks each checked gate runs, and running them on a run's files.
+
+`code_review`: ruff on every Python file, then each generated project's own tests in the
+sandbox. `security_review`: bandit, a secret scan of every file, and the dependency pins.
+A check that could not run is always a note on the report, never a silent pass; a checked
+gate kind with no entry in `GATE_CHECKS` is an error, never a gate that passes unchecked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from checks.dependencies import dependency_findings
+from checks.findings import cap_low_findings
+from checks.lint import lint
+from checks.sandbox import SandboxSession
+from checks.security import bandit, secret_findings
+from checks.tests import TEST_TIMEOUT_SECONDS, run_tests
+from checks.tools import TOOL_TIMEOUT_SECONDS
+from checks.workspace import Workspace, checkout
+from core.contracts import ChecksReport, GateKind
+
+
+@dataclass(frozen=True)
+class CheckTimeouts:
+    tests_seconds: float = TEST_TIMEOUT_SECONDS
+    tools_seconds: float = TOOL_TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """One gate's checks on one checkout of a run's files."""
+
+    workspace: Workspace
+    session: SandboxSession | None
+    """None where no sandbox works here: generated code is then not run."""
+    report: ChecksReport
+    timeouts: CheckTimeouts
+
+
+GateChecks = Callable[[GateRun], Awaitable[None]]
+
+
+async def code_review(run: GateRun) -> None:
+    # Lint before the tests run: the tests may rewrite the files they can reach.
+    await lint(run.workspace, run.report, run.timeouts.tools_seconds)
+    await run_tests(run.workspace, run.session, run.report, run.timeouts.tests_seconds)
+
+
+async def security_review(run: GateRun) -> None:
+    # Executes nothing: `network_isolated` stays False on its report.
+    await bandit(run.workspace, run.report, run.timeouts.tools_seconds)
+    run.report.findings += secret_findings(run.workspace.files)
+    run.report.findings += dependency_findings(run.workspace.files)
+
+
+GATE_CHECKS: dict[GateKind, GateChecks] = {
+    GateKind.CODE_REVIEW: code_review,
+    GateKind.SECURITY_REVIEW: security_review,
+}
+"""One entry per checked gate kind (`GateKind.checked`)."""
+
+
+class GateWithoutChecks(LookupError):
+    """Checks were asked of a gate kind that has none."""
+
+
+def checks_for(gate: GateKind) -> GateChecks:
+    checks = GATE_CHECKS.get(gate)
+    if checks is None:
+        why = "is checked but has no entry in GATE_CHECKS" if gate.checked else "runs no checks"
+        raise GateWithoutChecks(f"gate {gate.value!r} {why}")
+    return checks
+
+
+async def run_gate(
+    gate: GateKind,
+    files: dict[str, str],
+    *,
+    root: Path,
+    scratch: Path,
+    session: SandboxSession | None,
+    report: ChecksReport,
+    timeouts: CheckTimeouts,
+) -> None:
+    """Check out `files` under `root` and add the gate's findings and notes to `report`."""
+    checks = checks_for(gate)
+    workspace = checkout(files, root, scratch, report)
+    await checks(GateRun(workspace, session, report, timeouts))
+    cap_low_findings(report)

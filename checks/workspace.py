@@ -1,0 +1,84 @@
+"""A run's files checked out for one gate's checks, and the paths inside it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from core.contracts import ChecksReport, Finding, Severity
+
+TEST_FILE = re.compile(r"^(test_.*|.*_test)\.py$")
+REQUIREMENTS_FILE = re.compile(r"^requirements.*\.txt$")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The checked-out files of one check run."""
+
+    root: Path
+    scratch: Path
+    """Private to this check run, outside `root`: the tools' own configuration and caches."""
+    files: dict[str, str]
+    """Every file of the run by path, as stored (including any that could not be written)."""
+    written: list[PurePosixPath]
+    """The files that are under `root`."""
+
+
+def checkout(files: dict[str, str], root: Path, scratch: Path, report: ChecksReport) -> Workspace:
+    """Write the files under `root`; a path that would leave it is refused, as a HIGH finding."""
+    root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in sorted(files.items()):
+        path = safe_relative_path(name)
+        if path is None:
+            report.findings.append(
+                Finding(
+                    source="sandbox",
+                    severity=Severity.HIGH,
+                    message=f"refused to check out {name!r}: the path leaves the workspace",
+                    file=name,
+                    suggested_fix="Use a relative path inside the repository.",
+                )
+            )
+            continue
+        target = root / path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+        except OSError as exc:
+            report.notes.append(f"could not check out {name!r} ({exc.strerror}): not checked")
+            continue
+        written.append(path)
+    return Workspace(root=root, scratch=scratch, files=files, written=written)
+
+
+def safe_relative_path(name: str) -> PurePosixPath | None:
+    """`name` as a relative path that stays inside the workspace, or None."""
+    if not name or "\x00" in name or "\\" in name:
+        return None
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or path == PurePosixPath("."):
+        return None
+    return path
+
+
+def repository_path(filename: str, workspace: Path) -> str:
+    """A tool's file name (absolute, or relative to the workspace) as a repository path."""
+    path = Path(filename)
+    if path.is_absolute():
+        try:
+            return path.resolve().relative_to(workspace.resolve()).as_posix()
+        except ValueError:
+            return filename
+    return PurePosixPath(filename).as_posix()
+
+
+def is_test_path(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    name = parts[-1] if parts else ""
+    return (
+        bool(TEST_FILE.match(name))
+        or name == "conftest.py"
+        or any(p in ("tests", "test") for p in parts[:-1])
+    )

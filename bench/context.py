@@ -26,10 +26,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agents.protocol import Usage
 from agents.providers.anthropic import AnthropicProvider
 from agents.roles import ROLES
 from bench.common import dev_server, sqlite_database
+from core.contracts import Usage
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
 from core.persistence import storage

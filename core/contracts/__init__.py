@@ -196,10 +196,16 @@ from core.contracts.runs import (
     ArtifactRef as ArtifactRef,
 )
 from core.contracts.runs import (
+    CommandRun as CommandRun,
+)
+from core.contracts.runs import (
     EventType as EventType,
 )
 from core.contracts.runs import (
     FinalizeRunInput as FinalizeRunInput,
+)
+from core.contracts.runs import (
+    FollowUp as FollowUp,
 )
 from core.contracts.runs import (
     RunEvent as RunEvent,

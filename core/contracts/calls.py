@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from core.contracts.notes import DeliveredNote, NoteDraft, NoteWait
-from core.contracts.runs import ArtifactRef, Usage
+from core.contracts.runs import ArtifactRef, CommandRun, FollowUp, Usage
 
 
 class TurnKey(BaseModel):
@@ -43,6 +43,8 @@ class ModelCallInput(BaseModel):
     """Notes other agents posted to this task, each placed at the turn it was first delivered."""
     peers: dict[str, str] = Field(default_factory=dict)
     """Tasks that may run at the same time as this one (id -> role): who to post notes to."""
+    followups: list[FollowUp] = Field(default_factory=list)
+    """Messages of the workflow pinned after earlier turns of this attempt, oldest first."""
 
 
 class ModelCallResult(BaseModel):
@@ -59,6 +61,9 @@ class ModelCallResult(BaseModel):
     """Answered from the tenant's response cache: no provider call, no cost."""
     summaries: int = 0
     """Summarizer calls paid for to fit upstream artifacts (their cost is in `cost_usd`)."""
+    commands: int = 0
+    """Tool calls in the answer that run commands: the turn's tools then run in the sandbox,
+    on the checks queue."""
 
 
 class ToolCallsInput(BaseModel):
@@ -70,6 +75,10 @@ class ToolCallsInput(BaseModel):
     """Set when the agent reviews another task's work: it may also submit a verdict."""
     recipients: list[str] = Field(default_factory=list)
     """Task ids, roles and `all`: what `post_note` may address; empty: no notes in this run."""
+    command_timeout_seconds: float = 120.0
+    """Wall clock of one command the agent runs in the sandbox."""
+    command_seconds_left: float | None = None
+    """What is left of the task's total time for commands; None: no total."""
 
 
 class ToolCallsResult(BaseModel):
@@ -79,3 +88,7 @@ class ToolCallsResult(BaseModel):
     notes: list[NoteDraft] = Field(default_factory=list)
     """Notes the agent posted in this turn, in call order."""
     wait_for_note: NoteWait | None = None
+    commands: list[CommandRun] = Field(default_factory=list)
+    """Commands run in this turn, in call order."""
+    tool_counts: dict[str, int] = Field(default_factory=dict)
+    """Calls per tool name in this turn (refused ones included)."""

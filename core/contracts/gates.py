@@ -45,6 +45,8 @@ class ChecksInput(BaseModel):
     run_id: str
     gate: str
     """code_review or security_review: which checks to run on the workspace."""
+    paths: list[str] = Field(default_factory=list)
+    """Folders to check (a task's own work); empty: the whole workspace."""
 
 
 class ChecksReport(BaseModel):

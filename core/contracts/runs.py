@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from core.contracts.gates import (
     EscalationPolicy,
+    Finding,
     GateKind,
     GateVerdict,
     StoredEscalationPolicy,
@@ -71,6 +72,12 @@ class TaskPlan(BaseModel):
     """Extra instructions for this task's agent, e.g. added by `modify_task`."""
     review_by: list[str] = Field(default_factory=list)
     """Roles that critique this task's work in turn before it counts as done."""
+    command_timeout_seconds: float = 120.0
+    """Wall clock of one command its agent runs in the sandbox."""
+    command_budget_seconds: float = 900.0
+    """Wall clock all of the task's commands may use together."""
+    max_check_rounds: int = 2
+    """Times the task's own checks may send failures back before it completes anyway."""
 
 
 class Usage(BaseModel):
@@ -152,6 +159,27 @@ class WebhookDeliveryInput(BaseModel):
     event: RunEvent
 
 
+class FollowUp(BaseModel):
+    """A message the workflow adds to an agent's conversation after one of its turns, e.g.
+    the failures of the task's own checks when the agent said it was done."""
+
+    turn: int
+    """The agent's turn (0-based, this attempt) after whose answer the message stands."""
+    text: str
+
+
+class CommandRun(BaseModel):
+    """One command an agent ran in the sandbox, as the run's status shows it."""
+
+    turn: int
+    command: str
+    exit_code: int | None
+    """None when a limit ended it (the time limit, memory)."""
+    duration_seconds: float
+    changed: list[str] = Field(default_factory=list)
+    """Workspace files it created or changed, kept as new versions."""
+
+
 class TaskState(BaseModel):
     id: str
     role: str
@@ -174,6 +202,19 @@ class TaskState(BaseModel):
     """Note seq -> turn of the current attempt at which the agent first got it."""
     validations: list[ValidationResult] = Field(default_factory=list)
     """The validator's results on this task's work, one per round, newest last."""
+    commands: list[CommandRun] = Field(default_factory=list)
+    """Commands the agent ran in the sandbox (this and earlier attempts), oldest first."""
+    command_seconds: float = 0.0
+    """Wall clock its commands used, against the task's total."""
+    tool_counts: dict[str, int] = Field(default_factory=dict)
+    """Tool calls of the agent by tool name, every attempt."""
+    check_rounds: int = 0
+    """Times the task's own checks ran when its agent said it was done (this attempt)."""
+    check_failures: list[Finding] = Field(default_factory=list)
+    """Blocking findings of its own checks still open when their rounds ran out: recorded
+    for the gates to judge, never hidden."""
+    followups: list[FollowUp] = Field(default_factory=list)
+    """Messages the workflow added to this attempt's conversation (e.g. check failures)."""
 
 
 class RunState(BaseModel):

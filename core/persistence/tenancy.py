@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
+from typing import TypeVar
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -272,6 +273,9 @@ async def update_org_limits(
         return org
 
 
+OrgRow = TypeVar("OrgRow", Team, User)
+
+
 async def create_team(db: Database, org_id: str, name: str) -> Team:
     conflict = f"a team named {name!r} already exists"
     async with db.session() as session:
@@ -286,9 +290,14 @@ async def create_team(db: Database, org_id: str, name: str) -> Team:
 
 
 async def list_teams(db: Database, org_id: str) -> list[Team]:
+    return await _of_org(db, Team, org_id)
+
+
+async def _of_org(db: Database, table: type[OrgRow], org_id: str) -> list[OrgRow]:
+    """An organization's rows of `table`, oldest first."""
     async with db.session() as session:
         found = await session.execute(
-            select(Team).where(Team.org_id == org_id).order_by(col(Team.created_at))
+            select(table).where(table.org_id == org_id).order_by(col(table.created_at))
         )
         return list(found.scalars())
 
@@ -323,11 +332,7 @@ async def create_user(
 
 
 async def list_users(db: Database, org_id: str) -> list[User]:
-    async with db.session() as session:
-        found = await session.execute(
-            select(User).where(User.org_id == org_id).order_by(col(User.created_at))
-        )
-        return list(found.scalars())
+    return await _of_org(db, User, org_id)
 
 
 async def update_user(

@@ -17,11 +17,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
 from activities.summaries import Spent, Summarizer
+from agents.commands import COMMAND_TOOL
 from agents.context_window import TokenEstimator
 from agents.conversation import response_from_json, response_json
 from agents.llm import cheap_model
 from agents.protocol import LLMProvider, ModelRequest, ModelResponse, ProviderError
 from agents.request import RequestBuilder
+from agents.roles import Sandbox
+from checks.stack import sandbox_stack
 from core.contracts import (
     BUDGET_EXCEEDED_ERROR,
     CALL_MODEL,
@@ -47,7 +50,9 @@ class ModelActivities:
         self.provider = provider
         self.settings = settings or ProviderSettings()
         self.estimator = TokenEstimator()
-        self.requests = RequestBuilder(provider, self.settings, self.estimator)
+        self.requests = RequestBuilder(
+            provider, self.settings, self.estimator, sandbox=checks_sandbox()
+        )
         self.summarizer = Summarizer(
             db,
             self._paid_call,
@@ -165,6 +170,14 @@ class ModelActivities:
             ) from exc
 
 
+def checks_sandbox() -> Sandbox:
+    """What the sandbox offers generated code, read from this worker's environment: the
+    checks worker's own where one process serves every queue (the local default) or both
+    workers run the same environment."""
+    stack = sandbox_stack()
+    return Sandbox(python=stack.python, packages=tuple(stack.packages.items()))
+
+
 def _resolved(provider: LLMProvider, request: ModelRequest) -> ModelRequest:
     """The request as the provider sends it (per-role model and limits applied)."""
     resolve = getattr(provider, "resolve", None)
@@ -178,6 +191,7 @@ def _result(entry: LedgerEntry, *, replayed: bool, spent: Spent | None = None) -
     return ModelCallResult(
         stop_reason=entry.stop_reason,
         tool_calls=len(response.tool_uses),
+        commands=sum(call.name == COMMAND_TOOL for call in response.tool_uses),
         usage=storage.entry_usage(entry) + spent.usage,
         cost_usd=entry.cost_usd + spent.cost_usd,
         response_cache_hit=entry.response_cache_hit,

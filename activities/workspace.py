@@ -1,16 +1,28 @@
-"""The tool-call activity: run one turn's tool calls against the run's workspace."""
+"""The tool-call activity: run one turn's tool calls against the run's workspace.
+
+It runs on the orchestrator queue, or, for a turn whose calls include commands, on the
+checks queue, where the sandbox is. A retry after the turn committed returns the recorded
+outcome; a retry before that replays the calls, whose writes and commands are keyed.
+"""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.commands import SandboxCommands
+from activities.heartbeat import heartbeating
 from agents.conversation import response_from_json, tool_results_json
-from agents.protocol import ToolResultBlock
-from agents.roles import ROLES
+from agents.protocol import ModelResponse, ToolResultBlock
+from agents.roles import ROLES, Role
+from agents.tool_kit import ToolOutcome
 from agents.tools import NoteContext, run_tool
+from checks.sandbox import SandboxLimits
 from core.contracts import RUN_TOOL_CALLS, ToolCallsInput, ToolCallsResult
 from core.infrastructure.logs import get_logger
+from core.infrastructure.settings import SandboxSettings
 from core.persistence import storage
 from core.persistence.db import Database
 
@@ -18,8 +30,10 @@ log = get_logger(__name__)
 
 
 class WorkspaceActivities:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, sandbox: SandboxSettings | None = None) -> None:
         self.db = db
+        self.sandbox = sandbox
+        """None where no sandbox runs (the orchestrator queue): commands are refused there."""
 
     @activity.defn(name=RUN_TOOL_CALLS)
     async def run_tool_calls(self, batch: ToolCallsInput) -> ToolCallsResult:
@@ -31,51 +45,99 @@ class WorkspaceActivities:
                 type="UnknownRole",
                 non_retryable=True,
             )
-        # The registry, not the model's response, says what the agent may do: the same
-        # tools `call_model` offered it, and nothing it asks for beyond them.
-        allowed = role.tools_for(reviewing=bool(batch.review_of))
         entry = await storage.model_call_of_turn(self.db, batch.key)
         if entry is None:
             raise RuntimeError(f"no recorded model call for {batch.key}")
-        result = ToolCallsResult()
+        async with storage.turn_workspace(
+            self.db, batch.key, role=batch.role, model=batch.model
+        ) as workspace:
+            recorded = await workspace.recorded_outcome()
+            if recorded is not None:
+                return ToolCallsResult.model_validate_json(recorded)
+            result, blocks = await heartbeating(
+                self._run_calls(batch, role, workspace, response_from_json(entry.response))
+            )
+            stored = await workspace.flush()
+            result.written = [stored[ref.path] for ref in result.written]
+            await workspace.record_results(tool_results_json(blocks), result.model_dump_json())
+        return result
+
+    async def _run_calls(
+        self,
+        batch: ToolCallsInput,
+        role: Role,
+        workspace: storage.RunWorkspace,
+        response: ModelResponse,
+    ) -> tuple[ToolCallsResult, list[ToolResultBlock]]:
+        # The registry, not the model's response, says what the agent may do: the same
+        # tools `call_model` offered it, and nothing it asks for beyond them.
+        allowed = role.tools_for(reviewing=bool(batch.review_of))
         notes = (
             NoteContext(task_id=batch.key.task_id, recipients=frozenset(batch.recipients))
             if batch.recipients
             else None
         )
-        blocks: list[ToolResultBlock] = []
-        async with storage.turn_workspace(
-            self.db, batch.key, role=batch.role, model=batch.model
-        ) as workspace:
-            # A retry replays the calls: writes are keyed by turn, so they find their rows.
-            for call in response_from_json(entry.response).tool_uses:
-                outcome = await run_tool(
-                    workspace, call.name, call.input, notes, role=batch.role, allowed=allowed
+        commands = self._commands(batch, role, workspace)
+        result, blocks = ToolCallsResult(), []
+        counts: Counter[str] = Counter()
+        for call in response.tool_uses:
+            counts[call.name] += 1
+            outcome = await run_tool(
+                workspace,
+                call.name,
+                call.input,
+                notes,
+                role=batch.role,
+                allowed=allowed,
+                commands=commands,
+                tool_use_id=call.id,
+            )
+            if outcome.refused:
+                log.warning(
+                    "tool call refused: not a tool of the role",
+                    tool=call.name,
+                    role=batch.role,
+                    run_id=batch.key.run_id,
+                    task=batch.key.task_id,
+                    task_attempt=batch.key.attempt,
+                    turn=batch.key.turn,
+                    tool_use_id=call.id,
                 )
-                if outcome.refused:
-                    log.warning(
-                        "tool call refused: not a tool of the role",
-                        tool=call.name,
-                        role=batch.role,
-                        run_id=batch.key.run_id,
-                        task=batch.key.task_id,
-                        task_attempt=batch.key.attempt,
-                        turn=batch.key.turn,
-                        tool_use_id=call.id,
-                    )
-                blocks.append(
-                    ToolResultBlock(
-                        tool_use_id=call.id, content=outcome.content, is_error=outcome.is_error
-                    )
+            blocks.append(
+                ToolResultBlock(
+                    tool_use_id=call.id, content=outcome.content, is_error=outcome.is_error
                 )
-                result.errors += outcome.is_error
-                if outcome.written is not None:
-                    result.written = [r for r in result.written if r.path != outcome.written.path]
-                    result.written.append(outcome.written)
-                result.outputs.update(outcome.outputs)
-                if outcome.note is not None:
-                    result.notes.append(outcome.note)
-                if outcome.wait is not None:
-                    result.wait_for_note = outcome.wait
-            await workspace.record_results(tool_results_json(blocks))
-        return result
+            )
+            _collect(result, outcome)
+        result.tool_counts = dict(counts)
+        return result, blocks
+
+    def _commands(
+        self, batch: ToolCallsInput, role: Role, workspace: storage.RunWorkspace
+    ) -> SandboxCommands | None:
+        if self.sandbox is None:
+            return None
+        return SandboxCommands(
+            self.db,
+            workspace,
+            limits=SandboxLimits.from_settings(self.sandbox),
+            backend=self.sandbox.backend,
+            timeout_seconds=batch.command_timeout_seconds,
+            seconds_left=batch.command_seconds_left,
+            keep_changes=role.keeps_command_changes,
+        )
+
+
+def _collect(result: ToolCallsResult, outcome: ToolOutcome) -> None:
+    """Fold one call's outcome into the turn's result, in call order."""
+    result.errors += outcome.is_error
+    for ref in outcome.written:
+        result.written = [r for r in result.written if r.path != ref.path]
+        result.written.append(ref)
+    result.outputs.update(outcome.outputs)
+    if outcome.note is not None:
+        result.notes.append(outcome.note)
+    if outcome.wait is not None:
+        result.wait_for_note = outcome.wait
+    if outcome.command is not None:
+        result.commands.append(outcome.command)

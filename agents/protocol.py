@@ -58,6 +58,11 @@ class ToolDefinition(BaseModel):
     name: str
     description: str
     input_schema: dict[str, Any]
+    native_type: str | None = None
+    """A tool type the provider defines itself (Anthropic's `text_editor_20250728`,
+    `bash_20250124`): a provider that knows it sends the type and name instead of the schema."""
+    native_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the native tool, e.g. the text editor's `max_characters`."""
 
 
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence", "pause_turn", "refusal"]

@@ -23,7 +23,7 @@ from agents.context_window import (
 from agents.conversation import build_messages, response_from_json, tool_results_from_json
 from agents.llm import context_budget, prompt_caching
 from agents.protocol import LLMProvider, Message, ModelRequest, TokenCounter
-from agents.roles import get_role, team_handbook
+from agents.roles import Sandbox, get_role, own_prompt, team_handbook
 from agents.tools import TOOL_DEFINITIONS
 from core.contracts import VALIDATOR_ROLE, ModelCallInput, Usage
 from core.infrastructure.logs import get_logger
@@ -42,11 +42,17 @@ log = get_logger(__name__)
 
 class RequestBuilder:
     def __init__(
-        self, provider: LLMProvider, settings: ProviderSettings, estimator: TokenEstimator
+        self,
+        provider: LLMProvider,
+        settings: ProviderSettings,
+        estimator: TokenEstimator,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.provider = provider
         self.settings = settings
         self.estimator = estimator
+        self.sandbox = sandbox
+        """What generated code can use where it runs; every system prompt says it."""
 
     async def build(
         self, call: ModelCallInput, context: TurnContext, summarize: Summarize
@@ -60,7 +66,7 @@ class RequestBuilder:
         assignment = role.assignment() if shared else ""
         request = ModelRequest(
             model=call.model or self.provider.default_model,
-            system=team_handbook() if shared else role.system_prompt(),
+            system=team_handbook(self.sandbox) if shared else own_prompt(role, self.sandbox),
             messages=[],
             tools=[
                 TOOL_DEFINITIONS[name] for name in role.tools_for(reviewing=bool(call.review_of))

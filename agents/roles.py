@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from agents.commands import COMMAND_TOOL
+from agents.editor import EDIT_TOOL
 from core.contracts import agent_queue
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
@@ -15,7 +18,10 @@ NOTE_TOOLS = ("post_note", "wait_for_note")
 """Agents that run side by side tell each other what they need (e.g. the API contract)."""
 WORKSPACE_TOOLS = ("write_file", "read_file", "list_files", "set_outputs", *NOTE_TOOLS)
 VERDICT_TOOL = "submit_verdict"
-REVIEW_TOOLS = (*WORKSPACE_TOOLS, VERDICT_TOOL)
+REVIEW_TOOLS = (*WORKSPACE_TOOLS, VERDICT_TOOL, COMMAND_TOOL)
+"""Reviewers may run the tests and tools too; what their commands change is not kept."""
+ENGINEER_TOOLS = (*WORKSPACE_TOOLS, EDIT_TOOL, COMMAND_TOOL)
+"""Implementers run their code and edit in place (agents/editor.py, agents/commands.py)."""
 
 
 DEFAULT_CONTEXT_TOKENS = 120_000
@@ -28,6 +34,8 @@ class Role(BaseModel):
     tools: tuple[str, ...] = WORKSPACE_TOOLS
     max_tokens: int = 8192
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    keeps_command_changes: bool = True
+    """False: files its commands change are thrown away (reviewers judge, they don't fix)."""
 
     def tools_for(self, *, reviewing: bool) -> tuple[str, ...]:
         """The tools this role's agent is offered, and the only ones it may call.
@@ -64,13 +72,33 @@ ROLES: dict[str, Role] = {
         Role(name="project_manager", title="Project manager"),
         Role(name="ux_engineer", title="UX engineer"),
         Role(name="tech_lead", title="Tech lead"),
-        Role(name="database_engineer", title="Database engineer"),
-        Role(name="backend_engineer", title="Backend engineer", max_tokens=16384),
-        Role(name="frontend_engineer", title="Frontend engineer", max_tokens=16384),
-        Role(name="code_reviewer", title="Code reviewer", tools=REVIEW_TOOLS),
-        Role(name="security_reviewer", title="Security reviewer", tools=REVIEW_TOOLS),
-        Role(name="data_scientist", title="Data scientist"),
-        Role(name="cleanup_agent", title="Cleanup agent"),
+        Role(name="database_engineer", title="Database engineer", tools=ENGINEER_TOOLS),
+        Role(
+            name="backend_engineer",
+            title="Backend engineer",
+            tools=ENGINEER_TOOLS,
+            max_tokens=16384,
+        ),
+        Role(
+            name="frontend_engineer",
+            title="Frontend engineer",
+            tools=ENGINEER_TOOLS,
+            max_tokens=16384,
+        ),
+        Role(
+            name="code_reviewer",
+            title="Code reviewer",
+            tools=REVIEW_TOOLS,
+            keeps_command_changes=False,
+        ),
+        Role(
+            name="security_reviewer",
+            title="Security reviewer",
+            tools=REVIEW_TOOLS,
+            keeps_command_changes=False,
+        ),
+        Role(name="data_scientist", title="Data scientist", tools=ENGINEER_TOOLS),
+        Role(name="cleanup_agent", title="Cleanup agent", tools=ENGINEER_TOOLS),
         # Checks each task's work and only submits a result: it reads, never writes.
         Role(
             name="validator",
@@ -99,8 +127,22 @@ deliver and what they expect from you; your task message says which role is your
 """
 
 
+@dataclass(frozen=True)
+class Sandbox:
+    """What generated code can use where it runs. The caller reads it from the environment
+    that runs the checks: this room cannot see that environment."""
+
+    python: str
+    """The interpreter's version."""
+    packages: tuple[tuple[str, str], ...]
+    """(distribution name, version) of every installed Python package."""
+
+
+SANDBOX_HEADING = "## The sandbox"
+
+
 @cache
-def team_handbook() -> str:
+def team_handbook(sandbox: Sandbox | None = None) -> str:
     """The system prompt every agent shares: one cacheable prefix for all agents of a run.
 
     Role-specific system prompts would make each role's prefix different, so nothing after
@@ -110,7 +152,29 @@ def team_handbook() -> str:
     sections = [HANDBOOK_PREAMBLE]
     for role in ROLES.values():
         sections.append(f"## Role: {role.name} ({role.title})\n\n{role.system_prompt().strip()}")
+    if sandbox is not None:
+        sections.append(sandbox_section(sandbox))
     return "\n\n".join(sections) + "\n"
+
+
+def own_prompt(role: Role, sandbox: Sandbox | None = None) -> str:
+    """A role's system prompt alone, where no prompt cache rewards sharing the handbook."""
+    prompt = role.system_prompt()
+    return prompt if sandbox is None else f"{prompt.rstrip()}\n\n{sandbox_section(sandbox)}\n"
+
+
+def sandbox_section(sandbox: Sandbox) -> str:
+    """What the sandbox offers, the same text for every agent: sorted, so the prompt stays
+    one cacheable prefix whatever order the caller read the packages in."""
+    packages = ", ".join(f"{name} {version}" for name, version in sorted(sandbox.packages))
+    return (
+        f"{SANDBOX_HEADING}\n\n"
+        "The sandbox where your code runs (its tests, your commands) has no network, so nothing "
+        f"can be installed there. It runs Python {sandbox.python} with the standard library and "
+        f"these Python packages installed: {packages}. It has no npm packages. Depend only on "
+        "these: a dependency file (requirements*.txt, pyproject.toml, package.json) that names "
+        "anything else is a HIGH finding, and code that imports it fails its tests."
+    )
 
 
 def get_role(name: str) -> Role:

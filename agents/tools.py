@@ -6,19 +6,27 @@ tool call into workspace operations and back into a tool result.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from agents.commands import COMMAND_TOOL, COMMAND_TOOL_DEFINITION, command_of
+from agents.editor import EDIT_TOOL, EDIT_TOOL_DEFINITION, edit
 from agents.protocol import ToolDefinition
+from agents.tool_kit import (
+    MAX_READ_CHARS,
+    ToolInputError,
+    ToolOutcome,
+    Workspace,
+    normalize_path,
+    require_printable,
+)
 from core.contracts import (
     NOTE_TO_ALL,
     VALIDATION_OUTPUT,
     VERDICT_OUTPUT,
-    ArtifactRef,
     NoteDraft,
     NoteWait,
     ReviewVerdict,
@@ -140,57 +148,21 @@ TOOL_DEFINITIONS: dict[str, ToolDefinition] = {
                 },
             },
         ),
+        EDIT_TOOL_DEFINITION,
+        COMMAND_TOOL_DEFINITION,
     )
 }
-
-
-class ToolInputError(ValueError):
-    """A tool call the agent got wrong; it goes back to the model as an error result."""
 
 
 STRUCTURED_OUTPUTS = {VERDICT_OUTPUT: "submit_verdict", VALIDATION_OUTPUT: "submit_validation"}
 """Output keys the workflow reads as a verdict or a validation: only their own tool sets them."""
 
 
-def normalize_path(path: Any) -> str:
-    """A safe relative POSIX path inside the workspace, or ToolInputError."""
-    if not isinstance(path, str) or not path.strip():
-        raise ToolInputError("path must be a non-empty string")
-    _require_printable("path", path)
-    cleaned = posixpath.normpath(path.strip().replace("\\", "/")).lstrip("/")
-    if cleaned in ("", ".") or cleaned.startswith("..") or "/../" in f"/{cleaned}/":
-        raise ToolInputError(f"path {path!r} leaves the workspace")
-    return cleaned
+class CommandRunner(Protocol):
+    """Runs the command tool where the sandbox is (the tool-call activity on the checks
+    queue supplies one); `tool_use_id` keys its recorded result."""
 
-
-def _require_printable(what: str, value: str) -> None:
-    # A NUL cannot be stored in PostgreSQL text, and control or invisible characters make
-    # paths that look like other paths: the agent hears about it, the database never does.
-    if not value.isprintable():
-        raise ToolInputError(f"{what} {value!r} contains a control or non-printable character")
-
-
-class Workspace(Protocol):
-    """The run's files as the tools see them (implemented by `core.persistence.storage.RunWorkspace`)."""
-
-    async def write(self, path: str, content: str) -> ArtifactRef: ...
-    async def read(self, path: str) -> str | None: ...
-    async def list(self, prefix: str) -> list[tuple[str, int]]: ...
-
-
-MAX_READ_CHARS = 100_000
-
-
-@dataclass
-class ToolOutcome:
-    content: str
-    is_error: bool = False
-    written: ArtifactRef | None = None
-    outputs: dict[str, Any] = field(default_factory=dict)
-    note: NoteDraft | None = None
-    wait: NoteWait | None = None
-    refused: bool = False
-    """The tool exists but the agent's role was not given it."""
+    async def run(self, command: str, *, tool_use_id: str) -> ToolOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -209,6 +181,8 @@ async def run_tool(
     *,
     role: str,
     allowed: Collection[str],
+    commands: CommandRunner | None = None,
+    tool_use_id: str = "",
 ) -> ToolOutcome:
     """Run one tool call; a mistake of the agent's becomes an error result, not an exception.
 
@@ -225,9 +199,26 @@ async def run_tool(
     try:
         if name in ("post_note", "wait_for_note"):
             return _note_tool(name, args, notes)
+        if name == COMMAND_TOOL:
+            return await _command(args, commands, tool_use_id)
+        if name == EDIT_TOOL:
+            return await edit(workspace, args)
         return await _dispatch(workspace, name, args)
     except ToolInputError as exc:
         return ToolOutcome(content=str(exc), is_error=True)
+
+
+async def _command(
+    args: dict[str, Any], commands: CommandRunner | None, tool_use_id: str
+) -> ToolOutcome:
+    command = command_of(args)
+    if command is None:
+        return ToolOutcome(
+            content="Every command already runs in a fresh shell: nothing to restart."
+        )
+    if commands is None:
+        raise ToolInputError("Error: commands run only in the sandbox, which this turn has not")
+    return await commands.run(command, tool_use_id=tool_use_id)
 
 
 def _note_tool(name: str, args: dict[str, Any], notes: NoteContext | None) -> ToolOutcome:
@@ -289,7 +280,7 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
             raise ToolInputError("write_file: content has a NUL character; write text files only")
         ref = await workspace.write(path, content)
         return ToolOutcome(
-            content=f"wrote {path} ({ref.size} bytes, version {ref.version})", written=ref
+            content=f"wrote {path} ({ref.size} bytes, version {ref.version})", written=[ref]
         )
     if name == "read_file":
         path = normalize_path(args.get("path"))
@@ -302,7 +293,7 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
         if not isinstance(prefix, str):
             raise ToolInputError("list_files needs 'prefix' as a string")
         if prefix:
-            _require_printable("prefix", prefix)
+            require_printable("prefix", prefix)
         files = await workspace.list(prefix)
         return ToolOutcome(
             content="\n".join(f"{path} ({size} bytes)" for path, size in files) or "(no files)"

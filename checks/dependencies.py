@@ -1,16 +1,20 @@
-"""Dependencies (security_review): the pins of every requirements*.txt.
+"""Dependencies (security_review): the pins of every requirements*.txt, and what the sandbox
+cannot install.
 
 A denied package (a known malicious typosquat) or a pin that allows only releases with a
-known advisory is HIGH; installing from a URL or another index is MEDIUM; no pin is LOW.
+known advisory is HIGH; installing from a URL or another index is MEDIUM; no pin is LOW. A
+requirement of any dependency file (requirements*.txt, pyproject.toml, package.json) that the
+sandbox lacks is HIGH: it has no network, so the code's tests would fail to import it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from checks.requirements import Ecosystem, normalize_name, parse_requirement, requirement_lines
+from checks.stack import Unavailable, unavailable_requirements
 from checks.workspace import REQUIREMENTS_FILE
 from core.contracts import Finding, Severity
 
@@ -60,40 +64,25 @@ ADVISORIES: dict[str, tuple[Advisory, ...]] = {
 }
 """Normalized name -> advisories; a requirement that allows only older releases is HIGH."""
 
-REQUIREMENT = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?P<spec>[^;@]*?)\s*(?P<url>@.*?)?\s*(?:;.*)?$"
-)
 SPECIFIER = re.compile(r"(?P<op>===|==|~=|!=|<=|>=|<|>)\s*(?P<version>[^\s,;]+)")
 INDEX_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links")
 EDITABLE_OPTIONS = ("-e", "--editable")
 
 
-def normalize_name(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+NOT_IN_SANDBOX = (
+    "not installed in the sandbox (no network{has}): use one of the installed packages "
+    "or the standard library"
+)
+"""What the agent and the gate are told; `has` says what the sandbox has instead, if anything."""
 
 
 def dependency_findings(files: dict[str, str]) -> list[Finding]:
     findings = []
     for path, content in sorted(files.items()):
         if REQUIREMENTS_FILE.match(PurePosixPath(path).name):
-            for number, line in _requirement_lines(content):
+            for number, line in requirement_lines(content):
                 findings += _requirement_findings(path, number, line)
     return findings
-
-
-def _requirement_lines(content: str) -> Iterable[tuple[int, str]]:
-    """(line number, requirement) with comments dropped and continuation lines joined."""
-    pending, start = "", 0
-    for number, raw in enumerate(content.splitlines(), start=1):
-        line = re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()
-        if not pending:
-            start = number
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line, pending = (pending + line).strip(), ""
-        if line:
-            yield start, line
 
 
 def _requirement_findings(path: str, number: int, line: str) -> list[Finding]:
@@ -126,8 +115,7 @@ def _requirement_findings(path: str, number: int, line: str) -> list[Finding]:
                 )
             ]
         return [from_url] if option in EDITABLE_OPTIONS and "://" in line else []
-    # Hash options follow the requirement on the same line.
-    match = REQUIREMENT.match(re.sub(r"\s--\S.*$", "", line))
+    match = parse_requirement(line)
     if match is None or match["url"] or "://" in line:
         return [from_url]
     name = normalize_name(match["name"])
@@ -160,6 +148,51 @@ def _requirement_findings(path: str, number: int, line: str) -> list[Finding]:
         for advisory in ADVISORIES.get(name, ())
         if _below(upper, release(advisory.fixed_in))
     ]
+
+
+def sandbox_findings(files: dict[str, str]) -> list[Finding]:
+    """A HIGH finding for each requirement of a dependency file that the sandbox lacks."""
+    return [
+        Finding(
+            source="dependencies",
+            severity=Severity.HIGH,
+            message=f"`{missing.requirement}` is {_not_in_sandbox(missing)}",
+            file=path,
+            line=missing.line,
+            rule="not-in-sandbox",
+            suggested_fix="Depend on a package the handbook lists as installed, "
+            "or on the standard library.",
+        )
+        for path, content in sorted(files.items())
+        for missing in unavailable_requirements(path, content)
+    ]
+
+
+def sandbox_warning(path: str, content: str) -> str | None:
+    """One line for the result of writing a dependency file that names what the sandbox
+    lacks; None when the sandbox has all of it, or the file declares no dependencies."""
+    missing = unavailable_requirements(path, content)
+    if not missing:
+        return None
+    named = []
+    for m in missing:
+        details = "; ".join(d for d in (f"line {m.line}" if m.line else "", _instead(m)) if d)
+        named.append(f"`{m.requirement}`" + (f" ({details})" if details else ""))
+    return f"Warning: {path} requires {', '.join(named)}: {NOT_IN_SANDBOX.format(has='')}."
+
+
+def _not_in_sandbox(missing: Unavailable) -> str:
+    instead = _instead(missing)
+    return NOT_IN_SANDBOX.format(has=f"; {instead}" if instead else "")
+
+
+def _instead(missing: Unavailable) -> str:
+    """What the sandbox has in place of a missing requirement, if anything is worth saying."""
+    if missing.installed is not None:
+        return f"it has {missing.name} {missing.installed}"
+    if missing.ecosystem == Ecosystem.NPM:
+        return "it has no npm packages"
+    return ""
 
 
 Release = tuple[int, ...]

@@ -1,7 +1,8 @@
 """Which checks each checked gate runs, and running them on a run's files.
 
 `code_review`: ruff on every Python file, then each generated project's own tests in the
-sandbox. `security_review`: bandit, a secret scan of every file, and the dependency pins.
+sandbox. `security_review`: bandit, a secret scan of every file, the dependency pins, and
+requirements the sandbox cannot satisfy.
 A check that could not run is always a note on the report, never a silent pass; a checked
 gate kind with no entry in `GATE_CHECKS` is an error, never a gate that passes unchecked.
 """
@@ -12,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from checks.dependencies import dependency_findings
+from checks.dependencies import dependency_findings, sandbox_findings
 from checks.findings import cap_low_findings
 from checks.lint import lint
 from checks.sandbox import SandboxSession
@@ -54,6 +55,7 @@ async def security_review(run: GateRun) -> None:
     await bandit(run.workspace, run.report, run.timeouts.tools_seconds)
     run.report.findings += secret_findings(run.workspace.files)
     run.report.findings += dependency_findings(run.workspace.files)
+    run.report.findings += sandbox_findings(run.workspace.files)
 
 
 GATE_CHECKS: dict[GateKind, GateChecks] = {

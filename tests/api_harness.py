@@ -8,7 +8,7 @@ with an `httpx.AsyncClient` exactly as a user's script would.
 from __future__ import annotations
 
 import asyncio
-import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,29 +16,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import uvicorn
 from google.protobuf.duration_pb2 import Duration
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.client import Client, Interceptor
+from temporalio.client import Client, Interceptor, WorkflowHandle
 
 from agents.protocol import LLMProvider
 from api.app import create_app
 from api.server import server_config
+from core.contracts import RunPlan, RunState, workflow_id_for
 from core.infrastructure.settings import Settings
-from core.infrastructure.temporal import ensure_search_attributes
+from core.infrastructure.temporal import ensure_search_attributes, start_run
+from core.persistence import storage
 from core.persistence.db import Database
 from core.persistence.tenancy import IssuedKey, OrgRole, create_key, create_org
 from core.services.providers import make_provider
+from tests.processes import free_port
 from workers.main import serving
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def isolated_client(server: Client, interceptors: list[Interceptor] | None = None) -> Client:
@@ -74,6 +71,43 @@ def api_settings(**overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def token(
+    org: str,
+    sub: str = "alice",
+    *,
+    role: str | None = None,
+    key: Any = None,
+    algorithm: str = "HS256",
+    expires_in: float = 300,
+    **claims: Any,
+) -> dict[str, str]:
+    """Bearer headers for a JWT; by default one the test API accepts (api_settings)."""
+    settings = api_settings()
+    payload: dict[str, Any] = {
+        "sub": sub,
+        "org": org,
+        "iss": settings.api.jwt_issuer,
+        "aud": settings.api.jwt_audience,
+        "exp": int(time.time() + expires_in),
+        **claims,
+    }
+    if role is not None:
+        payload["role"] = role
+    payload = {k: v for k, v in payload.items() if v is not None}
+    if key is None:
+        assert settings.api.jwt_secret is not None
+        key = settings.api.jwt_secret.get_secret_value()
+    return {"Authorization": f"Bearer {jwt.encode(payload, key, algorithm=algorithm)}"}
+
+
+def assert_json_error(response: httpx.Response, status_code: int, fragment: str = "") -> None:
+    """The API refused with `status_code` and a JSON `detail` that names `fragment`."""
+    assert response.status_code == status_code, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    detail = response.json()["detail"]
+    assert fragment.lower() in str(detail).lower(), detail
 
 
 @dataclass
@@ -112,6 +146,23 @@ class ApiHarness:
         client = httpx.AsyncClient(base_url=self.base_url, headers=headers or {}, timeout=60)
         self._clients.append(client)
         return client
+
+
+async def start_for(
+    api: ApiHarness, tenant: Tenant, plan: RunPlan
+) -> WorkflowHandle[Any, RunState]:
+    """A run of `tenant`, started the way `POST /runs` does: run row first, then workflow."""
+    plan = plan.model_copy(update={"tenant": tenant.org_id})
+    await storage.record_run_started(api.db, plan, workflow_id_for(plan.run_id))
+    return await start_run(api.temporal, plan)
+
+
+async def pending_over_http(api: ApiHarness, tenant: Tenant, run_id: str) -> list[dict[str, Any]]:
+    """The run's pending decisions as `tenant` reads them over REST."""
+    response = await api.http(tenant.headers).get(f"/runs/{run_id}/decisions")
+    assert response.status_code == 200, response.text
+    body: list[dict[str, Any]] = response.json()
+    return body
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import subprocess
 import sys
 import uuid
@@ -18,17 +19,22 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
-from agents.tools import ToolOutcome, Workspace, run_tool
-from core.contracts import RunPlan, RunState
+from agents.tool_kit import ToolOutcome, Workspace
+from agents.tools import run_tool
+from core.contracts import RunPlan, RunState, TurnKey, Usage
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
+from core.persistence import storage
 from core.persistence.db import Database
 from core.services.templates import load_template
 from workers.main import serving
 from workflows.dsl import compile_plan
 
 TASK_MANAGER_GOAL = "Build a task management API with user authentication"
-TEMPLATES = Path(__file__).parent / "templates"
+TESTS = Path(__file__).parent
+TEMPLATES = TESTS / "templates"
+HISTORIES = sorted((TESTS / "histories").glob("*.json"))
+"""The recorded workflow histories that every change must keep replaying."""
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
@@ -102,3 +108,29 @@ def environment_names(section: type[BaseSettings]) -> set[str]:
         else:
             names.add(field_name.upper())
     return names
+
+
+async def spend(db: Database, tenant: str, run: str, turn: int, tokens: int, cost: float) -> None:
+    """`tokens` and `cost` charged to `tenant`'s month, as one model call of `run` records it."""
+    await storage.record_model_call(
+        db,
+        TurnKey(run_id=run, workflow_id=f"run-{run}", task_id="backend", turn=turn),
+        tenant=tenant,
+        role="backend_engineer",
+        provider="offline",
+        model="offline-sim-1",
+        usage=Usage(input_tokens=tokens, output_tokens=0),
+        cost_usd=cost,
+        stop_reason="end_turn",
+        response_json="{}",
+    )
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` in a Prometheus exposition whose labels include `labels`."""
+    total = 0.0
+    for line in exposition.splitlines():
+        match = re.match(rf"^{re.escape(name)}(\{{(.*)\}})? (\S+)$", line)
+        if match and all(f'{k}="{v}"' in (match[2] or "") for k, v in labels.items()):
+            total += float(match[3])
+    return total

@@ -87,15 +87,17 @@ def build_workers(
                 )
             )
         elif queue == CHECKS_QUEUE:
-            # Checks run untrusted generated code: few at a time, each in its own sandbox.
+            # Checks and agents' commands run untrusted generated code: few at a time,
+            # each in its own sandbox.
             report_sandbox(settings.sandbox.backend)
             checks = CheckActivities(db, settings.sandbox)
+            commands = WorkspaceActivities(db, settings.sandbox)
             workers.append(
                 Worker(
                     client,
                     task_queue=queue,
                     interceptors=[LogContextInterceptor()],
-                    activities=[checks.run_checks],
+                    activities=[checks.run_checks, commands.run_tool_calls],
                     max_concurrent_activities=settings.sandbox.max_concurrent_checks,
                 )
             )

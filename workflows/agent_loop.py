@@ -215,18 +215,30 @@ class AgentLoop:
     ) -> None:
         """The turn's tool calls, in one local activity; then its notes."""
         task = job.task
-        tools: ToolCallsResult = await self._run.storage(
-            RUN_TOOL_CALLS,
-            ToolCallsInput(
-                key=key,
-                role=task.role,
-                model=call.model,
-                review_of=job.review_of,
-                recipients=agent_notes.recipients(self._run.plan.tasks) if job.notes_on else [],
-            ),
-            result_type=ToolCallsResult,
-            summary=f"{job.label}: tools of turn {key.turn + 1}",
+        batch = ToolCallsInput(
+            key=key,
+            role=task.role,
+            model=call.model,
+            review_of=job.review_of,
+            recipients=agent_notes.recipients(self._run.plan.tasks) if job.notes_on else [],
+            command_timeout_seconds=task.command_timeout_seconds,
+            command_seconds_left=max(task.command_budget_seconds - task_state.command_seconds, 0),
         )
+        summary = f"{job.label}: tools of turn {key.turn + 1}"
+        tools: ToolCallsResult
+        if call.commands:
+            # Commands run generated code: the whole turn's calls go where the sandbox is.
+            tools = await self._run.sandboxed(
+                RUN_TOOL_CALLS, batch, result_type=ToolCallsResult, summary=summary
+            )
+        else:
+            tools = await self._run.storage(
+                RUN_TOOL_CALLS, batch, result_type=ToolCallsResult, summary=summary
+            )
+        task_state.commands += tools.commands
+        task_state.command_seconds += sum(c.duration_seconds for c in tools.commands)
+        for name, count in tools.tool_counts.items():
+            task_state.tool_counts[name] = task_state.tool_counts.get(name, 0) + count
         task_state.artifacts = merge_artifacts(task_state.artifacts, tools.written)
         task_state.outputs.update(tools.outputs)
         if job.notes_on:

@@ -44,6 +44,10 @@ class TemplateError(ValueError):
         super().__init__(f"invalid template {source}: " + "; ".join(problems))
 
 
+CommandSeconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
+CheckRounds = Annotated[int, Field(ge=0, le=10)]
+
+
 class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,6 +62,9 @@ class TaskSpec(BaseModel):
     max_revisions: int = Field(default=2, ge=0, le=10)
     model: ModelName | None = None
     max_turns: int | None = Field(default=None, ge=1, le=100)
+    command_timeout_seconds: CommandSeconds | None = None
+    command_budget_seconds: CommandSeconds | None = None
+    max_check_rounds: CheckRounds | None = None
 
 
 class TemplateSettings(BaseModel):
@@ -71,6 +78,13 @@ class TemplateSettings(BaseModel):
     """Reruns of a task whose work failed validation before it completes with the issues."""
     response_cache: bool = True
     """`response_cache: false` makes every model call of the run, even a repeated one."""
+    command_timeout_seconds: CommandSeconds = 120.0
+    """Wall clock of one command an agent runs in the sandbox (a task may set its own)."""
+    command_budget_seconds: CommandSeconds = 900.0
+    """Wall clock all commands of one task may use together (a task may set its own)."""
+    max_check_rounds: CheckRounds = 2
+    """Times a task's own checks may send failures back to its agent before it completes
+    with them recorded for the gates (a task may set its own)."""
 
 
 class Template(BaseModel):
@@ -218,6 +232,13 @@ def compile_plan(
                 model=t.model,
                 max_turns=t.max_turns or template.settings.max_turns,
                 description=t.description,
+                command_timeout_seconds=t.command_timeout_seconds
+                or template.settings.command_timeout_seconds,
+                command_budget_seconds=t.command_budget_seconds
+                or template.settings.command_budget_seconds,
+                max_check_rounds=template.settings.max_check_rounds
+                if t.max_check_rounds is None
+                else t.max_check_rounds,
             )
             for t in template.tasks
         ],

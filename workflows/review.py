@@ -11,14 +11,11 @@ it back. The decisions themselves are plain functions in `workflows.gates` and
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
-        CHECKS_QUEUE,
         GATE_VERDICTS_METRIC,
         REVISIONS_METRIC,
         RUN_CHECKS,
@@ -51,8 +48,6 @@ from workflows.agent_loop import AgentLoop
 from workflows.humans import Humans
 from workflows.run_context import RunContext
 
-CHECKS_TIMEOUT = timedelta(minutes=15)
-CHECKS_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 """Checks beat every 5 s; a killed checks worker's work moves elsewhere within 20 s."""
 
 GATE_OPTIONS = [
@@ -110,14 +105,10 @@ class Review:
     async def _checks(self, gate: TaskPlan, round_: int) -> ChecksReport | None:
         if gate.gate is None or not gate.gate.checked:
             return None
-        report: ChecksReport = await workflow.execute_activity(
+        report: ChecksReport = await self._run.sandboxed(
             RUN_CHECKS,
             ChecksInput(run_id=self._run.plan.run_id, gate=gate.gate.value),
             result_type=ChecksReport,
-            task_queue=CHECKS_QUEUE,
-            start_to_close_timeout=CHECKS_TIMEOUT,
-            heartbeat_timeout=CHECKS_HEARTBEAT_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"{gate.id}: checks, round {round_}",
         )
         return report

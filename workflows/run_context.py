@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        CHECKS_QUEUE,
         DELIVER_WEBHOOKS,
         SEARCH_ATTRIBUTE_RUN_STATUS,
         TASK_QUEUE,
@@ -36,6 +37,9 @@ RUN_STATUS = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_RUN_STATUS)
 STORAGE_TIMEOUT = timedelta(seconds=60)
 STORAGE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 WEBHOOK_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=2))
+CHECKS_TIMEOUT = timedelta(minutes=15)
+CHECKS_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+"""Checks and commands beat every 5 s; a killed checks worker's work moves on within 20 s."""
 DELIVERY_GIVE_UP = timedelta(minutes=15)
 """The run ends only after its notifications and webhooks: a dead receiver holds it this long
 at most, instead of for hours of retries."""
@@ -127,6 +131,28 @@ class RunContext:
             result_type=result_type,
             start_to_close_timeout=STORAGE_TIMEOUT,
             retry_policy=STORAGE_RETRY,
+            summary=summary,
+        )
+
+    async def sandboxed(
+        self,
+        activity: str,
+        arg: object,
+        *,
+        result_type: type,
+        summary: str,
+        attempts: int = 3,
+    ) -> Any:
+        """Work that runs generated code: an activity on the checks queue, where the
+        sandbox is, heartbeating so a dead checks worker's work moves on within seconds."""
+        return await workflow.execute_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            task_queue=CHECKS_QUEUE,
+            start_to_close_timeout=CHECKS_TIMEOUT,
+            heartbeat_timeout=CHECKS_HEARTBEAT_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_attempts=attempts),
             summary=summary,
         )
 

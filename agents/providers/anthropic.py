@@ -21,6 +21,7 @@ from agents.protocol import (
     ProviderError,
     StopReason,
     TextBlock,
+    ToolDefinition,
     ToolUseBlock,
 )
 from agents.providers.errors import (
@@ -126,11 +127,18 @@ def _params(request: ModelRequest, model: str) -> dict[str, Any]:
             [{"type": "text", "text": request.system, **cache}] if cache else request.system
         )
     if request.tools:
-        tools = [tool.model_dump(mode="json", exclude_none=True) for tool in request.tools]
+        tools = [_tool_param(tool) for tool in request.tools]
         # Tools come first in the cached prefix; a breakpoint on the last one covers them all.
         tools[-1].update(cache)
         params["tools"] = cast("list[ToolUnionParam]", tools)
     return params
+
+
+def _tool_param(tool: ToolDefinition) -> dict[str, Any]:
+    """Anthropic's own tools (text editor, bash) by type and name: no schema tokens."""
+    if tool.native_type is not None:
+        return {"type": tool.native_type, "name": tool.name, **tool.native_options}
+    return {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
 
 
 def _to_response(message: anthropic.types.Message, requested_model: str) -> ModelResponse:

@@ -135,6 +135,40 @@ class ToolResultsEntry(TurnKeyed, table=True):
     )
 
     results: str = Field(sa_column=Column(Text, nullable=False))
+    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The turn's `ToolCallsResult` (JSON): a retry after the commit returns it as it was,
+    instead of running the calls again (0006)."""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CommandResult(TurnKeyed, table=True):
+    """One command an agent ran in the sandbox, kept as soon as it finished (0006).
+
+    A retried turn finds it by its tool-use id and applies the recorded output and file
+    changes instead of running the command again.
+    """
+
+    __tablename__ = "command_results"
+    __table_args__ = (
+        UniqueConstraint(
+            "workflow_id",
+            "execution_id",
+            "task_id",
+            "attempt",
+            "turn",
+            "tool_use_id",
+            name="uq_command_results_call",
+        ),
+    )
+
+    tool_use_id: str = Field(max_length=100)
+    command: str = Field(sa_column=Column(Text, nullable=False))
+    exit_code: int | None = None
+    output: str = Field(sa_column=Column(Text, nullable=False))
+    """What the agent reads: the exit code, stdout and stderr within the output budget."""
+    changes: str = Field(sa_column=Column(Text, nullable=False))
+    """JSON list of the files it created or changed: path, content (None for binary), size."""
+    duration_seconds: float = 0.0
     created_at: datetime = Field(default_factory=utcnow)
 
 

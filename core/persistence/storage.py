@@ -41,7 +41,7 @@ async def insert_ignore(
     await session.execute(stmt)
 
 
-def _key_filter(model: Any, key: TurnKey) -> list[Any]:
+def key_filter(model: Any, key: TurnKey) -> list[Any]:
     return [
         model.workflow_id == key.workflow_id,
         model.execution_id == key.execution_id,
@@ -253,7 +253,7 @@ async def turn_context(db: Database, key: TurnKey, upstream_ids: Sequence[int]) 
 
 
 async def _first(session: AsyncSession, model: Any, key: TurnKey) -> Any:
-    result = await session.execute(select(model).where(*_key_filter(model, key)))
+    result = await session.execute(select(model).where(*key_filter(model, key)))
     return result.scalars().first()
 
 
@@ -296,10 +296,12 @@ def artifact_ref(artifact: Artifact) -> ArtifactRef:
 
 
 class RunWorkspace:
-    """One turn's view of a run's workspace: reads see its own writes; one transaction.
+    """One turn's view of a run's workspace: reads see its own writes, kept until the end.
 
-    Writes are keyed by (run, task, attempt, turn, path), so replaying the turn's tool
-    calls after a retry finds the rows it wrote instead of adding versions.
+    Writes wait in memory and are stored together when the turn ends (`flush`), so no write
+    transaction is open while a command runs (SQLite has one writer: a command's result is
+    kept in its own transaction meanwhile). Rows are keyed by (run, task, attempt, turn,
+    path), so storing the turn again after a retry finds them instead of adding versions.
     """
 
     def __init__(self, session: AsyncSession, key: TurnKey, *, role: str, model: str) -> None:
@@ -307,16 +309,42 @@ class RunWorkspace:
         self.key = key
         self.role = role
         self.model = model
+        self._pending: dict[str, ArtifactRef] = {}
+        self._content: dict[str, str] = {}
 
     async def write(self, path: str, content: str) -> ArtifactRef:
-        existing = await self._written(path)
-        if existing is None:
-            previous = await self.session.execute(
-                select(func.coalesce(func.max(Artifact.version), 0)).where(
-                    Artifact.run_id == self.key.run_id, Artifact.path == path
-                )
-            )
-            data = content.encode("utf-8")
+        data = content.encode("utf-8")
+        version = self._pending[path].version if path in self._pending else await self._next(path)
+        ref = ArtifactRef(
+            id=0,  # given when the turn is stored
+            path=path,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            version=version,
+            task_id=self.key.task_id,
+        )
+        self._pending[path], self._content[path] = ref, content
+        return ref
+
+    async def read(self, path: str) -> str | None:
+        if path in self._content:
+            return self._content[path]
+        found = [a for a in await _latest(self.session, self.key.run_id, path) if a.path == path]
+        return found[0].content if found else None
+
+    async def list(self, prefix: str) -> list[tuple[str, int]]:
+        sizes = {a.path: a.size for a in await _latest(self.session, self.key.run_id, prefix)}
+        sizes |= {p: ref.size for p, ref in self._pending.items() if p.startswith(prefix)}
+        return sorted(sizes.items())
+
+    async def snapshot(self) -> dict[str, str]:
+        """Every file as this turn sees it, its own writes included: what a command runs on."""
+        stored = {a.path: a.content for a in await _latest(self.session, self.key.run_id)}
+        return stored | self._content
+
+    async def flush(self) -> dict[str, ArtifactRef]:
+        """Store the turn's writes; each written path's stored reference."""
+        for path, ref in self._pending.items():
             await insert_ignore(
                 self.session,
                 Artifact,
@@ -327,27 +355,32 @@ class RunWorkspace:
                     "attempt": self.key.attempt,
                     "turn": self.key.turn,
                     "path": path,
-                    "version": int(previous.scalar_one()) + 1,
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "size": len(data),
-                    "content": content,
+                    "version": ref.version,
+                    "sha256": ref.sha256,
+                    "size": ref.size,
+                    "content": self._content[path],
                     "role": self.role,
                     "model": self.model,
                     "created_at": utcnow(),
                 },
             )
-            existing = await self._written(path)
-            assert existing is not None
-        return artifact_ref(existing)
+        stored = {}
+        for path in self._pending:
+            row = await self._written(path)
+            if row is None:
+                raise RuntimeError(f"artifact {path!r} of {self.key} was not stored")
+            stored[path] = artifact_ref(row)
+        self._pending, self._content = {}, {}
+        return stored
 
-    async def read(self, path: str) -> str | None:
-        found = [a for a in await _latest(self.session, self.key.run_id, path) if a.path == path]
-        return found[0].content if found else None
+    async def recorded_outcome(self) -> str | None:
+        """The outcome JSON of this turn's calls if an earlier try stored them."""
+        found = await self.session.execute(
+            select(ToolResultsEntry.outcome).where(*key_filter(ToolResultsEntry, self.key))
+        )
+        return found.scalars().first()
 
-    async def list(self, prefix: str) -> list[tuple[str, int]]:
-        return [(a.path, a.size) for a in await _latest(self.session, self.key.run_id, prefix)]
-
-    async def record_results(self, results_json: str) -> None:
+    async def record_results(self, results_json: str, outcome_json: str | None = None) -> None:
         """The turn's tool results, for the next model call; kept from the first try."""
         await insert_ignore(
             self.session,
@@ -359,9 +392,22 @@ class RunWorkspace:
                 "attempt": self.key.attempt,
                 "turn": self.key.turn,
                 "results": results_json,
+                "outcome": outcome_json,
                 "created_at": utcnow(),
             },
         )
+
+    async def _next(self, path: str) -> int:
+        """The version this turn's write of `path` gets (its own, if a try stored it)."""
+        written = await self._written(path)
+        if written is not None:
+            return written.version
+        previous = await self.session.execute(
+            select(func.coalesce(func.max(Artifact.version), 0)).where(
+                Artifact.run_id == self.key.run_id, Artifact.path == path
+            )
+        )
+        return int(previous.scalar_one()) + 1
 
     async def _written(self, path: str) -> Artifact | None:
         result = await self.session.execute(
@@ -381,9 +427,11 @@ class RunWorkspace:
 async def turn_workspace(
     db: Database, key: TurnKey, *, role: str, model: str
 ) -> AsyncIterator[RunWorkspace]:
-    """A workspace for one turn's tool calls, committed when the block ends without error."""
+    """A workspace for one turn's tool calls, stored when the block ends without error."""
     async with db.session() as session:
-        yield RunWorkspace(session, key, role=role, model=model)
+        workspace = RunWorkspace(session, key, role=role, model=model)
+        yield workspace
+        await workspace.flush()
         await session.commit()
 
 
@@ -391,7 +439,8 @@ async def write_artifact(
     db: Database, key: TurnKey, *, path: str, content: str, role: str, model: str
 ) -> ArtifactRef:
     async with turn_workspace(db, key, role=role, model=model) as workspace:
-        return await workspace.write(path, content)
+        await workspace.write(path, content)
+        return (await workspace.flush())[path]
 
 
 async def artifacts_by_id(db: Database, ids: Sequence[int]) -> list[Artifact]:

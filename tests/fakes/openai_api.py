@@ -23,7 +23,7 @@ api.openai.com); without it, like a local server, no key is needed, but the key
 
 Scripting and the server machinery (``enqueue``, ``responder``, ``requests``, ``replies``,
 ``DropConnection``, ``DropMidResponse``, ``RawReply``) are those of ``LoopbackAPI`` in
-``tests/fakes/messages_api.py``. A scripted success body is partial: ``message``,
+``tests/fakes/loopback.py``. A scripted success body is partial: ``message``,
 ``finish_reason``, ``usage``, ``model`` and ``id``, each filled in when left out (see
 ``completion()``). Run standalone with ``python -m tests.fakes.openai_api [--port N]``.
 """
@@ -33,13 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tests.fakes.messages_api import (
+from tests.fakes.loopback import (
+    TASK_TAG,
     DropConnection,
     DropMidResponse,
     ErrorReply,
@@ -47,34 +46,44 @@ from tests.fakes.messages_api import (
     LoopbackAPI,
     MessageReply,
     RawReply,
+    RecordedRequest,
     Reply,
     ReplyLike,
     Responder,
     ServedReply,
+    bearer,
     estimate_tokens,
+    first_text,
     new_id,
+    role_of,
+    serve_until_stopped,
+    task_of,
+    turn_of,
 )
 
 __all__ = [
     "BAD_API_KEY",
     "CHAT_PATH",
+    "TASK_TAG",
     "DropConnection",
     "DropMidResponse",
     "ErrorReply",
     "FakeOpenAIAPI",
     "MessageReply",
     "RawReply",
+    "RecordedRequest",
     "Reply",
     "ReplyLike",
     "Responder",
     "ServedReply",
     "completion",
-    "default_reply",
     "error_body",
+    "first_text",
+    "role_of",
+    "task_of",
     "text_completion",
     "tool_call_completion",
-    "wants_note",
-    "wants_validation",
+    "turn_of",
 ]
 
 CHAT_PATH = "/v1/chat/completions"
@@ -237,53 +246,7 @@ def _complete(body: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, 
     }
 
 
-# --------------------------------------------------------------------------- default responder
-
-
-def wants_note(request: Mapping[str, Any]) -> bool:
-    """Whether ``default_reply`` answers with a write_file tool call."""
-    names = [(tool.get("function") or {}).get("name") for tool in request.get("tools") or []]
-    answered = any(msg.get("role") == "tool" for msg in request.get("messages") or [])
-    return "write_file" in names and not answered
-
-
-def wants_validation(request: Mapping[str, Any]) -> bool:
-    """Whether ``default_reply`` answers with a submit_validation call (a validator asks)."""
-    names = [(tool.get("function") or {}).get("name") for tool in request.get("tools") or []]
-    answered = any(msg.get("role") == "tool" for msg in request.get("messages") or [])
-    return "submit_validation" in names and not answered
-
-
-def default_reply(request: Mapping[str, Any], note_number: int) -> dict[str, Any]:
-    """One tool turn, then done: write ``notes/<n>.md`` if offered ``write_file``, else text.
-
-    A validator (offered ``submit_validation``) passes the work in one turn.
-    """
-    if wants_validation(request):
-        return tool_call_completion(
-            "submit_validation",
-            {"passed": True, "issues": [], "summary": "Accepted by the fake OpenAI API."},
-        )
-    if wants_note(request):
-        return tool_call_completion(
-            "write_file",
-            {
-                "path": f"notes/{note_number}.md",
-                "content": f"# Note {note_number}\n\nWritten by the fake OpenAI API.\n",
-            },
-            text="I'll write that down.",
-        )
-    return text_completion("Done.")
-
-
 # --------------------------------------------------------------------------- validation
-
-
-def _bearer(headers: Mapping[str, str]) -> str | None:
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
 
 
 def _invalid(message: str, param: str | None = None, status: int = 400) -> InvalidRequest:
@@ -399,6 +362,7 @@ class FakeOpenAIAPI(LoopbackAPI):
     """The fake chat completions API. Use as a context manager, or ``start()``/``close()``."""
 
     request_id_header = "x-request-id"
+    author = "the fake OpenAI API"
 
     def __init__(
         self, responder: Responder | None = None, *, port: int = 0, api_key: str | None = None
@@ -422,18 +386,12 @@ class FakeOpenAIAPI(LoopbackAPI):
         """Kwargs as for ``tool_call_completion()``: text, call_id, finish_reason, usage..."""
         self.enqueue(tool_call_completion(name, arguments, **kwargs))
 
-    def default_responder(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The responder used when ``responder`` is None; wrap it to change only some turns."""
-        if not wants_note(request):
-            return default_reply(request, 0)
-        return default_reply(request, self.next_note_number())
-
     def _validate(
         self, method: str, path: str, headers: Mapping[str, str], body: Any
     ) -> dict[str, Any]:
         if method != "POST" or path != CHAT_PATH:
             raise _invalid(f"Invalid URL ({method} {path})", status=404)
-        key = _bearer(headers)
+        key = bearer(headers)
         if key == BAD_API_KEY or (self.api_key is not None and key != self.api_key):
             if key is None:
                 raise _invalid(
@@ -464,19 +422,28 @@ class FakeOpenAIAPI(LoopbackAPI):
             reply.param,
         )
 
+    def _tool_names(self, request: Mapping[str, Any]) -> list[str]:
+        return [(tool.get("function") or {}).get("name") for tool in request.get("tools") or []]
+
+    def _answered(self, request: Mapping[str, Any]) -> bool:
+        return any(msg.get("role") == "tool" for msg in request.get("messages") or [])
+
+    def _tool_call(
+        self, name: str, tool_input: Mapping[str, Any], text: str | None = None
+    ) -> dict[str, Any]:
+        return tool_call_completion(name, tool_input, text=text)
+
+    def _text(self, text: str) -> dict[str, Any]:
+        return text_completion(text)
+
 
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve a fake OpenAI chat completions API.")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--api-key", default=None, help="require this key (default: none)")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    with FakeOpenAIAPI(port=args.port, api_key=args.api_key) as api:
-        print(api.base_url, flush=True)
-        while not stop.wait(0.5):
-            pass
+    api = FakeOpenAIAPI(port=args.port, api_key=args.api_key)
+    serve_until_stopped(api, lambda: api.base_url)
 
 
 if __name__ == "__main__":

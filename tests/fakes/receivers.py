@@ -16,7 +16,8 @@ code under test, a Temporal worker in this process or another process can reach 
         ...subscribe f"{endpoint.url}/hook"...
         assert all(e.signature_valid for e in endpoint.events)
 
-Scripted replies are served first, in order, then the default success reply.
+Scripted replies are served first, in order, then the default success reply. The HTTP
+plumbing is ``LoopbackServer`` (``tests/fakes/loopback.py``), shared with the API fakes.
 """
 
 from __future__ import annotations
@@ -24,22 +25,21 @@ from __future__ import annotations
 import email.policy
 import hashlib
 import hmac
-import json
 import socket
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Generic, NamedTuple, Self, TypeVar
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.fakes.loopback import HOST, Lifecycle, LoopbackServer, read_request
 
 __all__ = [
     "HttpReceiver",
@@ -50,8 +50,6 @@ __all__ = [
     "WebhookReceiver",
     "verify_signature",
 ]
-
-HOST = "127.0.0.1"
 
 T = TypeVar("T")
 
@@ -101,27 +99,6 @@ class _Script(Generic[T]):
             return len(self._replies)
 
 
-class _Lifecycle(ABC):
-    """Context-manager plumbing: ``with Receiver() as r`` starts it and always stops it."""
-
-    @abstractmethod
-    def start(self) -> Self: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
 # --------------------------------------------------------------------------- HTTP
 
 
@@ -144,29 +121,14 @@ class HttpReply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, receiver: HttpReceiver) -> None:
-        super().__init__((HOST, 0), _HttpHandler)
-        self.receiver = receiver
-
-
 class _HttpHandler(BaseHTTPRequestHandler):
-    server: _HttpServer
-
     def log_message(self, format: str, *args: Any) -> None:
         pass  # receiver.requests is the log
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length > 0 else b""
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        reply = self.server.receiver._reply_to(self.path, headers, raw, body)
+        raw, body, headers = read_request(self)
+        receiver = self.server.owner  # type: ignore[attr-defined]
+        reply = receiver._reply_to(self.path, headers, raw, body)
         payload = reply.body.encode()
         self.send_response(reply.status)
         self.send_header("content-type", "text/plain; charset=utf-8")
@@ -177,43 +139,15 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-class HttpReceiver(_Lifecycle):
+class HttpReceiver(LoopbackServer):
     """Accepts POSTs on any path; thread-safe, so tests and workers may share one."""
 
+    handler = _HttpHandler
+
     def __init__(self) -> None:
+        super().__init__()
         self._inbox: _Inbox[ReceivedRequest] = _Inbox()
         self._script: _Script[HttpReply] = _Script()
-        self._server: _HttpServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("HttpReceiver already started")
-        self._server = _HttpServer(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"http-receiver:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("HttpReceiver is not running")
-        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
@@ -353,7 +287,7 @@ class _SmtpHandler:
         return reply
 
 
-class SmtpReceiver(_Lifecycle):
+class SmtpReceiver(Lifecycle):
     """An SMTP server that keeps what it accepts as parsed messages.
 
     With ``credentials=(user, password)`` it requires AUTH (PLAIN or LOGIN, allowed without

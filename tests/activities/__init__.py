@@ -1,0 +1,1 @@
+"""Tests of `activities/`: model calls and context, notifications, webhooks."""

@@ -1,0 +1,1 @@
+"""Tests of `agents/`: the provider adapters behind one contract, pricing, workspace tools."""

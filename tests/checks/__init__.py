@@ -1,0 +1,1 @@
+"""Tests of `checks/`: the gate rules and the sandbox that runs generated code."""

@@ -1,0 +1,1 @@
+"""Tests of `cli/`: the `orchestrator` command run as a user runs it."""

@@ -1,0 +1,1 @@
+"""Tests of `core/infrastructure/`: codec, outbound guard, logs, metrics, tracing."""

@@ -1,0 +1,1 @@
+"""Tests of `core/persistence/`: storage, tenancy, on both databases."""

@@ -1,0 +1,1 @@
+"""Tests of `core/services/`: budgets and cost estimates."""

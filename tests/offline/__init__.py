@@ -1,0 +1,1 @@
+"""Tests of `offline/`: the deterministic stand-in for an LLM."""

@@ -1,0 +1,124 @@
+"""Kill the worker with SIGKILL mid-run: the run completes and no finished model call repeats."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from activities.model_calls import ModelActivities
+from agents.providers.anthropic import AnthropicProvider
+from core.contracts import ModelCallInput, RunStatus, TurnKey
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import start_run
+from core.persistence import storage
+from core.persistence.db import Database, LedgerEntry
+from tests.fakes.messages_api import FakeMessagesAPI
+from tests.helpers import make_plan
+from tests.processes import clean_environ, orchestrator_process
+
+
+def invocations(call_log: Path) -> Counter[str]:
+    """Calls by response id: the offline model derives it from role, turn and task message,
+    so a call made twice logs the same id twice, and the ledger row stores that id."""
+    lines = [json.loads(line) for line in call_log.read_text().splitlines() if line.strip()]
+    return Counter(str(line["id"]) for line in lines)
+
+
+def response_id(entry: LedgerEntry) -> str:
+    return str(json.loads(entry.response)["id"])
+
+
+async def test_sigkilled_worker_loses_nothing_and_repeats_no_finished_call(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'orchestrator.db'}"
+    call_log = tmp_path / "calls.log"
+    env = clean_environ(
+        {
+            "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+            "DATABASE_URL": db_url,
+            "OFFLINE_LATENCY_SECONDS": "0.4",
+            "OFFLINE_CALL_LOG": str(call_log),
+        }
+    )
+    db = Database(db_url)
+    plan = make_plan(model_heartbeat_timeout_seconds=2.0)
+    workflow_id = f"run-{plan.run_id}"
+    log = tmp_path / "worker1.log"
+    with orchestrator_process(["worker"], env, log, stop=signal.SIGKILL) as first:
+        handle = await start_run(dev_env.client, plan)
+        while len(await storage.ledger_entries(db, workflow_id)) < 7:
+            assert first.poll() is None, log.read_text()
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        finished_before_kill = {
+            response_id(e) for e in await storage.ledger_entries(db, workflow_id)
+        }
+        versions_before_kill = len(await storage.all_artifact_versions(db, plan.run_id))
+
+    with orchestrator_process(["worker"], env, tmp_path / "worker2.log", stop=signal.SIGTERM):
+        state = await asyncio.wait_for(handle.result(), timeout=180)
+
+    assert state.status == RunStatus.COMPLETED, state.error
+    calls = invocations(call_log)
+    ledger = await storage.ledger_entries(db, workflow_id)
+    assert len(ledger) == sum(t.turns for t in state.tasks)
+    assert len({(e.task_id, e.turn) for e in ledger}) == len(ledger)
+    assert set(calls) == {response_id(e) for e in ledger}  # each logged call has its row
+    # every call that had finished before the kill was made exactly once
+    assert all(calls[key] == 1 for key in finished_before_kill), calls
+    # only calls in flight at the kill (at most one per running task) were made twice
+    repeated = [key for key, count in calls.items() if count > 1]
+    assert len(repeated) <= 3, repeated
+    assert sum(calls.values()) == len(ledger) + len(repeated)
+    # no artifact was written twice: one version per path, as in an uninterrupted run
+    versions = await storage.all_artifact_versions(db, plan.run_id)
+    latest = await storage.latest_artifacts(db, plan.run_id)
+    assert len(versions) == len(latest) and len(versions) > versions_before_kill
+    await db.dispose()
+
+
+@pytest.mark.parametrize("response_cache", ["off", "on"])
+async def test_a_retried_model_call_does_not_pay_the_provider_again(
+    any_db: Database, response_cache: str
+) -> None:
+    """The activity's retry (its worker died before reporting) answers from the ledger.
+
+    The ledger keeps the first row whatever happens, so only the wire shows a second
+    payment; and with the response cache on, a retry answered from the cache would report
+    no usage for a turn that was paid for.
+    """
+    call = ModelCallInput(
+        key=TurnKey(run_id="r1", workflow_id="run-r1", task_id="requirements", turn=0),
+        role="business_analyst",
+        goal="Build a todo API",
+    )
+    settings = Settings(_env_file=None, RESPONSE_CACHE=response_cache)  # type: ignore[call-arg]
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    with FakeMessagesAPI() as api:
+        provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
+        activities = ModelActivities(any_db, provider, settings.provider)
+        first = await ActivityEnvironment().run(activities.call_model, call)
+        again = await retry.run(activities.call_model, call)
+        await provider.aclose()
+        sent = [r for r in api.requests if r.path == "/v1/messages"]
+
+    assert len(sent) == 1
+    assert (again.usage, again.cost_usd, again.stop_reason) == (
+        first.usage,
+        first.cost_usd,
+        first.stop_reason,
+    )
+    assert first.usage.total > 0 and first.cost_usd > 0
+    assert again.replayed and not first.replayed
+    [entry] = await storage.ledger_entries(any_db, "run-r1")
+    assert (storage.entry_usage(entry), entry.cost_usd) == (first.usage, first.cost_usd)

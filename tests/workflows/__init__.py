@@ -1,0 +1,1 @@
+"""Tests of `workflows/`: the DSL, DAG scheduling, `GoalWorkflow`, gates, decisions, replay."""

@@ -1,0 +1,28 @@
+"""Every recorded history still replays against today's workflow code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from core.infrastructure.settings import Settings
+from core.infrastructure.temporal import data_converter
+from tests.helpers import HISTORIES
+from workflows.goal import GoalWorkflow
+
+
+def test_an_sdlc_history_is_recorded() -> None:
+    assert any(path.name.startswith("sdlc") for path in HISTORIES)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(f"run-{path.stem}", path.read_text())
+    # The codec's converter reads payloads written with and without the codec alike.
+    converter = data_converter(Settings(_env_file=None))  # type: ignore[call-arg]
+    replayer = Replayer(workflows=[GoalWorkflow], data_converter=converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import heartbeating
 from checks.gates import CheckTimeouts, GateWithoutChecks, checks_for, run_gate
 from checks.sandbox import SandboxLimits, SandboxSession, SandboxUnavailable, sandbox
+from checks.workspace import check_scope
 from core.contracts import RUN_CHECKS, ChecksInput, ChecksReport, GateKind
 from core.infrastructure.settings import SandboxSettings
 from core.persistence import storage
@@ -44,7 +45,7 @@ class CheckActivities:
 
     @activity.defn(name=RUN_CHECKS)
     async def run_checks(self, request: ChecksInput) -> ChecksReport:
-        """Run the gate's checks on the run's current files.
+        """Run the gate's checks on the run's current files; `paths` narrows lint and tests.
 
         `network_isolated` is True only when generated tests ran and every run of them had
         no network; the security review executes nothing, so it stays False there.
@@ -71,6 +72,7 @@ class CheckActivities:
                     session=session,
                     report=report,
                     timeouts=self.timeouts,
+                    scope=check_scope(request.paths),
                 )
             )
         return report

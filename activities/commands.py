@@ -17,9 +17,12 @@ from agents.tool_kit import ToolOutcome
 from checks.commands import ChangedFile, CommandExecution, execute
 from checks.sandbox import SandboxLimits, SandboxUnavailable
 from core.contracts import CommandRun, TurnKey
+from core.infrastructure.logs import get_logger
 from core.persistence.commands import record_command, recorded_command
 from core.persistence.db import CommandResult, Database
 from core.persistence.storage import RunWorkspace
+
+log = get_logger(__name__)
 
 
 class SandboxCommands:
@@ -70,6 +73,15 @@ class SandboxCommands:
                     content=f"Error: no sandbox on this worker: {exc}", is_error=True
                 )
             recorded = await self._record(tool_use_id, command, execution)
+            log.info(
+                "command ran in the sandbox",
+                tool_use_id=tool_use_id,
+                exit_code=recorded.exit_code,
+                duration_seconds=round(recorded.duration_seconds, 3),
+            )
+        else:
+            # A retried turn: the command finished before, so its kept output is the answer.
+            log.info("command answered from the ledger", tool_use_id=tool_use_id)
         self.seconds_used += recorded.duration_seconds
         return await self._outcome(recorded)
 

@@ -1,10 +1,17 @@
-"""Activities that record a run's start and end in the database."""
+"""Activities that record a run's start, status changes and end in the database."""
 
 from __future__ import annotations
 
 from temporalio import activity
 
-from core.contracts import RECORD_RUN_FINISHED, RECORD_RUN_STARTED, FinalizeRunInput, RunPlan
+from core.contracts import (
+    RECORD_RUN_FINISHED,
+    RECORD_RUN_STARTED,
+    RECORD_RUN_STATUS,
+    FinalizeRunInput,
+    RunPlan,
+    RunStatusChange,
+)
 from core.persistence import storage
 from core.persistence.db import Database
 
@@ -20,3 +27,7 @@ class RunActivities:
     @activity.defn(name=RECORD_RUN_FINISHED)
     async def record_run_finished(self, final: FinalizeRunInput) -> None:
         await storage.record_run_finished(self.db, final.state, final.workflow_id)
+
+    @activity.defn(name=RECORD_RUN_STATUS)
+    async def record_run_status(self, change: RunStatusChange) -> None:
+        await storage.record_run_status(self.db, change.run_id, change.status.value)

@@ -52,7 +52,7 @@ def verify(
     tolerance_seconds: float = SIGNATURE_TOLERANCE_SECONDS,
     now: float | None = None,
 ) -> bool:
-    """The receiver's check (also in the README): a `v1` signature matches and `t` is recent.
+    """The receiver's check (also in docs/api.md): a `v1` signature matches and `t` is recent.
 
     Tolerates spaces after commas and several `v1` values (a sender may sign with an old
     and a new secret while rotating)."""

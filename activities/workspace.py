@@ -19,6 +19,7 @@ from agents.protocol import ModelResponse, ToolResultBlock
 from agents.roles import ROLES, Role
 from agents.tool_kit import ToolOutcome
 from agents.tools import NoteContext, run_tool
+from checks.dependencies import sandbox_warning
 from checks.sandbox import SandboxLimits
 from core.contracts import RUN_TOOL_CALLS, ToolCallsInput, ToolCallsResult
 from core.infrastructure.logs import get_logger
@@ -92,6 +93,7 @@ class WorkspaceActivities:
                 commands=commands,
                 tool_use_id=call.id,
             )
+            outcome.content += await _sandbox_warnings(workspace, outcome)
             if outcome.refused:
                 log.warning(
                     "tool call refused: not a tool of the role",
@@ -126,6 +128,17 @@ class WorkspaceActivities:
             seconds_left=batch.command_seconds_left,
             keep_changes=role.keeps_command_changes,
         )
+
+
+async def _sandbox_warnings(workspace: storage.RunWorkspace, outcome: ToolOutcome) -> str:
+    """A dependency file naming what the sandbox lacks: the agent hears at once, not at the gate."""
+    warnings = []
+    for ref in outcome.written:
+        content = await workspace.read(ref.path)
+        warning = sandbox_warning(ref.path, content) if content is not None else None
+        if warning is not None:
+            warnings.append(warning)
+    return "".join(f"\n{w}" for w in warnings)
 
 
 def _collect(result: ToolCallsResult, outcome: ToolOutcome) -> None:

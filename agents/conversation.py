@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter
 
 from agents.protocol import ContentBlock, Message, ModelResponse, TextBlock, ToolResultBlock
-from core.contracts import AgentNote, DeliveredNote
+from core.contracts import AgentNote, DeliveredNote, FollowUp
 
 _BLOCKS = TypeAdapter(list[ContentBlock])
 
@@ -43,15 +43,19 @@ def build_messages(
     tool_results: list[list[ContentBlock]],
     notes: Iterable[DeliveredNote] = (),
     peers: Mapping[str, str] | None = None,
+    followups: Iterable[FollowUp] = (),
 ) -> list[Message]:
     """The task message, then for each earlier turn the model's answer and its tool results.
 
-    Notes from other agents go into the user message of the turn they were first delivered
-    at: turn 0 is the task message, turn k the message with turn k-1's tool results. They
-    come after the task text and after the tool results (Anthropic rejects text before
-    tool_result blocks), and a note stamped for a turn with no tool results gets a user
-    message of its own. Either way a note stays where it first appeared, so the turns
-    before the newest are the same on every rebuild (the prompt cache relies on it).
+    `tool_results[k]` answers turn k (empty for a turn that called no tools). Notes from
+    other agents go into the user message of the turn they were first delivered at: turn 0
+    is the task message, turn k the message with turn k-1's tool results. They come after
+    the task text and after the tool results (Anthropic rejects text before tool_result
+    blocks), and a note stamped for a turn with no tool results gets a user message of its
+    own. The workflow's follow-up to turn k (e.g. the failures of the task's own checks)
+    closes the user message after turn k's answer. Either way a message stays where it
+    first appeared, so the turns before the newest are the same on every rebuild (the
+    prompt cache relies on it).
     """
     first = (
         [TextBlock(text=first_message)] if isinstance(first_message, str) else list(first_message)
@@ -61,13 +65,16 @@ def build_messages(
     by_turn: dict[int, list[TextBlock]] = {}
     for delivered in sorted(notes, key=lambda d: (d.turn, d.note.seq)):
         by_turn.setdefault(delivered.turn, []).append(TextBlock(text=render_note(delivered.note)))
+    after: dict[int, list[TextBlock]] = {}
+    for followup in followups:
+        after.setdefault(followup.turn, []).append(TextBlock(text=followup.text))
     messages = [Message(role="user", content=[*first, *by_turn.get(0, [])])]
     for turn, response in enumerate(responses):
         messages.append(Message(role="assistant", content=list(response.content)))
         results = tool_results[turn] if turn < len(tool_results) else []
-        arrived = by_turn.get(turn + 1, [])
-        if results or arrived:
-            messages.append(Message(role="user", content=[*results, *arrived]))
+        added = [*by_turn.get(turn + 1, []), *after.get(turn, [])]
+        if results or added:
+            messages.append(Message(role="user", content=[*results, *added]))
     return messages
 
 

@@ -150,12 +150,19 @@ def conversation(
         review_of=call.review_of,
         assignment=assignment,
     )
+    # A turn that called no tools has no results row: results are matched by turn, since
+    # a turn that ended and was answered by a follow-up may come before ones that did.
+    results = {entry.turn: entry.results for entry in context.earlier_results}
     return build_messages(
         first,
         [response_from_json(entry.response) for entry in context.earlier_calls],
-        [tool_results_from_json(entry.results) for entry in context.earlier_results],
+        [
+            tool_results_from_json(results[entry.turn]) if entry.turn in results else []
+            for entry in context.earlier_calls
+        ],
         notes=call.notes,
         peers=call.peers,
+        followups=call.followups,
     )
 
 

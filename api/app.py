@@ -1,4 +1,9 @@
-"""The FastAPI application: routers per resource, JSON errors, OpenAPI at `/docs`."""
+"""The FastAPI application: routers per resource, JSON errors, OpenAPI at `/docs` and `/redoc`.
+
+Swagger UI and ReDoc load their scripts from this server (the `fastapi-offline` package
+ships them), never from a CDN, so the docs work on a machine without internet.
+`create_codec_app` is the codec server alone, which `orchestrator up` serves its Web UI.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
@@ -18,6 +24,9 @@ from core.infrastructure.settings import Settings, get_settings
 from core.infrastructure.tracing import configured_provider
 from core.persistence.db import Database, get_database
 
+DOCS_ASSETS = "/docs-assets"
+"""Where Swagger UI's and ReDoc's scripts and styles are served."""
+
 
 def create_app(
     settings: Settings | None = None,
@@ -28,23 +37,14 @@ def create_app(
 ) -> FastAPI:
     """The app; `tracer_provider` (else the process's, if tracing is on) traces requests."""
     settings = settings or get_settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await app.state.db.dispose()
-
-    app = FastAPI(
+    app = FastAPIOffline(
         title="Orchestrator API",
         version="0.1.0",
         description="Start goals, follow their runs, decide their gates, read what they built.",
-        lifespan=lifespan,
+        lifespan=_disposing_db,
+        static_url=DOCS_ASSETS,
     )
-    app.state.settings = settings
-    app.state.db = db or get_database(settings.storage.resolved_database_url)
-    app.state.temporal = temporal
-    app.state.temporal_lock = asyncio.Lock()
-    install_error_handlers(app)
+    _prepare(app, settings, db, temporal)
     for router in (
         health.router,
         runs.router,
@@ -56,14 +56,7 @@ def create_app(
         metrics.router,
     ):
         app.include_router(router)
-    app.add_middleware(codec.CodecCORSMiddleware, origins=settings.temporal.codec_origins)
-    # Added last, so it runs first: nothing reads a request before its size is known.
-    app.add_middleware(
-        RequestLimits,
-        max_body_bytes=settings.api.max_request_bytes,
-        max_head_bytes=settings.api.max_header_bytes,
-        body_limits={codec.PREFIX: codec.MAX_BODY_BYTES},
-    )
+    _limit_requests(app, settings)
     # Only when spans go somewhere: with the no-op provider the middleware would still run
     # on every request for nothing. The request's server span is the current span while
     # the route runs, so `StartWorkflow` (core/infrastructure/tracing.py's interceptor) becomes its child.
@@ -75,3 +68,43 @@ def create_app(
             exclude_spans=["receive", "send"],  # one span per request, not per ASGI message
         )
     return app
+
+
+def create_codec_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
+    """Only `/codec/*`, with the API's rules for who may call it (api/routers/codec.py)."""
+    app = FastAPI(
+        title="Orchestrator codec server", docs_url=None, redoc_url=None, lifespan=_disposing_db
+    )
+    _prepare(app, settings, db, None)
+    app.include_router(codec.router)
+    _limit_requests(app, settings)
+    return app
+
+
+@asynccontextmanager
+async def _disposing_db(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.db.dispose()
+
+
+def _prepare(
+    app: FastAPI, settings: Settings, db: Database | None, temporal: Client | None
+) -> None:
+    """What the dependencies in api/deps.py read from the app, and the JSON error handlers."""
+    app.state.settings = settings
+    app.state.db = db or get_database(settings.storage.resolved_database_url)
+    app.state.temporal = temporal
+    app.state.temporal_lock = asyncio.Lock()
+    install_error_handlers(app)
+
+
+def _limit_requests(app: FastAPI, settings: Settings) -> None:
+    """CORS for the codec and the request size limits, once every router is in."""
+    app.add_middleware(codec.CodecCORSMiddleware, origins=settings.temporal.codec_origins)
+    # Added last, so it runs first: nothing reads a request before its size is known.
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.api.max_request_bytes,
+        max_head_bytes=settings.api.max_header_bytes,
+        body_limits={codec.PREFIX: codec.MAX_BODY_BYTES},
+    )

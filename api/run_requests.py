@@ -80,6 +80,7 @@ async def request_plan(
             goal=body.goal,
             run_id=run_id,
             provider=settings.provider,
+            gates=settings.gates,
             tenant=tenant,
             model=body.model,
             validate=body.validate_tasks,
@@ -87,16 +88,20 @@ async def request_plan(
             budget_tokens=run.budget_tokens if run else None,
             budget_usd=run.budget_usd if run else None,
             escalation=run.escalation if run else None,
+            require_human=run.require_human if run else False,
         )
     except ValueError as exc:
         raise unprocessable(("body", "goal"), str(exc)) from None
 
 
-async def check_request_escalation(body: RunCreate, settings: Settings) -> None:
-    """422 naming the escalation policy's field this deployment cannot honour."""
+async def check_request_escalation(body: RunCreate, plan: RunPlan, settings: Settings) -> None:
+    """422 naming the escalation policy's field this deployment cannot honour: the body's,
+    else the one its template carries (`settings.escalation`)."""
+    where: tuple[str, ...] = ("body", "escalation")
     if body.escalation is None:
-        return
+        source = "inline_template" if body.inline_template is not None else "template"
+        where = ("body", source, "settings", "escalation")
     try:
-        await check_escalation(body.escalation, settings)
+        await check_escalation(plan.escalation, settings)
     except EscalationRefused as exc:
-        raise unprocessable(("body", "escalation", exc.field), exc.reason) from None
+        raise unprocessable((*where, exc.field), exc.reason) from None

@@ -35,6 +35,7 @@ from core.infrastructure.temporal import (
     start_run,
 )
 from core.persistence.db import Database
+from core.services.runs import final_state
 from core.services.templates import load_template
 from workers.main import serving
 from workflows.dsl import compile_plan
@@ -70,7 +71,7 @@ async def timed_sdlc_run(
     async with serving(env.client, db=db, provider=provider, settings=Settings()):
         started = time.perf_counter()
         handle = await start_run(env.client, plan)
-        state = await handle.result()
+        state = await final_state(db, handle)
         return time.perf_counter() - started, state
 
 

@@ -33,15 +33,10 @@ from core.contracts import Usage
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
 from core.persistence import storage
+from core.services.runs import final_state
 from core.services.templates import load_template
-from tests.fakes.messages_api import (
-    FakeMessagesAPI,
-    ReplyLike,
-    estimate_tokens,
-    role_of,
-    text_message,
-    tool_use_message,
-)
+from tests.fakes.loopback import ReplyLike, estimate_tokens, role_of
+from tests.fakes.messages_api import FakeMessagesAPI, text_message, tool_use_message
 from workers.main import serving
 from workflows.dsl import compile_plan
 
@@ -80,7 +75,7 @@ async def measure(template: str, big: bool, managed: bool) -> dict[str, Any]:
             dev_server() as env,
             serving(env.client, db=db, provider=provider, settings=settings),
         ):
-            state = await (await start_run(env.client, plan)).result()
+            state = await final_state(db, await start_run(env.client, plan))
         entries = await storage.ledger_entries(db, f"run-{plan.run_id}")
         await db.dispose()
         await provider.aclose()

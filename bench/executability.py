@@ -137,8 +137,10 @@ async def assess(
         with sandbox(limits, backend=backend) as session:
             report = ChecksReport(gate="quality")
             workspace = checkout(files, session.workspace, session.home, report)
-            entries = entry_points(workspace.written, files)
-            apis = asgi_apps(workspace.written, files)
+            # Keyed as the checkout spelt the paths, which the detection walks.
+            sources = {PurePosixPath(name).as_posix(): text for name, text in files.items()}
+            entries = entry_points(workspace.written, sources)
+            apis = asgi_apps(workspace.written, sources)
             spec = {
                 "workspace": str(session.workspace),
                 "timeout_seconds": ENTRY_TIMEOUT_SECONDS,
@@ -165,7 +167,7 @@ async def assess(
     except SandboxUnavailable as exc:
         why = f"not run: no usable sandbox here ({exc})"
         result.tests_detail = result.entry_detail = why
-        result.api_answers = False if expects_api or result.api_answers else None
+        result.api_answers = False if expects_api else None
         result.api_detail = why
     return result
 

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import datetime
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -141,9 +142,11 @@ GOALS: tuple[Goal, ...] = (
 )
 
 DECIDE_AT_ONCE = EscalationPolicy(
-    tier1_after_seconds=0, tier2_after_seconds=0, tier3_after_seconds=0,
+    tier1_after_seconds=0,
+    tier2_after_seconds=0,
+    tier3_after_seconds=0,
     auto_decision=AutoDecision.APPROVE,
-)  # fmt: skip
+)
 """Nobody watches a benchmark: every decision a run asks for is the policy's, at once."""
 
 
@@ -216,6 +219,7 @@ async def run_goal(
     workflow_id = workflow_id_for(plan.run_id)
     entries = await storage.ledger_entries(db, workflow_id)
     files = {a.path: a.content for a in await storage.latest_artifacts(db, plan.run_id)}
+    shutil.rmtree(repos / goal.name, ignore_errors=True)  # an earlier run's, same --out
     await export_repository(db, plan.run_id, workflow_id, repos / goal.name)
     executability = await assess(
         files,

@@ -1,7 +1,8 @@
 """Which checks each checked gate runs, and running them on a run's files.
 
 `code_review`: ruff on every Python file, then each generated project's own tests in the
-sandbox. `security_review`: bandit, a secret scan of every file, the dependency pins, and
+sandbox; narrowed to some folders, it is also a task's own fast check of its work.
+`security_review`: bandit, a secret scan of every file, the dependency pins, and
 requirements the sandbox cannot satisfy.
 A check that could not run is always a note on the report, never a silent pass; a checked
 gate kind with no entry in `GATE_CHECKS` is an error, never a gate that passes unchecked.
@@ -20,7 +21,7 @@ from checks.sandbox import SandboxSession
 from checks.security import bandit, secret_findings
 from checks.tests import TEST_TIMEOUT_SECONDS, run_tests
 from checks.tools import TOOL_TIMEOUT_SECONDS
-from checks.workspace import Workspace, checkout
+from checks.workspace import Scope, Workspace, checkout
 from core.contracts import ChecksReport, GateKind
 
 
@@ -86,9 +87,14 @@ async def run_gate(
     session: SandboxSession | None,
     report: ChecksReport,
     timeouts: CheckTimeouts,
+    scope: Scope = (),
 ) -> None:
-    """Check out `files` under `root` and add the gate's findings and notes to `report`."""
+    """Check out `files` under `root` and add the gate's findings and notes to `report`.
+
+    A scope narrows what `code_review` lints and tests to those folders (one task's own
+    checks); the security review always reads every file.
+    """
     checks = checks_for(gate)
-    workspace = checkout(files, root, scratch, report)
+    workspace = checkout(files, root, scratch, report, scope)
     await checks(GateRun(workspace, session, report, timeouts))
     cap_low_findings(report)

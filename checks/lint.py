@@ -1,4 +1,4 @@
-"""Lint (code_review): ruff on every Python file, its findings graded by how likely a bug."""
+"""Lint (code_review): ruff on the Python files in scope, findings graded by how likely a bug."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from checks.tools import run_tool
-from checks.workspace import Workspace, repository_path
+from checks.workspace import Workspace, in_scope, repository_path
 from core.contracts import ChecksReport, Finding, Severity
 
 RUFF_SELECT = ("E", "F", "W", "B")
@@ -37,9 +37,13 @@ RUFF_SEVERITY: tuple[tuple[str, Severity], ...] = (
 
 
 async def lint(workspace: Workspace, report: ChecksReport, timeout_seconds: float) -> None:
+    targets = lint_targets(workspace)
+    if not targets:
+        report.notes.append("no files in the folders asked for: lint did not run")
+        return
     argv = [
         *("check", "--isolated", "--no-cache", "--exit-zero", "--output-format", "json"),
-        *("--select", ",".join(RUFF_SELECT), "--ignore", ",".join(RUFF_IGNORE), "."),
+        *("--select", ",".join(RUFF_SELECT), "--ignore", ",".join(RUFF_IGNORE), *targets),
     ]
     output = await run_tool("ruff", argv, workspace, report, timeout_seconds)
     if output is not None:
@@ -47,6 +51,18 @@ async def lint(workspace: Workspace, report: ChecksReport, timeout_seconds: floa
             report.findings += ruff_findings(json.loads(output or "[]"), workspace.root)
         except (ValueError, TypeError, KeyError) as exc:
             report.notes.append(f"ruff output could not be read ({exc}): lint did not count")
+
+
+def lint_targets(workspace: Workspace) -> list[str]:
+    """What ruff is given: the workspace, or the scope's paths that hold files (ruff
+    reports a path that does not exist as an E902 error, which would block)."""
+    if not workspace.scope:
+        return ["."]
+    return [
+        folder.as_posix()
+        for folder in workspace.scope
+        if any(in_scope(path, (folder,)) for path in workspace.written)
+    ]
 
 
 def ruff_severity(code: str) -> Severity:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from checks.findings import clip, line_number, tail
 from checks.sandbox import SandboxPathError, SandboxResult, SandboxSession
-from checks.workspace import REQUIREMENTS_FILE, TEST_FILE, Workspace
+from checks.workspace import REQUIREMENTS_FILE, TEST_FILE, Scope, Workspace, in_scope
 from core.contracts import ChecksReport, Finding, Severity
 
 TEST_TIMEOUT_SECONDS = 120.0
@@ -36,9 +36,10 @@ async def run_tests(
     timeout_seconds: float,
 ) -> None:
     """Run every project's tests in the session; without a session nothing runs."""
-    projects = find_test_projects(workspace.written)
+    projects = find_test_projects(workspace.written, workspace.scope)
     if not projects:
-        report.notes.append("no test files (test_*.py, *_test.py): no tests were run")
+        where = f" in {', '.join(f.as_posix() for f in workspace.scope)}" if workspace.scope else ""
+        report.notes.append(f"no test files (test_*.py, *_test.py){where}: no tests were run")
         return
     if importlib.util.find_spec("pytest") is None:
         report.notes.append(f"pytest is not installed for {sys.executable}: no tests were run")
@@ -71,11 +72,27 @@ async def run_tests(
         )
 
 
-def find_test_projects(paths: Sequence[PurePosixPath]) -> list[PurePosixPath]:
-    """The folders to run pytest in: one per project with tests, none nested in another."""
+def find_test_projects(paths: Sequence[PurePosixPath], scope: Scope = ()) -> list[PurePosixPath]:
+    """The folders to run pytest in: one per project with tests, none nested in another.
+
+    With a scope, only the projects of the test files inside it; a project whose root lies
+    above the scope (a repository-wide pyproject.toml) runs from the scope's folder, so
+    other folders' tests are not run, nor their failures blamed on the scope.
+    """
     present = set(paths)
-    roots = {_project_root(p, present) for p in paths if TEST_FILE.match(p.name)}
+    roots = {
+        _clamped(_project_root(p, present), p, scope)
+        for p in paths
+        if TEST_FILE.match(p.name) and in_scope(p, scope)
+    }
     return sorted(r for r in roots if not any(o != r and _within(r, o) for o in roots))
+
+
+def _clamped(root: PurePosixPath, test_file: PurePosixPath, scope: Scope) -> PurePosixPath:
+    for folder in scope:
+        if _within(test_file, folder) and not _within(root, folder) and root != folder:
+            return folder
+    return root
 
 
 def _within(path: PurePosixPath, folder: PurePosixPath) -> bool:

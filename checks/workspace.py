@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -10,6 +11,9 @@ from core.contracts import ChecksReport, Finding, Severity
 
 TEST_FILE = re.compile(r"^(test_.*|.*_test)\.py$")
 REQUIREMENTS_FILE = re.compile(r"^requirements.*\.txt$")
+
+Scope = tuple[PurePosixPath, ...]
+"""Folders (or files) of the workspace whose code is checked; empty: all of it."""
 
 
 @dataclass(frozen=True)
@@ -23,9 +27,34 @@ class Workspace:
     """Every file of the run by path, as stored (including any that could not be written)."""
     written: list[PurePosixPath]
     """The files that are under `root`."""
+    scope: Scope = ()
+    """What lint and tests look at (a task's own folders); every file is still checked out,
+    since tests may read sibling folders."""
 
 
-def checkout(files: dict[str, str], root: Path, scratch: Path, report: ChecksReport) -> Workspace:
+def check_scope(paths: Iterable[str]) -> Scope:
+    """The folders asked for as workspace paths; none, or `.`, is the whole workspace.
+
+    A path that would leave the workspace is dropped: checking more is safe, less is not.
+    """
+    scope = []
+    for name in paths:
+        name = name.rstrip("/")
+        if name in ("", "."):
+            return ()
+        path = safe_relative_path(name)
+        if path is not None:
+            scope.append(path)
+    return tuple(sorted(set(scope)))
+
+
+def in_scope(path: PurePosixPath, scope: Scope) -> bool:
+    return not scope or any(folder == path or folder in path.parents for folder in scope)
+
+
+def checkout(
+    files: dict[str, str], root: Path, scratch: Path, report: ChecksReport, scope: Scope = ()
+) -> Workspace:
     """Write the files under `root`; a path that would leave it is refused, as a HIGH finding."""
     root.mkdir(parents=True, exist_ok=True)
     written = []
@@ -50,7 +79,7 @@ def checkout(files: dict[str, str], root: Path, scratch: Path, report: ChecksRep
             report.notes.append(f"could not check out {name!r} ({exc.strerror}): not checked")
             continue
         written.append(path)
-    return Workspace(root=root, scratch=scratch, files=files, written=written)
+    return Workspace(root=root, scratch=scratch, files=files, written=written, scope=scope)
 
 
 def safe_relative_path(name: str) -> PurePosixPath | None:

@@ -6,9 +6,12 @@ import os
 import sys
 
 import typer
+from rich.text import Text
 
 from cli import admin, processes, runs, steering, templates
+from cli.runner import errors
 from core.infrastructure.logs import configure_logging
+from core.infrastructure.settings import TelemetrySettings
 
 app = typer.Typer(help="Durable multi-agent software delivery on Temporal.", no_args_is_help=True)
 # A sub-app added without a name lends its commands to `orchestrator` itself. The order
@@ -24,11 +27,17 @@ app.add_typer(admin.orgs_app, name="orgs")
 app.add_typer(admin.keys_app, name="keys")
 
 
+def _activity_failed(line: str) -> None:
+    errors.print(Text(line, style="yellow"), soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point: exit without the interpreter's shutdown (sdk-python issue 300)."""
-    # Interactive commands show their own progress: only warnings from the logs here;
-    # `worker` and `api` switch to LOG_LEVEL.
-    configure_logging(level="WARNING")
+    # Interactive commands show their own progress: only warnings from the logs here (all of
+    # it with LOG_LEVEL=debug), an activity's classified failure (a retried 429) as one
+    # line; `worker` and `api` switch to LOG_LEVEL.
+    debug = TelemetrySettings().log_level.upper() == "DEBUG"
+    configure_logging(level="DEBUG" if debug else "WARNING", failure_notices=_activity_failed)
     try:
         app()
     except SystemExit as exc:

@@ -10,7 +10,7 @@ import typer
 from sqlalchemy.engine import make_url
 
 from cli.runner import console, run_command
-from core.infrastructure.local_stack import DevServer
+from cli.stack import dev_server, listening_socket
 from core.infrastructure.logs import configure_logging, settings_secrets
 from core.infrastructure.metrics import metrics_runtime, serve_worker_metrics
 from core.infrastructure.settings import Settings, get_settings
@@ -20,10 +20,6 @@ from workers.main import parse_queues, run_workers
 
 workers_app = typer.Typer()
 api_app = typer.Typer()
-
-
-class ListenError(ValueError):
-    pass
 
 
 def _free_port() -> int:
@@ -42,14 +38,6 @@ def _serve_logs(settings: Settings, service: str) -> None:
         settings_secrets(settings),
     )
     configure_tracing(service, settings)
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as exc:
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 @workers_app.command()
@@ -93,20 +81,19 @@ def up() -> None:
 
     async def serve() -> int:
         settings = get_settings()
-        server = DevServer(settings)
-        await server.start()
-        try:
+        async with dev_server(settings) as server:
             client = await connect(settings)
             await ensure_search_attributes(client)
             console.print(
                 f"Temporal dev server on {server.address} (history in {settings.temporal_db_file})"
             )
             console.print(f"Temporal Web UI: {settings.temporal.ui_url}")
+            codec = server.settings.temporal.ui_codec_endpoint
+            if codec:
+                console.print(f"Payload codec for the Web UI and `temporal`: {codec}")
             console.print(f"Database: {settings.storage.resolved_database_url}")
             console.print("Worker serving all queues. Ctrl-C stops the stack.")
             await run_workers(client, settings)
-        finally:
-            server.stop()
         return 0
 
     run_command(serve())
@@ -127,7 +114,7 @@ def serve_api(
 
         settings = get_settings()
         _serve_logs(settings, "orchestrator-api")
-        sock = _listening_socket(host, port)
+        sock = listening_socket(host, port)
         server = uvicorn.Server(
             server_config(create_app(settings), settings.api, host=host, port=port, log_config=None)
         )

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+from collections.abc import Sequence
 
-from core.contracts import AgentNote, RunState, TaskStatus
+from rich.table import Table
+from rich.text import Text
+
+from core.contracts import AgentNote, RunState, RunStatus, TaskStatus
+from core.persistence.db import Run
 
 STATUS_STYLE = {
-    TaskStatus.PENDING: "dim",
-    TaskStatus.RUNNING: "yellow",
-    TaskStatus.COMPLETED: "green",
-    TaskStatus.SKIPPED: "cyan",
-    TaskStatus.FAILED: "red",
+    "pending": "dim",
+    "running": "yellow",
+    "waiting": "bold magenta",
+    "dead_lettered": "bold red",
+    "completed": "green",
+    "skipped": "cyan",
+    "failed": "red",
+    "cancelled": "dim red",
 }
+"""Task and run states by value (`TaskStatus`, `RunStatus`): the two share their common ones."""
+
+
+def styled(status: TaskStatus | RunStatus | str) -> Text:
+    """A state as a table cell, in its colour; one this table does not know stays plain."""
+    value = str(status)
+    return Text(value, style=STATUS_STYLE.get(value, ""))
+
 
 OFFLINE_MODEL_NOTE = "offline model: deterministic templates, no LLM was called"
 
@@ -28,9 +43,12 @@ NOTE_PREVIEW_CHARS = 70
 
 
 def run_table(state: RunState) -> Table:
+    caption = "\n".join(
+        part for part in (waiting_caption(state), notes_caption(state.notes)) if part
+    )
     table = Table(
         title=f"Run {state.run_id} · {state.template} · {state.status.value}",
-        caption=notes_caption(state.notes) or None,
+        caption=caption or None,
         caption_justify="left",
     )
     for column in (
@@ -48,11 +66,10 @@ def run_table(state: RunState) -> Table:
             justify="right" if column in ("turns", "tokens", "cost", "files") else "left",
         )
     for task in state.tasks:
-        style = STATUS_STYLE[task.status]
         table.add_row(
             task.id,
             task.role,
-            f"[{style}]{task.status.value}[/{style}]",
+            styled(task.status),
             str(task.turns),
             f"{task.usage.total:,}",
             f"${task.cost_usd:.4f}",
@@ -63,7 +80,7 @@ def run_table(state: RunState) -> Table:
     table.add_row(
         "total",
         "",
-        state.status.value,
+        styled(state.status),
         str(sum(t.turns for t in state.tasks)),
         f"{state.usage.total:,}",
         f"${state.cost_usd:.4f}",
@@ -71,6 +88,59 @@ def run_table(state: RunState) -> Table:
         str(len(state.artifacts)),
     )
     return table
+
+
+def waiting_caption(state: RunState) -> str:
+    """Under the table of a run that waits for a person: who waits, and where to answer."""
+    waiting = [t.id for t in state.tasks if t.status == TaskStatus.WAITING]
+    dead = [t.id for t in state.tasks if t.status == TaskStatus.DEAD_LETTERED]
+    if not waiting and not dead:
+        return ""
+    said = []
+    if waiting:
+        said.append(f"waiting for a decision: {', '.join(waiting)}")
+    if dead:
+        said.append(f"dead-lettered: {', '.join(dead)}")
+    return f"{'; '.join(said)}\nanswer: orchestrator pending {state.run_id}"
+
+
+def runs_table(runs: Sequence[Run]) -> Table:
+    """`orchestrator runs`: one row per run, newest first, with a header."""
+    table = Table()
+    table.add_column("run", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("template", no_wrap=True)
+    table.add_column("cost", justify="right", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("goal", overflow="ellipsis", no_wrap=True, max_width=60)
+    for run in runs:
+        table.add_row(
+            run.id,
+            styled(run.status),
+            run.template,
+            f"${run.cost_usd:.4f}",
+            f"{run.created_at:%Y-%m-%d %H:%M}",
+            " ".join(run.goal.split()),
+        )
+    return table
+
+
+def tool_lines(state: RunState) -> list[str]:
+    """Per task, the commands it ran and the tool calls it made, as its ledger recorded them,
+    e.g. `backend: commands 2 (last exit 0); tool calls: str_replace_based_edit_tool 6, bash 2`."""
+    lines = []
+    for task in state.tasks:
+        said = []
+        if task.commands:
+            last = task.commands[-1].exit_code
+            ended = "stopped by a limit" if last is None else f"exit {last}"
+            said.append(f"commands {len(task.commands)} (last {ended})")
+        counts = sorted(task.tool_counts.items(), key=lambda item: (-item[1], item[0]))
+        if counts:
+            said.append("tool calls: " + ", ".join(f"{name} {count}" for name, count in counts))
+        if said:
+            lines.append(f"{task.id}: " + "; ".join(said))
+    return lines
 
 
 def failures(state: RunState) -> list[str]:

@@ -2,40 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
+import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.live import Live
 from temporalio.client import Client, WorkflowFailureError
 
 from agents.roles import ROLES
 from cli.estimate_view import based_on, comparison_table, estimate_table
-from cli.render import OFFLINE_MODEL_NOTE, failures, run_table
+from cli.progress import follow
+from cli.render import OFFLINE_MODEL_NOTE, failures, run_table, runs_table, tool_lines
 from cli.runner import console, errors, run_command
 from cli.stack import temporal_stack
-from core.contracts import EscalationPolicy, RunPlan, RunState, RunStatus, workflow_id_for
+from core.contracts import EscalationPolicy, RunPlan, RunStatus, workflow_id_for
 from core.infrastructure.local_stack import LocalStackError
 from core.infrastructure.settings import Settings, get_settings
 from core.infrastructure.temporal import TemporalUnavailable, connect
 from core.persistence import storage
 from core.persistence.db import Database, get_database
-from core.services.escalation import check_escalation
+from core.services.escalation import PRESETS, check_escalation, named_policy
 from core.services.estimate import RunNotRecorded, estimate_run, predicted_vs_actual
 from core.services.export import export_repository
+from core.services.graph import run_mermaid
 from core.services.plans import build_plan
 from core.services.providers import make_provider
-from core.services.runs import (
-    goal_handle,
-    load_state,
-    query_state,
-    recorded_run,
-    start_goal,
-    web_ui_link,
-)
+from core.services.runs import load_state, recorded_run, start_goal, web_ui_link
 from core.services.templates import DEFAULT_TEMPLATE, load_template
 
 app = typer.Typer()
@@ -43,23 +37,13 @@ app = typer.Typer()
 # What `run` and `estimate` both take.
 GoalArg = Annotated[str, typer.Argument(help="What to build, e.g. 'Build a todo API'.")]
 TemplateOpt = Annotated[str, typer.Option(help="Built-in template name or YAML file.")]
+ESCALATION_HELP = (
+    f"Escalation policy: a preset ({', '.join(PRESETS)}), a JSON file, or JSON as `escalation` "
+    'in POST /runs, e.g. \'{"webhook_url": "https://hooks.example.com/x", '
+    "\"tier3_after_seconds\": 3600}' (default: the template's `settings.escalation`, else "
+    "`default`)."
+)
 ModelOpt = Annotated[str | None, typer.Option(help="Model for every task (default: LLM_MODEL).")]
-
-
-async def _follow(client: Client, run_id: str) -> RunState:
-    """Show the DAG live until the run closes; return its final state."""
-    result_task = asyncio.create_task(goal_handle(client, run_id).result())
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
-        while not result_task.done():
-            # None until the first workflow task has run.
-            state = await query_state(client, run_id)
-            if state is not None:
-                live.update(run_table(state))
-            await asyncio.wait({result_task}, timeout=0.5)
-        final = result_task.result()
-        live.update(run_table(final))
-    console.print()
-    return final
 
 
 # --- run --------------------------------------------------------------------------------
@@ -91,52 +75,63 @@ def run(
     ] = None,
     escalation: Annotated[
         str | None,
-        typer.Option(
-            help="Escalation policy as JSON, as `escalation` in POST /runs, e.g. "
-            '\'{"webhook_url": "https://hooks.example.com/x", "tier3_after_seconds": 3600}\'.',
-        ),
+        typer.Option(help=ESCALATION_HELP),
     ] = None,
+    require_human: Annotated[
+        bool,
+        typer.Option(
+            "--require-human",
+            help="Every code_review and security_review gate waits for a human decision after "
+            "its checks and reviewer pass (REQUIRE_HUMAN_APPROVAL does it for every run).",
+        ),
+    ] = False,
 ) -> None:
     """Run GOAL through a template's agent DAG and deliver the repository."""
-    run_command(_run_goal(goal, template, model, detach, out, validate, response_cache, escalation))
+    choices = RunChoices(model, validate, response_cache, escalation, require_human)
+    run_command(_run_goal(goal, template, choices, detach, out))
 
 
-async def _escalation_policy(text: str, settings: Settings) -> EscalationPolicy:
+@dataclass(frozen=True)
+class RunChoices:
+    """What `run` lets a user choose for the plan; None follows the template and settings."""
+
+    model: str | None = None
+    validate: bool | None = None
+    response_cache: bool | None = None
+    escalation: str | None = None
+    require_human: bool = False
+
+
+async def _escalation_policy(value: str, settings: Settings) -> EscalationPolicy:
     """The `--escalation` policy, refused in one line before anything starts."""
     try:
-        policy = EscalationPolicy.model_validate_json(text)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'policy'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ValueError(f"--escalation: {problems}") from None
+        policy = named_policy(value)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"--escalation: {exc}") from None
     await check_escalation(policy, settings)
     return policy
 
 
 async def _run_goal(
-    goal: str,
-    template_name: str,
-    model: str | None,
-    detach: bool,
-    out: Path | None,
-    validate: bool | None = None,
-    response_cache: bool | None = None,
-    escalation: str | None = None,
+    goal: str, template_name: str, choices: RunChoices, detach: bool, out: Path | None
 ) -> int:
     settings = get_settings()
     run_id = uuid.uuid4().hex
+    escalation = choices.escalation
     plan = build_plan(
         load_template(template_name, ROLES),
         goal=goal,
         run_id=run_id,
         provider=settings.provider,
-        model=model,
-        validate=validate,
-        response_cache=response_cache,
+        gates=settings.gates,
+        model=choices.model,
+        validate=choices.validate,
+        response_cache=choices.response_cache,
         escalation=None if escalation is None else await _escalation_policy(escalation, settings),
+        require_human=choices.require_human,
     )
+    if escalation is None:
+        await check_escalation(plan.escalation, settings)  # the template's own
     db = get_database(settings.storage.resolved_database_url)
     await db.ensure_schema()
     provider = settings.provider.resolved_provider
@@ -161,11 +156,13 @@ async def _run_goal(
             console.print(f"Follow it with: orchestrator status {run_id}")
             return 0
         try:
-            final = await _follow(stack.client, run_id)
+            final = await follow(stack.client, db, run_id)
         except WorkflowFailureError as exc:
             raise RuntimeError(f"run {run_id} failed: {exc.cause}") from None
+    for line in tool_lines(final):
+        console.print(line, highlight=False, markup=False)
     target = out or Path("deliverables") / run_id
-    files = await export_repository(db, run_id, workflow_id_for(run_id), target)
+    files = await export_repository(db, run_id, workflow_id_for(run_id), target, final)
     for line in failures(final):
         errors.print(f"[red]failed[/red] {line}", highlight=False)
     await _show_prediction(db, settings, plan)
@@ -174,7 +171,7 @@ async def _run_goal(
         f"Deliverable: {target} ({len(files)} files, provenance in {target / 'PROVENANCE.md'})"
     )
     if (target / "backend").is_dir():
-        console.print(f"Run its tests: cd {target / 'backend'} && python -m pytest -q")
+        console.print(f"Run its tests: cd {target / 'backend'} && {sys.executable} -m pytest -q")
     return 0 if final.status == RunStatus.COMPLETED else 2
 
 
@@ -219,6 +216,7 @@ def estimate(
             goal=goal,
             run_id="estimate",
             provider=settings.provider,
+            gates=settings.gates,
             model=model,
         )
         provider = make_provider(settings.provider)
@@ -264,8 +262,28 @@ def status(
         run = await recorded_run(db, run_id)
         view = await load_state(db, await _temporal_if_reachable(settings), run)
         console.print(run_table(view.state))
+        for line in tool_lines(view.state):
+            console.print(line, highlight=False, markup=False)
         for line in failures(view.state):
             console.print(f"[red]failed[/red] {line}", highlight=False)
+        return 0
+
+    run_command(show())
+
+
+@app.command()
+def graph(
+    run_id: Annotated[str, typer.Argument(help="The run id printed by `orchestrator run`.")],
+) -> None:
+    """Print a run's DAG as a Mermaid flowchart, each task in its state (paste it into a
+    Markdown file on GitHub or GitLab, or the Mermaid Live Editor)."""
+
+    async def show() -> int:
+        settings = get_settings()
+        db = get_database(settings.storage.resolved_database_url)
+        run = await recorded_run(db, run_id)
+        view = await load_state(db, await _temporal_if_reachable(settings), run)
+        print(run_mermaid(view.state), end="")
         return 0
 
     run_command(show())
@@ -308,11 +326,11 @@ def runs(
 
     async def show() -> int:
         db = get_database(get_settings().storage.resolved_database_url)
-        for run in await storage.list_runs(db, limit):
-            console.print(
-                f"{run.id}  {run.status:<10} {run.template:<8} ${run.cost_usd:.4f}  {run.goal[:60]}",
-                highlight=False,
-            )
+        found = await storage.list_runs(db, limit)
+        if found:
+            console.print(runs_table(found))
+        else:
+            console.print("no runs yet: start one with orchestrator run GOAL")
         return 0
 
     run_command(show())

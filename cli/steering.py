@@ -44,10 +44,10 @@ def _steer(work: Callable[[Client], Coroutine[Any, Any, int | None]]) -> None:
 
 def _decide(run_id: str, gate: str, kind: DecisionKind, comment: str, by: str) -> None:
     async def send(client: Client) -> int:
-        await steer.decide(
+        taken = await steer.decide(
             client, run_id, Decision(gate=gate, decision=kind, comment=comment, by=by)
         )
-        console.print(f"{kind.value} sent to gate {gate} of run {run_id}")
+        console.print(f"{taken.decision.value} accepted by gate {gate} of run {run_id}")
         return 0
 
     _steer(send)
@@ -100,8 +100,8 @@ def budget(
             budget_tokens=tokens,
             budget_usd=usd,
         )
-        await steer.decide(client, run_id, decision)
-        console.print(f"{answer.value} sent to the budget decision of run {run_id}")
+        taken = await steer.decide(client, run_id, decision)
+        console.print(f"{taken.decision.value} accepted by the budget decision of run {run_id}")
         return 0
 
     _steer(send)
@@ -161,8 +161,8 @@ def dlq_list() -> None:
 
 def _resolve(run_id: str, task: str, action: str, comment: str, by: str) -> None:
     async def send(client: Client) -> int:
-        await steer.resolve(client, run_id, task, action, comment, by)
-        console.print(f"{action} sent for task {task} of run {run_id}")
+        taken = await steer.resolve(client, run_id, task, action, comment, by)
+        console.print(f"{taken.action} accepted for task {task} of run {run_id}")
         return 0
 
     _steer(send)

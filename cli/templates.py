@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from agents.roles import ROLES
 from cli.runner import console, run_command
+from core.services.graph import mermaid
 from core.services.templates import available_templates, load_template
 
 app = typer.Typer(help="Task DSL templates.", no_args_is_help=True)
@@ -16,21 +18,32 @@ app = typer.Typer(help="Task DSL templates.", no_args_is_help=True)
 @app.command("list")
 def templates_list() -> None:
     """List the built-in templates."""
+    table = Table()
+    table.add_column("template", no_wrap=True)
+    table.add_column("tasks", justify="right")
+    # Wrapped at word boundaries, never cut: the description says what the template is for.
+    table.add_column("description")
     for name, path in available_templates().items():
         template = load_template(str(path), ROLES)
-        console.print(
-            f"{name}  [dim]{len(template.tasks)} tasks · {template.description.strip()[:80]}[/dim]"
-        )
+        table.add_row(name, str(len(template.tasks)), " ".join(template.description.split()))
+    console.print(table)
 
 
 @app.command("show")
 def templates_show(
     name: Annotated[str, typer.Argument(help="Template name or YAML file.")],
+    as_mermaid: Annotated[
+        bool,
+        typer.Option("--mermaid", help="Print the DAG as a Mermaid flowchart (gates as hexagons)."),
+    ] = False,
 ) -> None:
     """Show a template's tasks and dependencies."""
 
     async def show() -> int:
         template = load_template(name, ROLES)
+        if as_mermaid:
+            print(mermaid(template.tasks), end="")
+            return 0
         console.print(f"[bold]{template.name}[/bold]: {template.description.strip()}")
         for task in template.tasks:
             extras = [f"after {', '.join(task.depends_on)}" if task.depends_on else "first"]

@@ -29,7 +29,7 @@ def api_contract_note(bp: Blueprint) -> str:
         else ""
     )
     return (
-        f"{bp.project} API at http://127.0.0.1:8000 (JSON bodies; backend/README.md has the "
+        f"{bp.project.removesuffix(' API')} API at http://127.0.0.1:8000 (JSON bodies; backend/README.md has the "
         f"details).{auth}\n" + "\n".join(lines)
     )
 

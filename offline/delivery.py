@@ -3,6 +3,7 @@ deliverables and records its outputs (or, as validator or supervisor, gives its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from agents.context import parse_goal, parse_review_request, parse_upstream
@@ -10,12 +11,13 @@ from agents.protocol import ContentBlock, ToolUseBlock
 from core.contracts import VALIDATOR_ROLE
 from offline.blueprint import Blueprint
 from offline.contract import CONTRACT_SUBJECT, api_contract_note, contract_readers
+from offline.job import Deliverable
 from offline.roster import deliverables
-from offline.turn import Conversation, Turn
+from offline.turn import Conversation, Turn, tool_calls
 from offline.validation import validation_input
 
 
-def _delivery_turn(conversation: Conversation) -> int:
+def delivery_turn(conversation: Conversation) -> int:
     """The turn that writes the deliverables: the first, or the one after waiting for a note."""
     answers = [m for m in conversation.request.messages if m.role == "assistant"]
     waited = bool(answers) and any(
@@ -25,20 +27,12 @@ def _delivery_turn(conversation: Conversation) -> int:
     return 1 if waited else 0
 
 
-def _calls(conversation: Conversation, *calls: tuple[str, dict[str, Any]]) -> list[ToolUseBlock]:
-    prefix = conversation.tool_id_prefix
-    return [
-        ToolUseBlock(id=f"{prefix}_{n}", name=name, input=data)
-        for n, (name, data) in enumerate(calls, start=1)
-    ]
-
-
 def _validate(conversation: Conversation) -> list[ContentBlock]:
     result = validation_input(parse_upstream(conversation.task_message))
     verdict = "passes" if result["passed"] else f"fails: {len(result['issues'])} issues"
     return [
         conversation.says(f"the work {verdict}."),
-        *_calls(conversation, ("submit_validation", result)),
+        *tool_calls(conversation, ("submit_validation", result)),
     ]
 
 
@@ -47,45 +41,62 @@ def _supervise(conversation: Conversation, reviewed: str) -> list[ContentBlock]:
     accept = {"verdict": "pass", "summary": f"{reviewed}: accepted by {conversation.role}"}
     return [
         conversation.says(f"reviewing {reviewed}."),
-        *_calls(conversation, ("submit_verdict", accept)),
+        *tool_calls(conversation, ("submit_verdict", accept)),
     ]
 
 
-def _write(conversation: Conversation) -> list[ContentBlock]:
-    goal = parse_goal(conversation.task_message)
-    made = deliverables(
+def role_deliverable(conversation: Conversation) -> Deliverable:
+    """What the conversation's role delivers for its goal, upstream files and notes."""
+    return deliverables(
         conversation.role,
-        goal,
+        parse_goal(conversation.task_message),
         parse_upstream(conversation.task_message),
         conversation.model,
         conversation.notes(),
     )
-    calls: list[tuple[str, dict[str, Any]]] = [
-        ("write_file", {"path": path, "content": content}) for path, content in made.files.items()
-    ]
+
+
+Call = tuple[str, dict[str, Any]]
+FileCall = Callable[[str, str], Call]
+
+
+def write_file_call(path: str, content: str) -> Call:
+    return ("write_file", {"path": path, "content": content})
+
+
+def write_turn(
+    conversation: Conversation,
+    made: Deliverable,
+    file_call: FileCall = write_file_call,
+    then: str = "",
+) -> list[ContentBlock]:
+    """The turn that delivers `made`: its files (each by `file_call`), its outputs and
+    verdict, and the API contract to the frontend engineers beside it; `then` ends the
+    opening sentence with what the agent does next."""
+    calls = [file_call(path, content) for path, content in made.files.items()]
     if made.outputs:
         calls.append(("set_outputs", {"outputs": made.outputs}))
     if made.verdict and conversation.offers("submit_verdict"):
         calls.append(("submit_verdict", made.verdict))
     contract_to = contract_readers(conversation)
     if contract_to:
-        note = api_contract_note(Blueprint.from_goal(goal))
+        note = api_contract_note(Blueprint.from_goal(parse_goal(conversation.task_message)))
         calls += [
             ("post_note", {"to": task_id, "subject": CONTRACT_SUBJECT, "text": note})
             for task_id in contract_to
         ]
     recorded = f" and recording {', '.join(made.outputs)}" if made.outputs else ""
     telling = f", telling {', '.join(contract_to)} the API contract" if contract_to else ""
-    intro = conversation.says(f"writing {', '.join(made.files)}{recorded}{telling}.")
-    return [intro, *_calls(conversation, *calls)]
+    intro = conversation.says(f"writing {', '.join(made.files)}{recorded}{telling}{then}.")
+    return [intro, *tool_calls(conversation, *calls)]
 
 
 def deliver(conversation: Conversation) -> Turn | None:
-    if conversation.turn != _delivery_turn(conversation):
+    if conversation.turn != delivery_turn(conversation):
         return None
     if conversation.role == VALIDATOR_ROLE:
         return Turn(_validate(conversation), "tool_use")
     reviewed = parse_review_request(conversation.task_message)
     if reviewed is not None:
         return Turn(_supervise(conversation, reviewed), "tool_use")
-    return Turn(_write(conversation), "tool_use")
+    return Turn(write_turn(conversation, role_deliverable(conversation)), "tool_use")

@@ -18,12 +18,13 @@ from core.contracts import Usage
 from offline.contract import wait_for_contract
 from offline.delivery import deliver
 from offline.report import report
+from offline.run_and_fix import run_tests_and_fix
 from offline.summarizer import summarize
 from offline.turn import Conversation, Play, Turn, digest
 
 OFFLINE_MODEL = "offline-sim-1"
 
-PLAYS: tuple[Play, ...] = (summarize, wait_for_contract, deliver)
+PLAYS: tuple[Play, ...] = (summarize, wait_for_contract, run_tests_and_fix, deliver)
 """Tried in order; a call none of them takes gets the closing `report`."""
 
 
@@ -45,14 +46,23 @@ class OfflineProvider:
     name = "offline"
     default_model = OFFLINE_MODEL
 
-    def __init__(self, latency_seconds: float = 0.0, call_log: Path | None = None) -> None:
+    def __init__(
+        self,
+        latency_seconds: float = 0.0,
+        call_log: Path | None = None,
+        command_pause_seconds: float = 0.0,
+    ) -> None:
         # Simulated model latency, to exercise timeouts, heartbeats and crash recovery.
         self.latency_seconds = latency_seconds
         # One JSON line per call is appended here, so tests can count calls across processes.
         self.call_log = Path(call_log) if call_log is not None else None
+        # Latency is in the model call; this sleep is in the sandbox, on the checks worker.
+        self.command_pause_seconds = command_pause_seconds
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        conversation = Conversation.of(request, self.default_model)
+        conversation = Conversation.of(
+            request, self.default_model, command_pause_seconds=self.command_pause_seconds
+        )
         response_id = (
             "msg_offline_" + digest(request.role, conversation.turn, conversation.task_message)[:24]
         )

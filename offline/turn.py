@@ -12,9 +12,17 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from agents.conversation import ReceivedNote, parse_notes
-from agents.protocol import ContentBlock, ModelRequest, StopReason, TextBlock
+from agents.protocol import (
+    ContentBlock,
+    ModelRequest,
+    StopReason,
+    TextBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 
 
 def digest(*parts: object) -> str:
@@ -30,9 +38,14 @@ class Conversation:
     """The text of the first message: goal, upstream files, peers."""
     turn: int
     """How many times the agent has answered already."""
+    command_pause_seconds: float = 0.0
+    """How long the offline engineer sleeps, as a command of its own, after each test run
+    (`OFFLINE_COMMAND_PAUSE_SECONDS`): a window in which tests kill the checks worker."""
 
     @classmethod
-    def of(cls, request: ModelRequest, default_model: str) -> Conversation:
+    def of(
+        cls, request: ModelRequest, default_model: str, *, command_pause_seconds: float = 0.0
+    ) -> Conversation:
         first = request.messages[0] if request.messages else None
         return cls(
             request=request,
@@ -43,6 +56,7 @@ class Conversation:
             if first
             else "",
             turn=sum(message.role == "assistant" for message in request.messages),
+            command_pause_seconds=command_pause_seconds,
         )
 
     @property
@@ -58,6 +72,33 @@ class Conversation:
     def notes(self) -> list[ReceivedNote]:
         return parse_notes(self.request.messages)
 
+    def calls(self) -> list[ToolUseBlock]:
+        """Every tool call of the agent's answers so far, in order."""
+        return [
+            block
+            for message in self.request.messages
+            if message.role == "assistant"
+            for block in message.content
+            if isinstance(block, ToolUseBlock)
+        ]
+
+    def results(self) -> dict[str, ToolResultBlock]:
+        """Every tool result that came back, by the id of its call."""
+        return {
+            block.tool_use_id: block
+            for message in self.request.messages
+            if message.role == "user"
+            for block in message.content
+            if isinstance(block, ToolResultBlock)
+        }
+
+    def latest_calls(self) -> list[ToolUseBlock]:
+        """The tool calls of the agent's latest answer (none before its first)."""
+        answers = [m for m in self.request.messages if m.role == "assistant"]
+        if not answers:
+            return []
+        return [block for block in answers[-1].content if isinstance(block, ToolUseBlock)]
+
     def offers(self, tool: str) -> bool:
         return any(t.name == tool for t in self.request.tools)
 
@@ -70,6 +111,20 @@ class Conversation:
 class Turn:
     content: list[ContentBlock]
     stop_reason: StopReason
+
+
+def tool_calls(
+    conversation: Conversation, *calls: tuple[str, dict[str, Any]]
+) -> list[ToolUseBlock]:
+    """The turn's calls, numbered; after the first turn the ids name the turn too, so no two
+    calls of one conversation share an id."""
+    stem = conversation.tool_id_prefix
+    if conversation.turn:
+        stem += f"_t{conversation.turn}"
+    return [
+        ToolUseBlock(id=f"{stem}_{n}", name=name, input=data)
+        for n, (name, data) in enumerate(calls, start=1)
+    ]
 
 
 Play = Callable[[Conversation], Turn | None]

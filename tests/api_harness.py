@@ -2,7 +2,9 @@
 
 The `api` fixture runs uvicorn in the test's event loop with workers for every queue
 (offline model unless a test passes its own provider), so a test drives whole runs
-with an `httpx.AsyncClient` exactly as a user's script would.
+with an `httpx.AsyncClient` exactly as a user's script would. Beside it, what API tests
+share: JWT bearer headers (`token`), a JSON error check (`assert_json_error`), a tenant's
+run started as `POST /runs` starts it (`start_for`) and its pending decisions over REST.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Helpers shared by the tests that run whole goals on a real Temporal server."""
+"""Helpers shared across the suite: whole goals on a real Temporal server, the test data
+folders (templates, recorded histories), a charge on a tenant's ledger, metric samples."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
+import json
 import re
 import subprocess
 import sys
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_settings import BaseSettings
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from agents.protocol import LLMProvider
@@ -26,6 +30,7 @@ from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
 from core.persistence import storage
 from core.persistence.db import Database
+from core.services.runs import final_state
 from core.services.templates import load_template
 from workers.main import serving
 from workflows.dsl import compile_plan
@@ -81,8 +86,41 @@ async def started(
 async def run_to_end(
     client: Client, db: Database, provider: LLMProvider, plan: RunPlan
 ) -> RunState:
+    """The run's final state; a failed run's (its execution failed) as it recorded it."""
     async with started(client, db, provider, plan) as handle:
-        return await handle.result()
+        return await final_state(db, handle)
+
+
+def row_says(db: Database, run_id: str, status: str) -> Callable[[], Awaitable[bool]]:
+    """A condition for `wait_until`: the run's database row has `status`."""
+
+    async def check() -> bool:
+        run = await storage.get_run(db, run_id)
+        return run is not None and run.status == status
+
+    return check
+
+
+async def current_details(handle: WorkflowHandle[Any, Any]) -> str:
+    """The run's User Metadata current details, as the Web UI and `temporal workflow metadata`
+    read them (the built-in `__temporal_workflow_metadata` query)."""
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return str(metadata.current_details)
+
+
+def command_lines(details: str, program: str) -> list[str]:
+    """The lines of `details` that run `program` (`orchestrator`, `temporal`, `curl`)."""
+    return [line for line in details.splitlines() if line.startswith(f"{program} ")]
+
+
+async def timer_summaries(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The summary of every timer the run started, from its history's user metadata."""
+    history = await handle.fetch_history()
+    return [
+        json.loads(event.user_metadata.summary.data)
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
 
 
 def run_generated_tests(backend_dir: Path) -> subprocess.CompletedProcess[str]:

@@ -105,6 +105,21 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     return lines[0]
 
 
+def shell_line(
+    line: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """One command line as a user pastes it into bash: with this environment's `orchestrator`
+    and `temporal` on the PATH, `env` on top of `clean_environ()`."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run(
+        ["bash", "-c", line],
+        capture_output=True,
+        text=True,
+        env={**clean_environ(env), "PATH": path},
+        timeout=timeout,
+    )
+
+
 @contextmanager
 def orchestrator_process(
     args: list[str],

@@ -1,9 +1,14 @@
-"""Record the event history of one offline `sdlc` run for the replay test.
+"""Record the event history of one offline run for the replay test.
 
     .venv/bin/python -m tests.record_history tests/histories/sdlc_offline_v2.json
+    .venv/bin/python -m tests.record_history tests/histories/approval_rejected_v1.json approval-rejected
+
+`sdlc` (the default) runs the `sdlc` template to its end; `approval-rejected` waits at a
+human gate (its status row, labelled escalation timers), takes a rejection by the
+`submit_decision` update and fails its execution after recording its state.
 
 Record a new file (keep the old ones) whenever a released change alters the
-workflow's commands; `tests/test_replay.py` replays every file here. Payloads are
+workflow's commands; `tests/workflows/test_replay.py` replays every file here. Payloads are
 written with the deployment's codec (compressed, as a default deployment stores them);
 v1 was recorded before the codec existed and still replays.
 """
@@ -11,21 +16,53 @@ v1 was recorded before the codec existed and still replays.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts import Decision, DecisionKind, RunState
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import data_converter, ensure_search_attributes
 from core.persistence.db import Database
 from offline import OfflineProvider
 from tests.conftest import binary
-from tests.helpers import make_plan, started
+from tests.helpers import TEMPLATES, make_plan, started, wait_until
+from workflows.goal import GoalWorkflow
+
+Handle = WorkflowHandle[Any, RunState]
 
 
-async def record(out: Path) -> None:
+async def _to_the_end(handle: Handle) -> None:
+    await handle.result()
+
+
+async def _rejected_at_the_gate(handle: Handle) -> None:
+    async def asked() -> bool:
+        return bool(await handle.query(GoalWorkflow.pending_decisions))
+
+    await wait_until(asked)
+    await handle.execute_update(
+        GoalWorkflow.submit_decision,
+        Decision(gate="approval", decision=DecisionKind.REJECT, by="recorder"),
+    )
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+
+
+SCENARIOS: dict[str, tuple[str, Callable[[Handle], Awaitable[None]]]] = {
+    "sdlc": ("sdlc", _to_the_end),
+    "approval-rejected": (str(TEMPLATES / "approval.yaml"), _rejected_at_the_gate),
+}
+
+
+async def record(out: Path, scenario: str = "sdlc") -> None:
+    template, drive = SCENARIOS[scenario]
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
         data_converter=data_converter(Settings(_env_file=None)),  # type: ignore[call-arg]
@@ -34,9 +71,9 @@ async def record(out: Path) -> None:
         await ensure_search_attributes(env.client)
         with tempfile.TemporaryDirectory() as tmp:
             db = Database(f"sqlite+aiosqlite:///{tmp}/orchestrator.db")
-            plan = make_plan()
+            plan = make_plan(template=template)
             async with started(env.client, db, OfflineProvider(), plan) as handle:
-                await handle.result()
+                await drive(handle)
                 history = await handle.fetch_history()
             await db.dispose()
         out.write_text(history.to_json())
@@ -46,4 +83,4 @@ async def record(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record(Path(sys.argv[1])))
+    asyncio.run(record(Path(sys.argv[1]), *sys.argv[2:3]))

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for tests/test_api_schema.py (loaded through SCHEMATHESIS_HOOKS).
+"""Schemathesis hooks for tests/api/test_api_schema.py (loaded through SCHEMATHESIS_HOOKS).
 
 Generated requests follow the schema or break it at random; the values that once made the
 API answer 500 (NUL, lone surrogates, moments outside Python's years, integers past 32 and

@@ -80,6 +80,7 @@ def build_workers(
                         workspace.run_tool_calls,
                         runs.record_run_started,
                         runs.record_run_finished,
+                        runs.record_run_status,
                         notifications.notify,
                         webhooks.deliver_webhooks,
                     ],

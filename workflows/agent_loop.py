@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dag import upstream_ids
     from workflows.gates import POLICY_BY
 
+from workflows import own_checks
 from workflows.humans import Humans
 from workflows.run_context import RunContext, describe_failure
 
@@ -70,6 +71,8 @@ class Assignment:
     notes_on: bool
     """Whether this run's history has agent notes (histories before them replay without)."""
     peers: dict[str, str]
+    checks_own_work: bool
+    """Whether the task's own checks run when its agent ends its turn (`workflows.own_checks`)."""
 
 
 class AgentLoop:
@@ -78,6 +81,7 @@ class AgentLoop:
     def __init__(self, run: RunContext, humans: Humans) -> None:
         self._run = run
         self._humans = humans
+        self._own_checks = own_checks.OwnChecks(run)
         self._budget_answer: asyncio.Task[Decision] | None = None
         """The one budget decision every task that hit the spent budget waits for."""
 
@@ -153,15 +157,19 @@ class AgentLoop:
             label=f"{task.id} ({task.role}){round_}",
             notes_on=notes_on,
             peers=agent_notes.peers(plan.tasks, task.id) if notes_on else {},
+            checks_own_work=own_checks.wants_own_checks(task, review_of),
         )
 
     async def _turns(self, job: Assignment, task_state: TaskState) -> None:
-        """Model call, then that turn's tool calls, until the agent ends its turn."""
+        """Model call, then that turn's tool calls, until the agent ends its turn and its
+        own checks, if it has any, do not send it back."""
         task = job.task
         while task_state.next_turn < task.max_turns:
             turn = task_state.next_turn
-            if job.notes_on and turn == 0:
-                task_state.delivered_notes = {}  # a new attempt is a new conversation
+            if turn == 0:  # a new attempt is a new conversation
+                own_checks.new_attempt(task_state)
+                if job.notes_on:
+                    task_state.delivered_notes = {}
             key = TurnKey(
                 run_id=self._run.plan.run_id,
                 workflow_id=workflow.info().workflow_id,
@@ -179,6 +187,10 @@ class AgentLoop:
             task_state.next_turn = turn + 1
             if call.stop_reason != "tool_use":
                 task_state.summary = call.text
+                if job.checks_own_work and await self._own_checks.sent_back(
+                    task, task_state, turn=turn, label=job.label
+                ):
+                    continue
                 return
         raise MaxTurnsExceeded(f"{task.id} did not finish within {task.max_turns} turns")
 
@@ -208,6 +220,7 @@ class AgentLoop:
             response_cache=plan.response_cache,
             notes=notes,
             peers=job.peers,
+            followups=list(task_state.followups),
         )
 
     async def _run_tools(
@@ -279,7 +292,11 @@ class AgentLoop:
         if may_go_on():
             return
         try:
-            await workflow.wait_condition(may_go_on, timeout=wait.timeout_seconds)
+            await workflow.wait_condition(
+                may_go_on,
+                timeout=wait.timeout_seconds,
+                timeout_summary=f"{task.id} waits for a note",
+            )
         except TimeoutError:
             workflow.logger.info("%s waited %ss for a note in vain", task.id, wait.timeout_seconds)
 

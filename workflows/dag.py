@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from core.contracts import TaskPlan, TaskStatus
+from core.contracts import TaskPlan, TaskState, TaskStatus
 from workflows.conditions import parse_condition
 
 
@@ -40,7 +40,24 @@ def blocked_tasks(tasks: list[TaskPlan], statuses: dict[str, TaskStatus]) -> lis
 
 
 def should_run(task: TaskPlan, outputs: dict[str, dict[str, Any]]) -> bool:
+    if task.skip_reason is not None:
+        return False
     return task.when is None or parse_condition(task.when).evaluate(outputs)
+
+
+def skip_summary(task: TaskPlan) -> str:
+    """Why a ready task that `should_run` refused is skipped."""
+    return task.skip_reason or f"skipped: condition {task.when!r} is false"
+
+
+def keep_shape(tasks: list[TaskPlan], states: list[TaskState]) -> None:
+    """Each task's state takes its plan's dependencies and gate kind: what draws the run's
+    graph from its state alone, even once only its recorded final state is left."""
+    by_id = {task.id: task for task in tasks}
+    for state in states:
+        task = by_id.get(state.id)
+        if task is not None:
+            state.depends_on, state.gate = list(task.depends_on), task.gate
 
 
 def upstream_ids(tasks: list[TaskPlan], task_id: str) -> list[str]:

@@ -20,6 +20,7 @@ from core.contracts import (
     MAX_MODEL_NAME_CHARS,
     MAX_PLAN_TASKS,
     MAX_TASK_ID_CHARS,
+    EscalationPolicy,
     GateKind,
     RunPlan,
     TaskPlan,
@@ -85,6 +86,9 @@ class TemplateSettings(BaseModel):
     max_check_rounds: CheckRounds = 2
     """Times a task's own checks may send failures back to its agent before it completes
     with them recorded for the gates (a task may set its own)."""
+    escalation: EscalationPolicy | None = None
+    """Who is told, and what happens, when a run of the template waits for a human; a
+    policy given for the run (`--escalation`, `escalation` in POST /runs) replaces it."""
 
 
 class Template(BaseModel):
@@ -216,6 +220,7 @@ def compile_plan(
         validate_tasks=template.settings.validate_tasks if validate is None else validate,
         max_validation_rounds=template.settings.max_validation_rounds,
         validation_model=validation_model,
+        escalation=(template.settings.escalation or EscalationPolicy()).model_copy(),
         response_cache=template.settings.response_cache
         if response_cache is None
         else response_cache,

@@ -17,9 +17,11 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        ANSWER_REFUSED_ERROR,
         BUDGET_GATE,
         RECORD_RUN_FINISHED,
         RECORD_RUN_STARTED,
+        RUN_FAILED_ERROR,
         SEARCH_ATTRIBUTE_TEMPLATE,
         SEARCH_ATTRIBUTE_TENANT,
         Decision,
@@ -39,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         TaskStatus,
     )
     from workflows import changes
-    from workflows.dag import blocked_tasks, ready_tasks, should_run
+    from workflows.dag import blocked_tasks, keep_shape, ready_tasks, should_run, skip_summary
 
 from workflows.agent_loop import AgentLoop
 from workflows.humans import Humans, WaitKind
@@ -51,6 +53,18 @@ TENANT = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_TENANT)
 
 # workflow.patched ids: histories recorded before each change replay the old path.
 PATCH_DRAIN_BEFORE_CONTINUE = "drain-before-continue-as-new"
+PATCH_FAILED_RUNS_FAIL = "failed-runs-fail"
+
+# What the Web UI's signal and update forms say of the answers a person may send.
+DECIDE_HELP = (
+    'Decide a waiting gate or the budget: {"gate": "approval", "decision": "approve", '
+    '"by": "alice", "comment": "..."}; decision: approve, reject, request_changes (a gate), '
+    "raise, abort (the budget)"
+)
+RESOLVE_HELP = (
+    'Resolve a dead-lettered task: {"task": "design", "action": "retry", "by": "alice"}; '
+    "action: retry, skip, abort"
+)
 
 
 @workflow.defn
@@ -64,6 +78,7 @@ class GoalWorkflow:
             tasks=[TaskState(id=t.id, role=t.role) for t in plan.tasks],
         )
         self._run = RunContext(plan, state)
+        keep_shape(plan.tasks, state.tasks)
         self._humans = Humans(self._run)
         self._agents = AgentLoop(self._run, self._humans)
         self._review = Review(self._run, self._agents, self._humans)
@@ -85,14 +100,36 @@ class GoalWorkflow:
         """Events with `seq` greater than `after`: what a reconnecting client missed."""
         return [e for e in self._run.state.events if e.seq > after]
 
-    @workflow.signal
+    @workflow.signal(description=DECIDE_HELP + "; a wrong one is logged and dropped")
     def decide(self, decision: Decision) -> None:
-        kind: WaitKind = "budget" if decision.gate == BUDGET_GATE else "gate"
-        self._humans.answer(decision.gate, kind, decision)
+        """A gate's or the budget's decision; a wrong one is logged and dropped (the Web UI's
+        signal form, scripts). `submit_decision` answers whether it was taken."""
+        self._humans.answer(decision.gate, _decision_kind(decision), decision)
 
-    @workflow.signal
+    @workflow.signal(description=RESOLVE_HELP + "; a wrong one is logged and dropped")
     def resolve_task(self, resolution: TaskResolution) -> None:
+        """A dead letter's resolution by signal; `submit_resolution` answers whether it was taken."""
         self._humans.answer(resolution.task, "dead_letter", resolution)
+
+    @workflow.update(description=DECIDE_HELP + "; a wrong one is refused with the reason")
+    def submit_decision(self, decision: Decision) -> Decision:
+        """A gate's or the budget's decision; returns the decision the run took."""
+        self._humans.answer(decision.gate, _decision_kind(decision), decision)
+        return decision
+
+    @submit_decision.validator
+    def _check_decision(self, decision: Decision) -> None:
+        _refuse(self._humans.refusal(decision.gate, _decision_kind(decision), decision))
+
+    @workflow.update(description=RESOLVE_HELP + "; a wrong one is refused with the reason")
+    def submit_resolution(self, resolution: TaskResolution) -> TaskResolution:
+        """A dead-lettered task's resolution; returns the resolution the run took."""
+        self._humans.answer(resolution.task, "dead_letter", resolution)
+        return resolution
+
+    @submit_resolution.validator
+    def _check_resolution(self, resolution: TaskResolution) -> None:
+        _refuse(self._humans.refusal(resolution.task, "dead_letter", resolution))
 
     @workflow.update
     async def add_task(self, new: NewTask) -> TaskState:
@@ -136,7 +173,9 @@ class GoalWorkflow:
 
     @workflow.run
     async def run(self, plan: RunPlan) -> RunState:
+        """Run the DAG; a failed run records its final state, then fails its execution."""
         state = self._run.state
+        self._run.show_progress()
         if plan.resume is None:
             workflow.upsert_search_attributes(
                 [
@@ -166,11 +205,20 @@ class GoalWorkflow:
             RECORD_RUN_FINISHED,
             FinalizeRunInput(state=state, workflow_id=workflow.info().workflow_id),
         )
+        # Failed in Temporal too, so `ExecutionStatus="Failed"` finds it; the CLI and the
+        # API read its state from the database row written just above.
+        if state.status == RunStatus.FAILED and workflow.patched(PATCH_FAILED_RUNS_FAIL):
+            raise ApplicationError(
+                f"run {plan.run_id} failed: {state.error}",
+                type=RUN_FAILED_ERROR,
+                non_retryable=True,
+            )
         return state
 
     async def _run_dag(self, running: dict[str, asyncio.Task[None]]) -> None:
         """Start what is ready, react to whatever finishes, until nothing can run."""
         while True:
+            keep_shape(self._run.plan.tasks, self._run.state.tasks)  # after plan changes
             # Near the history limit, start nothing new; once in-flight tasks finish, carry
             # the state into a fresh run.
             draining = self._history_is_long()
@@ -255,7 +303,7 @@ class GoalWorkflow:
                     running[task.id] = asyncio.create_task(self._run_task(task))
                 else:
                     state.task(task.id).status = TaskStatus.SKIPPED
-                    state.task(task.id).summary = f"skipped: condition {task.when!r} is false"
+                    state.task(task.id).summary = skip_summary(task)
                     emit(EventType.TASK_SKIPPED, task.id, reason=state.task(task.id).summary)
                     settled_any = True
             if not settled_any:
@@ -274,6 +322,15 @@ class GoalWorkflow:
         if done:
             task_state.status = TaskStatus.COMPLETED
         self._run.emit_task_outcome(task_state)
+
+
+def _decision_kind(decision: Decision) -> WaitKind:
+    return "budget" if decision.gate == BUDGET_GATE else "gate"
+
+
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise ApplicationError(problem, type=ANSWER_REFUSED_ERROR, non_retryable=True)
 
 
 def _reject(problems: list[str]) -> None:

@@ -1,8 +1,11 @@
-"""Asking humans: what a run waits for, answers by signal, escalation tiers on durable timers.
+"""Asking humans: what a run waits for, answers by update or signal, escalation tiers on
+durable timers.
 
-A question waits for the `decide` or `resolve_task` signal. Each escalation tier is a
-timer raced against the answer: tier 1 notifies, tier 2 notifies wider, tier 3 lets the
-run's escalation policy answer by itself.
+A question waits for an answer: the `submit_decision` or `submit_resolution` update, whose
+validator refuses a wrong one with the reason, or the `decide` or `resolve_task` signal
+(the Web UI's form, scripts), where a wrong one is logged and dropped. Each escalation
+tier is a timer raced against the answer: tier 1 notifies, tier 2 notifies wider, tier 3
+lets the run's escalation policy answer by itself.
 """
 
 from __future__ import annotations
@@ -56,23 +59,45 @@ class Humans:
 
     def __init__(self, run: RunContext) -> None:
         self._run = run
-        self.pending: dict[str, PendingDecision] = {}
         self._answers: dict[str, Decision | TaskResolution] = {}
 
+    @property
+    def pending(self) -> dict[str, PendingDecision]:
+        return self._run.pending
+
     def answer(self, key: str, kind: WaitKind, answer: Decision | TaskResolution) -> None:
-        """Take a signal's answer if a question of that kind waits for one of its options."""
-        pending = self.pending.get(key)
-        if pending is None or pending.kind != kind:
-            # Nothing waits for it: say so in the log, never let a stray answer count later.
-            workflow.logger.warning("ignored %s for %r: nothing waits for it", kind, key)
-            return
-        choice = _choice(answer)
-        if choice not in pending.options:
-            workflow.logger.warning(
-                "ignored %r for %r: options are %s", choice, key, pending.options
-            )
+        """Take an answer if a question of that kind waits for one of its options.
+
+        A signal's wrong answer is logged and dropped, never kept to count later; the
+        updates' validator (`refusal`) has refused theirs before this runs.
+        """
+        problem = self._mismatch(key, kind, answer)
+        if problem is not None:
+            workflow.logger.warning("ignored %s: %s", kind, problem)
             return
         self._answers[key] = answer
+
+    def refusal(self, key: str, kind: WaitKind, answer: Decision | TaskResolution) -> str | None:
+        """Why an update's answer cannot be taken, in one line; None when it can."""
+        problem = self._mismatch(key, kind, answer)
+        taken = self._answers.get(key)
+        if problem is None and taken is not None:
+            problem = f"{key!r} already has an answer the run has not acted on: {_choice(taken)}"
+        return problem
+
+    def _mismatch(self, key: str, kind: WaitKind, answer: Decision | TaskResolution) -> str | None:
+        pending = self.pending.get(key)
+        if pending is None or pending.kind != kind:
+            what = "a resolution of task" if kind == "dead_letter" else "a decision on gate"
+            now = ", ".join(f"{p.kind} {p.key}" for p in self.pending.values()) or "nothing"
+            run_id = self._run.plan.run_id
+            return f"run {run_id} is not waiting for {what} {key!r} (it waits for: {now})"
+        choice = _choice(answer)
+        if choice not in pending.options:
+            return (
+                f"{choice!r} is not an option for {key!r} (options: {', '.join(pending.options)})"
+            )
+        return None
 
     async def decision(
         self, kind: Literal["gate", "budget"], key: str, reason: str, options: list[str]
@@ -103,10 +128,12 @@ class Humans:
         self._run.emit(EventType.DECISION_REQUESTED, key, kind=kind, reason=reason, options=options)
         waited = 0.0
         for tier, at in escalation_tiers(policy):
-            if await self._answer_within(key, at - waited):
+            timer = f"escalation tier {tier} for {_subject(kind, key)}"
+            if await self._answer_within(key, at - waited, timer):
                 break
             waited = at
             pending.tier = tier
+            self._run.show_progress()
             if tier < 3:
                 self._notify(tier, pending)
             else:
@@ -123,11 +150,13 @@ class Humans:
         )
         return answer
 
-    async def _answer_within(self, key: str, seconds: float) -> bool:
+    async def _answer_within(self, key: str, seconds: float, timer: str) -> bool:
         if seconds <= 0:
             return key in self._answers
         try:
-            await workflow.wait_condition(lambda: key in self._answers, timeout=seconds)
+            await workflow.wait_condition(
+                lambda: key in self._answers, timeout=seconds, timeout_summary=timer
+            )
         except TimeoutError:
             return False
         return True
@@ -161,6 +190,11 @@ async def _send(notification: Notification) -> None:
         give_up=give_up,
         summary=f"notify tier {notification.tier} via {notification.channel.value}",
     )
+
+
+def _subject(kind: WaitKind, key: str) -> str:
+    """What a question is about, as its timers and messages name it."""
+    return "the budget" if kind == "budget" else f"{_SUBJECTS[kind]} {key}"
 
 
 def _choice(answer: Decision | TaskResolution) -> str:

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         submitted_review,
     )
 
+from workflows import own_checks
 from workflows.agent_loop import AgentLoop
 from workflows.humans import Humans
 from workflows.run_context import RunContext
@@ -58,6 +59,7 @@ GATE_OPTIONS = [
 
 # workflow.patched ids: histories recorded before each change replay the old path.
 PATCH_VALIDATION = "semantic-validation"
+PATCH_REQUIRE_HUMAN = "require-human-signoff"
 
 
 class Review:
@@ -79,13 +81,19 @@ class Review:
             report = await self._checks(gate, round_)
             gate_state.attempt, gate_state.next_turn = round_ - 1, 0
             gate_state.outputs.pop(VERDICT_OUTPUT, None)
-            if not await self._agents.work(gate, gate_state, feedback=_checks_feedback(report)):
+            upstream = [
+                self._run.state.task(t) for t in upstream_ids(self._run.plan.tasks, gate.id)
+            ]
+            if not await self._agents.work(
+                gate, gate_state, feedback=_gate_feedback(report, upstream)
+            ):
                 return False
             verdict = gate_verdict(round_, report, submitted_review(gate_state.outputs))
+            verdict.notes += own_checks.gate_notes(upstream)
             self._record_verdict(gate, gate_state, verdict)
-            if verdict.passed and not asks_human:
+            if verdict.passed and not asks_human and not _signoff(gate):
                 return True
-            if not asks_human and revisions < gate.max_revisions:
+            if not verdict.passed and not asks_human and revisions < gate.max_revisions:
                 revisions += 1
                 await self._revise(gate, verdict.blocking or verdict.findings, verdict)
                 continue
@@ -169,6 +177,8 @@ class Review:
         reason = (
             "human approval required"
             if gate.gate == GateKind.HUMAN_APPROVAL
+            else "human sign-off required: the checks and the reviewer passed"
+            if verdict.passed
             else f"still blocked after {gate.max_revisions} revisions: "
             + "; ".join(f.message for f in verdict.blocking[:3] or verdict.findings[:3])
         )
@@ -273,6 +283,13 @@ def _checks_feedback(report: ChecksReport | None) -> str:
     )
 
 
+def _gate_feedback(report: ChecksReport | None, upstream: list[TaskState]) -> str:
+    """What the reviewer reads before judging: the tool findings, and the tasks that
+    completed with their own checks still failing (never hidden from the gate)."""
+    parts = (_checks_feedback(report), own_checks.gate_context(upstream))
+    return "\n\n".join(part for part in parts if part)
+
+
 def _approved(round_: int, decision: Decision) -> GateVerdict:
     """The verdict a human's (or the policy's) approval adds to a gate's rounds."""
     return GateVerdict(
@@ -281,6 +298,11 @@ def _approved(round_: int, decision: Decision) -> GateVerdict:
         decided_by=f"human:{decision.by}" if decision.by != POLICY_BY else POLICY_BY,
         summary=decision.comment,
     )
+
+
+def _signoff(gate: TaskPlan) -> bool:
+    """Whether a passing checked gate still waits for a human (`TaskPlan.require_human`)."""
+    return gate.require_human and workflow.patched(PATCH_REQUIRE_HUMAN)
 
 
 def _kind(gate: TaskPlan) -> str:

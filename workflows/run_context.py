@@ -19,18 +19,22 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import (
         CHECKS_QUEUE,
         DELIVER_WEBHOOKS,
+        RECORD_RUN_STATUS,
         SEARCH_ATTRIBUTE_RUN_STATUS,
         TASK_QUEUE,
         WEBHOOK_EVENT_TYPES,
         EventType,
+        PendingDecision,
         RunEvent,
         RunPlan,
         RunState,
         RunStatus,
+        RunStatusChange,
         TaskState,
         TaskStatus,
         WebhookDeliveryInput,
     )
+    from workflows.details import current_details
 
 RUN_STATUS = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_RUN_STATUS)
 
@@ -46,6 +50,7 @@ at most, instead of for hours of retries."""
 
 # workflow.patched ids: histories recorded before each change replay the old path.
 PATCH_WEBHOOKS = "webhook-deliveries"
+PATCH_STATUS_ROW = "status-row"
 
 T = TypeVar("T")
 
@@ -60,11 +65,37 @@ class RunContext:
         """Why the run must stop: once set, no task starts and the run fails with it."""
         self._side_effects: list[asyncio.Task[None]] = []
         """Notifications and webhook deliveries in flight; the run ends only after them."""
+        self.pending: dict[str, PendingDecision] = {}
+        """What the run waits on people for, by gate, `budget` or dead-lettered task."""
+        self._row_status = RunStatus.RUNNING
+        """The status the run's database row has: it starts `running`."""
+        self._row_writes = asyncio.Lock()
 
     def publish_status(self, status: RunStatus) -> None:
-        """The run's status, in its state and in the search attribute the Web UI filters by."""
+        """The run's status, in its state, in the search attribute the Web UI filters by and,
+        while the run is open, in its database row (`orchestrator runs`, `/metrics`)."""
+        changed = status != self.state.status
         self.state.status = status
         workflow.upsert_search_attributes([RUN_STATUS.value_set(status.value)])
+        self.show_progress()
+        # The final status is written with the final state; an open one only on a change.
+        open_ = status in (RunStatus.RUNNING, RunStatus.WAITING)
+        if changed and open_ and workflow.patched(PATCH_STATUS_ROW):
+            self.spawn(self._record_status())
+
+    async def _record_status(self) -> None:
+        """Bring the row to the run's status now: one write at a time, none if already there."""
+        async with self._row_writes:
+            status = self.state.status
+            if status == self._row_status or status not in (RunStatus.RUNNING, RunStatus.WAITING):
+                return
+            change = RunStatusChange(run_id=self.plan.run_id, status=status)
+            await self.storage(RECORD_RUN_STATUS, change, summary=f"run status: {status.value}")
+            self._row_status = status
+
+    def show_progress(self) -> None:
+        """What the run is doing and waits for, as the Web UI's current details show it."""
+        workflow.set_current_details(current_details(self.plan, self.state, self.pending.values()))
 
     def statuses(self) -> dict[str, TaskStatus]:
         return {t.id: t.status for t in self.state.tasks}
@@ -84,6 +115,7 @@ class RunContext:
             },
         )
         state.events.append(event)
+        self.show_progress()
         if type_ in WEBHOOK_EVENT_TYPES and workflow.patched(PATCH_WEBHOOKS):
             self.spawn(self._deliver(event))
 

@@ -17,11 +17,12 @@ Who may call it:
   --codec-auth` sends) or `X-API-Key`: the Web UI and `temporal` are operators' tools.
   An organization's own credentials, admin's included, get 403; wrong ones 401.
 - **The local Web UI**: the embedded dev server's UI sends no credentials. When
-  `ORCHESTRATOR_UI_CODEC_ENDPOINT` is set (the local stack's opt-in), a request without
-  credentials is served if it comes from a loopback address and its `Origin` is absent
-  (a local CLI) or one of `CODEC_CORS_ORIGINS`. Browsers always send `Origin` on a POST,
-  so a web page elsewhere, even through DNS rebinding to 127.0.0.1, is refused. Do not
-  set it on an API behind a same-host proxy that hides the client address.
+  `ORCHESTRATOR_UI_CODEC_ENDPOINT` is set (the local stack's opt-in; `orchestrator up`
+  sets it for the codec server it serves itself, `api.app.create_codec_app`), a request
+  without credentials is served if it comes from a loopback address and its `Origin` is
+  absent (a local CLI) or one of `CODEC_CORS_ORIGINS`. Browsers always send `Origin` on a
+  POST, so a web page elsewhere, even through DNS rebinding to 127.0.0.1, is refused. Do
+  not set it on an API behind a same-host proxy that hides the client address.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def get_codec(request: Request) -> OrchestratorCodec:
     codec: OrchestratorCodec | None = getattr(state, "codec", None)
     if codec is None:
         try:
-            codec = state.codec = codec_from_settings(state.settings)
+            codec = state.codec = codec_from_settings(state.settings.temporal)
         except KeyConfigError as exc:
             raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from None
     return codec

@@ -1,7 +1,7 @@
 """Steering a run: its pending decisions, gate decisions, dead letters, resets, plan changes.
 
-Everything here is a signal or an update to the run's workflow, the same ones the CLI
-and `temporal workflow signal` send; the workflow validates and records them.
+Everything here is an update to the run's workflow, the same ones the CLI sends; the
+workflow's validator refuses a wrong answer with the reason (409), else records it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from fastapi import APIRouter, status
 
 from api.auth import CallerDep, WriterDep
 from api.deps import TemporalDep
+from api.errors import unprocessable
 from api.ownership import OwnedRunDep
 from api.schemas.common import Accepted
 from api.schemas.decisions import (
@@ -20,6 +21,7 @@ from api.schemas.decisions import (
     ResetRequest,
     ResetResult,
     ResolutionRequest,
+    TaskChangeRequest,
 )
 from api.schemas.fields import Storable, Text
 from core.contracts import (
@@ -52,10 +54,15 @@ async def decide(
     caller: WriterDep,
     temporal: TemporalDep,
 ) -> Accepted:
-    """Decide a gate (`approve`, `reject`, `request_changes`) or the budget (`raise`, `abort`)."""
+    """Decide a gate (`approve`, `reject`, `request_changes`) or the budget (`raise`, `abort`).
+
+    409 with the reason when the run does not wait for this gate or does not offer the
+    decision; else the decision was taken and the run acts on it."""
     decision = Decision(gate=gate, by=caller.subject, **body.model_dump())
-    await steering.decide(temporal, run.id, decision)
-    return Accepted(run_id=run.id, detail=f"{body.decision.value} sent for {gate}")
+    taken = await steering.decide(temporal, run.id, decision)
+    return Accepted(
+        run_id=run.id, detail=f"{taken.decision.value} by {taken.by} accepted for {gate}"
+    )
 
 
 @router.post("/runs/{run_id}/tasks/{task}/resolve", status_code=status.HTTP_202_ACCEPTED)
@@ -66,9 +73,12 @@ async def resolve_task(
     caller: WriterDep,
     temporal: TemporalDep,
 ) -> Accepted:
-    """Retry, skip or abort a dead-lettered task."""
-    await steering.resolve(temporal, run.id, task, body.action, body.comment, caller.subject)
-    return Accepted(run_id=run.id, detail=f"{body.action} sent for task {task}")
+    """Retry, skip or abort a dead-lettered task (409 with the reason when the run does not
+    wait for it)."""
+    taken = await steering.resolve(
+        temporal, run.id, task, body.action, body.comment, caller.subject
+    )
+    return Accepted(run_id=run.id, detail=f"{taken.action} by {taken.by} accepted for task {task}")
 
 
 @router.post("/runs/{run_id}/reset")
@@ -96,13 +106,19 @@ async def add_task(
 @router.patch("/runs/{run_id}/tasks/{task}")
 async def modify_task(
     task: Text,
-    body: Annotated[TaskModification, Storable],
+    body: Annotated[TaskChangeRequest, Storable],
     run: OwnedRunDep,
     _caller: WriterDep,
     temporal: TemporalDep,
 ) -> TaskState:
-    """Change a pending task's role, dependencies, model or prompt addition."""
-    return await steering.modify_task(temporal, run.id, body.model_copy(update={"task": task}))
+    """Change a pending task's role, dependencies, model or prompt addition; the body holds
+    only what changes (the path names the task)."""
+    if body.task is not None and body.task != task:
+        raise unprocessable(
+            ("body", "task"), f"the path names task {task!r}, the body {body.task!r}"
+        )
+    change = TaskModification(**body.model_dump(exclude={"task"}, exclude_unset=True), task=task)
+    return await steering.modify_task(temporal, run.id, change)
 
 
 @router.delete("/runs/{run_id}/tasks/{task}", status_code=status.HTTP_204_NO_CONTENT)

@@ -31,11 +31,12 @@ from temporalio.client import Client
 
 from api.deps import ApiSettingsDep, DatabaseDep, TemporalDep
 from api.rate_limit import count_failed_authentication, refuse_guessing_client
-from core.contracts import SEARCH_ATTRIBUTE_RUN_STATUS, PendingDecision, RunStatus
+from core.contracts import PendingDecision, RunStatus
 from core.infrastructure.metrics import REGISTRY
 from core.infrastructure.settings import ApiSettings
 from core.persistence import tenancy
 from core.persistence.db import Database, LedgerEntry, Run
+from core.services.visibility import in_status, runs_query
 from workflows.goal import GoalWorkflow
 
 router = APIRouter(tags=["operations"])
@@ -70,7 +71,8 @@ async def _waiting(temporal: Client) -> list[GaugeMetricFamily]:
     it, and with the workers down (when metrics matter most) each one would otherwise hang
     for the server's default of about 30 s and the scrape would time out.
     """
-    query = f'WorkflowType="GoalWorkflow" AND {SEARCH_ATTRIBUTE_RUN_STATUS}="waiting"'
+    # Running executions only: one a reset left behind still says "waiting".
+    query = runs_query(in_status(RunStatus.WAITING))
     ids: list[str] = []
     async for execution in temporal.list_workflows(query):
         if len(ids) >= MAX_WAITING_RUNS_SCANNED:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from temporalio.service import RPCError
 
@@ -53,6 +53,7 @@ from core.persistence import storage
 from core.persistence.db import Database, Run
 from core.services import budgets, runs, steering
 from core.services.estimate import Estimate, estimate_run, predicted_vs_actual
+from core.services.graph import run_mermaid
 
 router = APIRouter(tags=["runs"])
 
@@ -146,7 +147,7 @@ async def create_run(
     The run is listed (`GET /runs`) as soon as this answers.
     """
     plan = await request_plan(body, caller.org_id, settings, run_id=uuid.uuid4().hex)
-    await check_request_escalation(body, settings)
+    await check_request_escalation(body, plan, settings)
     estimate = await _estimate(db, plan, provider)
     shortfall = await budgets.run_shortfall(db, caller.org_id, estimate)
     if shortfall is not None:
@@ -158,7 +159,8 @@ async def create_run(
     # writes the same row, first write winning; writing it here too makes the run
     # readable the moment this answers.
     try:
-        await start_run(temporal, plan)
+        # The run prints the commands that answer its gates with this API's address.
+        await start_run(temporal, plan, api_url=str(request.base_url))
     except RPCError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot start the run: {exc.message}"
@@ -254,6 +256,31 @@ async def run_status(
         last_event_seq=state.events[-1].seq if state.events else 0,
         source=view.source,
     )
+
+
+@router.get(
+    "/runs/{run_id}/graph",
+    response_class=PlainTextResponse,
+    responses={
+        **RUN_NOT_FOUND,
+        200: {
+            "content": {"text/plain": {}},
+            "description": "The run's DAG as a Mermaid flowchart, each task in its state.",
+        },
+        503: {"description": "The run is open and Temporal does not answer."},
+    },
+)
+async def run_graph(
+    run: OwnedRunDep, db: DatabaseDep, temporal: OptionalTemporalDep
+) -> PlainTextResponse:
+    """The run's tasks and dependencies as Mermaid text (`flowchart TD`): gates as hexagons,
+    human approval gates as diamonds, one class per task state. GitHub, GitLab and the
+    Mermaid Live Editor draw it; no SVG is rendered here (see docs/api.md)."""
+    try:
+        view = await runs.load_state(db, temporal, run)
+    except runs.StateUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return PlainTextResponse(run_mermaid(view.state))
 
 
 @router.get(

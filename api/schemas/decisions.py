@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from api.schemas.common import Accepted
 from api.schemas.fields import Tokens, Usd
-from core.contracts import DecisionKind, ResolutionAction
+from core.contracts import DecisionKind, ResolutionAction, TaskChanges
 
 
 class DecisionRequest(BaseModel):
@@ -36,3 +36,12 @@ class DeadLetter(BaseModel):
     task: str
     """The dead-lettered task, or `-` for a failed run."""
     reason: str
+
+
+class TaskChangeRequest(TaskChanges):
+    """`PATCH /runs/{id}/tasks/{task}`: the fields to change; the path names the task."""
+
+    task: str | None = Field(
+        default=None,
+        description="Not needed: the path names the task. Accepted when it names the same one.",
+    )

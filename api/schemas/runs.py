@@ -60,7 +60,7 @@ class EstimateRequest(BaseModel):
     response_cache: bool | None = Field(
         default=None,
         description="Answer model requests identical to earlier ones of the organization from "
-        "stored responses, at no cost (default: the template's `settings.provider.response_cache`, on, "
+        "stored responses, at no cost (default: the template's `settings.response_cache`, on, "
         "where the server's RESPONSE_CACHE allows). `false` makes every call.",
     )
 
@@ -78,7 +78,15 @@ class RunCreate(EstimateRequest):
     budget_usd: Usd | None = Field(default=None, description="This run's cost limit.")
     escalation: EscalationPolicy | None = Field(
         default=None,
-        description="Who is told, and what happens, when the run waits for a human decision.",
+        description="Who is told, and what happens, when the run waits for a human decision "
+        "(default: the template's `settings.escalation`, else tier 2 after 4 h and the run "
+        "fails after 24 h).",
+    )
+    require_human: bool = Field(
+        default=False,
+        description="Every code_review and security_review gate waits for a human decision "
+        "after its checks and reviewer pass (the server's REQUIRE_HUMAN_APPROVAL does it for "
+        "every run; `false` cannot lift it).",
     )
 
 

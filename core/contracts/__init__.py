@@ -37,6 +37,9 @@ from core.contracts.changes import (
     NewTask as NewTask,
 )
 from core.contracts.changes import (
+    TaskChanges as TaskChanges,
+)
+from core.contracts.changes import (
     TaskModification as TaskModification,
 )
 from core.contracts.changes import (
@@ -109,6 +112,9 @@ from core.contracts.gates import (
     ValidationResult as ValidationResult,
 )
 from core.contracts.names import (
+    ANSWER_REFUSED_ERROR as ANSWER_REFUSED_ERROR,
+)
+from core.contracts.names import (
     BUDGET_EXCEEDED_ERROR as BUDGET_EXCEEDED_ERROR,
 )
 from core.contracts.names import (
@@ -139,10 +145,16 @@ from core.contracts.names import (
     RECORD_RUN_STARTED as RECORD_RUN_STARTED,
 )
 from core.contracts.names import (
+    RECORD_RUN_STATUS as RECORD_RUN_STATUS,
+)
+from core.contracts.names import (
     REVISIONS_METRIC as REVISIONS_METRIC,
 )
 from core.contracts.names import (
     RUN_CHECKS as RUN_CHECKS,
+)
+from core.contracts.names import (
+    RUN_FAILED_ERROR as RUN_FAILED_ERROR,
 )
 from core.contracts.names import (
     RUN_TOOL_CALLS as RUN_TOOL_CALLS,
@@ -175,6 +187,9 @@ from core.contracts.names import (
     agent_queue as agent_queue,
 )
 from core.contracts.names import (
+    run_id_for as run_id_for,
+)
+from core.contracts.names import (
     workflow_id_for as workflow_id_for,
 )
 from core.contracts.notes import (
@@ -188,6 +203,15 @@ from core.contracts.notes import (
 )
 from core.contracts.notes import (
     NoteWait as NoteWait,
+)
+from core.contracts.repositories import (
+    REPOSITORY_ROLE as REPOSITORY_ROLE,
+)
+from core.contracts.repositories import (
+    REPOSITORY_TASK as REPOSITORY_TASK,
+)
+from core.contracts.repositories import (
+    RepositoryRef as RepositoryRef,
 )
 from core.contracts.runs import (
     WEBHOOK_EVENT_TYPES as WEBHOOK_EVENT_TYPES,
@@ -208,6 +232,9 @@ from core.contracts.runs import (
     FollowUp as FollowUp,
 )
 from core.contracts.runs import (
+    RunAddresses as RunAddresses,
+)
+from core.contracts.runs import (
     RunEvent as RunEvent,
 )
 from core.contracts.runs import (
@@ -218,6 +245,9 @@ from core.contracts.runs import (
 )
 from core.contracts.runs import (
     RunStatus as RunStatus,
+)
+from core.contracts.runs import (
+    RunStatusChange as RunStatusChange,
 )
 from core.contracts.runs import (
     TaskPlan as TaskPlan,

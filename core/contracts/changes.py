@@ -40,11 +40,16 @@ class TaskRemoval(BaseModel):
     task: str
 
 
-class TaskModification(BaseModel):
-    """The `modify_task` update: only the fields given change."""
+class TaskChanges(BaseModel):
+    """What a change to a pending task may set: only the fields given change."""
 
-    task: str
     role: str | None = None
     depends_on: list[str] | None = Field(default=None, max_length=MAX_PLAN_TASKS)
     model: str | None = Field(default=None, max_length=MAX_MODEL_NAME_CHARS)
     prompt_addition: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+
+
+class TaskModification(TaskChanges):
+    """The `modify_task` update: the task, and the fields that change."""
+
+    task: str

@@ -46,7 +46,8 @@ class ChecksInput(BaseModel):
     gate: str
     """code_review or security_review: which checks to run on the workspace."""
     paths: list[str] = Field(default_factory=list)
-    """Folders to check (a task's own work); empty: the whole workspace."""
+    """Folders whose code is linted and tested (a task's own work); empty or `.`: the whole
+    workspace. The security review always reads every file."""
 
 
 class ChecksReport(BaseModel):

@@ -15,6 +15,11 @@ def workflow_id_for(run_id: str) -> str:
     return f"run-{run_id}"
 
 
+def run_id_for(workflow_id: str) -> str:
+    """The run id of a run's workflow id (`workflow_id_for` read backwards)."""
+    return workflow_id.removeprefix("run-")
+
+
 CHECKS_QUEUE = "checks"
 """Queue of the sandboxed checks, so they can run on separate, locked-down workers."""
 
@@ -58,11 +63,24 @@ RECORD_RUN_STARTED = "record_run_started"
 RECORD_RUN_FINISHED = "record_run_finished"
 
 
+RECORD_RUN_STATUS = "record_run_status"
+"""Local activity: the run's database row follows its status while it is open."""
+
+
 DELIVER_WEBHOOKS = "deliver_webhooks"
 
 
 BUDGET_EXCEEDED_ERROR = "BudgetExceeded"
 """ApplicationError type `call_model` raises, before calling the provider, when a limit is spent."""
+
+
+RUN_FAILED_ERROR = "RunFailed"
+"""ApplicationError type a failed run's execution ends with, after recording its final state:
+`ExecutionStatus="Failed"` finds it; its state is in the database (`runs.final_state`)."""
+
+
+ANSWER_REFUSED_ERROR = "AnswerRefused"
+"""ApplicationError type of a refused decision or resolution update: the message says why."""
 
 
 # Search attributes the Web UI and `temporal workflow list --query` filter runs by.

@@ -17,6 +17,7 @@ from core.contracts.gates import (
     ValidationResult,
 )
 from core.contracts.notes import AgentNote
+from core.contracts.repositories import RepositoryRef
 
 
 class TaskStatus(StrEnum):
@@ -78,6 +79,12 @@ class TaskPlan(BaseModel):
     """Wall clock all of the task's commands may use together."""
     max_check_rounds: int = 2
     """Times the task's own checks may send failures back before it completes anyway."""
+    require_human: bool = False
+    """A checked gate: after its checks and reviewer pass, it still waits for a human
+    (`--require-human`, REQUIRE_HUMAN_APPROVAL)."""
+    skip_reason: str | None = None
+    """Set where the plan is built for a gate the deployment turned off (REQUIRE_CODE_REVIEW,
+    REQUIRE_SECURITY_REVIEW): the task is skipped with this as its summary."""
 
 
 class Usage(BaseModel):
@@ -113,6 +120,8 @@ class EventType(StrEnum):
     TASK_SKIPPED = "task.skipped"
     TASK_DEAD_LETTERED = "task.dead_lettered"
     TASK_VALIDATION_FAILED = "task.validation_failed"
+    TASK_CHECKS_FAILED = "task.checks_failed"
+    """A task completed with its own checks still failing: its check rounds ran out."""
     COST_UPDATED = "cost.updated"
     GATE_PASSED = "gate.passed"
     GATE_BLOCKED = "gate.blocked"
@@ -131,6 +140,7 @@ WEBHOOK_EVENT_TYPES = frozenset(
         EventType.TASK_COMPLETED,
         EventType.GATE_BLOCKED,
         EventType.TASK_VALIDATION_FAILED,
+        EventType.TASK_CHECKS_FAILED,
         EventType.DECISION_REQUESTED,
         EventType.RUN_COMPLETED,
         EventType.RUN_FAILED,
@@ -183,6 +193,10 @@ class CommandRun(BaseModel):
 class TaskState(BaseModel):
     id: str
     role: str
+    depends_on: list[str] = Field(default_factory=list)
+    """The plan's dependencies of the task, kept in step with plan changes, so a run's
+    recorded state still draws its graph (empty in states recorded before they were kept)."""
+    gate: GateKind | None = None
     status: TaskStatus = TaskStatus.PENDING
     attempt: int = 0
     """0 for the first run of the task, then one more per revision."""
@@ -209,7 +223,7 @@ class TaskState(BaseModel):
     tool_counts: dict[str, int] = Field(default_factory=dict)
     """Tool calls of the agent by tool name, every attempt."""
     check_rounds: int = 0
-    """Times the task's own checks ran when its agent said it was done (this attempt)."""
+    """Times the task's own checks sent failures back to its agent (this attempt)."""
     check_failures: list[Finding] = Field(default_factory=list)
     """Blocking findings of its own checks still open when their rounds ran out: recorded
     for the gates to judge, never hidden."""
@@ -244,6 +258,32 @@ class RunState(BaseModel):
         return [ref for task in self.tasks for ref in task.artifacts]
 
 
+API_URL_PLACEHOLDER = "${ORCHESTRATOR_API_URL:-http://127.0.0.1:8000}"
+"""The API's address in printed commands when the run does not know it (a run started from
+the CLI): a shell default, `orchestrator api`'s own, that `ORCHESTRATOR_API_URL` overrides."""
+
+TEMPORAL_ADDRESS_PLACEHOLDER = "${TEMPORAL_ADDRESS:-127.0.0.1:7233}"
+"""Temporal's address in printed commands when the run does not know it (plans from before)."""
+
+
+class RunAddresses(BaseModel):
+    """Where people reach a run, as its starter saw them: the commands that answer its gates
+    (its Web UI current details) are printed with these."""
+
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    api_url: str | None = None
+    """The REST API's base URL when the run was started over REST; else unknown."""
+
+    @property
+    def temporal(self) -> str:
+        return self.temporal_address or TEMPORAL_ADDRESS_PLACEHOLDER
+
+    @property
+    def api(self) -> str:
+        return (self.api_url or API_URL_PLACEHOLDER).rstrip("/")
+
+
 class RunPlan(BaseModel):
     """A validated template bound to one goal: the input of `GoalWorkflow`."""
 
@@ -276,6 +316,17 @@ class RunPlan(BaseModel):
     """The validator's model; None: the run's model, else the provider's default."""
     resume: RunState | None = None
     """State carried over by continue-as-new; None when the run starts."""
+    addresses: RunAddresses = Field(default_factory=RunAddresses)
+    """Where people reach the run; set where it starts (`start_run`)."""
+    repository: RepositoryRef | None = None
+    """The repository a change run starts from; None: an empty workspace (greenfield)."""
+
+
+class RunStatusChange(BaseModel):
+    """Input of `record_run_status`: the status an open run's database row takes."""
+
+    run_id: str
+    status: RunStatus
 
 
 class FinalizeRunInput(BaseModel):

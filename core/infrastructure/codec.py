@@ -1,7 +1,10 @@
-"""The payload codec: what Temporal stores of our payloads is compressed and, with a key, encrypted.
+"""The payload codec: what Temporal stores of our payloads, compressed and, with a key, encrypted.
 
-Every payload the SDK hands to the codec (workflow and activity inputs and results,
-signals, queries, updates, memos, activity summaries) is encoded in two layers:
+It is opt-in (`PAYLOAD_CODEC`, on by itself when `PAYLOAD_ENCRYPTION_KEY` is set): by
+default payloads stay plain JSON, which the Web UI and the `temporal` CLI show without a
+codec server. When it is on, every payload the SDK hands to the codec (workflow and
+activity inputs and results, signals, queries, updates, memos, activity summaries) is
+encoded in two layers:
 
 1. **zlib**: the whole original payload (its metadata and data, serialized as the
    `Payload` protobuf) is compressed into a payload with metadata
@@ -14,8 +17,8 @@ signals, queries, updates, memos, activity summaries) is encoded in two layers:
    `encryption-cipher: AES256-GCM`, data `nonce || ciphertext+tag`. The key id is bound
    into the ciphertext as associated data, so it cannot be swapped.
 
-Decoding reverses the layers by their metadata and passes through every payload it did
-not encode, so histories recorded before the codec existed still replay.
+Decoding, on or off, reverses the layers by their metadata and passes through every
+payload it did not encode, so histories recorded with or without the codec replay.
 
 Keys: `PAYLOAD_ENCRYPTION_KEY` holds one or more keys separated by commas, each
 `id:base64` (32 random bytes, e.g. `python -m core.infrastructure.codec new-key 2025-06`) or a bare
@@ -44,7 +47,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 if TYPE_CHECKING:
-    from core.infrastructure.settings import Settings
+    from core.infrastructure.settings import TemporalSettings
 
 ENCODING = "encoding"
 ENCODING_ZLIB = b"binary/zlib"
@@ -254,11 +257,15 @@ class OrchestratorCodec(PayloadCodec):
         return _parse(opened, "encrypted")
 
 
-def codec_from_settings(settings: Settings) -> OrchestratorCodec:
-    """The codec `PAYLOAD_CODEC` and `PAYLOAD_ENCRYPTION_KEY` describe (KeyConfigError if malformed)."""
-    secret = settings.temporal.payload_encryption_key
+def codec_from_settings(settings: TemporalSettings) -> OrchestratorCodec:
+    """The codec `PAYLOAD_CODEC` and `PAYLOAD_ENCRYPTION_KEY` describe (KeyConfigError if malformed).
+
+    It decodes whatever it finds, so histories written while the codec was on replay
+    through the default (plain) converter too.
+    """
+    secret = settings.payload_encryption_key
     keys = parse_keys(secret.get_secret_value() if secret is not None else None)
-    return OrchestratorCodec(keys, encode_new=settings.temporal.payload_codec)
+    return OrchestratorCodec(keys, encode_new=settings.encodes_payloads)
 
 
 def _associated_data(key_id: str) -> bytes:

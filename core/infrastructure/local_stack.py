@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from temporalio.client import Client
+
 from core.contracts import SEARCH_ATTRIBUTES
 from core.infrastructure.settings import Settings
 
@@ -87,7 +89,7 @@ class DevServer:
             args += ["--ui-codec-endpoint", self.settings.temporal.ui_codec_endpoint.rstrip("/")]
         return args
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(self, timeout: float = 60.0) -> None:
         if is_listening("127.0.0.1", self.settings.temporal.temporal_port):
             raise LocalStackError(f"port {self.settings.temporal.temporal_port} is already in use")
         private_data_dir(self.settings.storage.data_dir)
@@ -101,7 +103,11 @@ class DevServer:
             umask=0o077,
         )
         deadline = asyncio.get_running_loop().time() + timeout
-        while not is_listening("127.0.0.1", self.settings.temporal.temporal_port):
+        # Listening comes first; a client that connects before the frontend reports healthy
+        # is refused ("Frontend is not healthy yet"), which a loaded machine makes likely.
+        while not is_listening("127.0.0.1", self.settings.temporal.temporal_port) or not (
+            await self._answers()
+        ):
             if self.process.poll() is not None:
                 raise LocalStackError(
                     f"the Temporal dev server exited with code {self.process.returncode}; "
@@ -109,8 +115,15 @@ class DevServer:
                 )
             if asyncio.get_running_loop().time() > deadline:
                 self.stop()
-                raise LocalStackError("the Temporal dev server did not start within 30 s")
+                raise LocalStackError(f"the Temporal dev server did not start within {timeout:g} s")
             await asyncio.sleep(0.1)
+
+    async def _answers(self) -> bool:
+        try:
+            await Client.connect(self.address, namespace=self.settings.temporal.temporal_namespace)
+        except RuntimeError:  # how the SDK reports a server that cannot serve yet
+            return False
+        return True
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -11,17 +11,21 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 import structlog
 from pydantic import BaseModel, SecretStr
 from temporalio import activity
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
     Interceptor,
 )
+
+from core.contracts import CALL_MODEL, DELIVER_WEBHOOKS, NOTIFY, RUN_CHECKS, RUN_TOOL_CALLS
 
 SECRET_PATTERNS = [
     re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),  # Anthropic keys
@@ -80,12 +84,18 @@ def _redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
 
 
 def configure_logging(
-    json_logs: bool | None = None, level: str = "INFO", secrets: Iterable[str | None] = ()
+    json_logs: bool | None = None,
+    level: str = "INFO",
+    secrets: Iterable[str | None] = (),
+    failure_notices: Callable[[str], None] | None = None,
 ) -> None:
     """JSON lines unless stderr is a terminal (or `json_logs` says otherwise).
 
     `secrets` (see `settings_secrets`) are masked by value wherever they would appear, on
     top of the patterns that catch API keys, JWTs and bearer tokens by their shape.
+    `failure_notices` (interactive commands) gets one line per activity failure the
+    activity itself classified (a retried 429, a 400 for good) instead of the SDK's warning
+    with its traceback, which is kept only at DEBUG.
     """
     register_secrets(secrets)
     if json_logs is None:
@@ -117,6 +127,8 @@ def configure_logging(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    if failure_notices is not None:
+        handler.addFilter(_FailureNotices(failure_notices))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())  # LOG_LEVEL=debug as well as DEBUG
@@ -178,3 +190,81 @@ class LogContextInterceptor(Interceptor):
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _BindActivityContext(next)
+
+
+# --- activity failures in interactive output -----------------------------------------------
+
+ACTIVITY_LABELS = {
+    CALL_MODEL: "model call",
+    RUN_TOOL_CALLS: "tool calls",
+    RUN_CHECKS: "checks",
+    NOTIFY: "notification",
+    DELIVER_WEBHOOKS: "webhook delivery",
+}
+"""What a person calls each activity."""
+
+_PROVIDER_STATUS = re.compile(r"API error (\d{3}(?: [A-Za-z_]+)?)")
+_SDK_FAILURE = "Completing activity as failed"
+
+
+def failure_notice(record: logging.LogRecord) -> str | None:
+    """One line for the SDK's warning about an activity that failed with an error the
+    activity classified (`ApplicationError`), e.g. `requirements: model call retried after
+    429 rate_limit_error, next attempt in 1.0 s`; None for any other record, so an
+    unexpected exception (a bug) keeps its traceback."""
+    error = record.exc_info[1] if record.exc_info else None
+    if (
+        record.name != "temporalio.activity"
+        or not isinstance(error, ApplicationError)
+        or not str(record.msg).startswith(_SDK_FAILURE)
+        or not activity.in_activity()
+    ):
+        return None
+    info = activity.info()
+    label = ACTIVITY_LABELS.get(info.activity_type, info.activity_type.replace("_", " "))
+    task = structlog.contextvars.get_contextvars().get("task")
+    what = f"{task}: {label}" if task else label
+    found = _PROVIDER_STATUS.search(error.message)
+    reason = found.group(1) if found else (error.message.splitlines() or [""])[0][:120]
+    delay = _next_attempt_in(error, info.attempt, info.retry_policy)
+    if delay is not None:
+        return f"{what} retried after {reason}, next attempt in {delay:.1f} s"
+    if error.non_retryable:
+        return f"{what} failed: {reason} (not retried)"
+    return f"{what} failed after {info.attempt} attempts: {reason}"
+
+
+def _next_attempt_in(
+    error: ApplicationError, attempt: int, policy: RetryPolicy | None
+) -> float | None:
+    """Seconds until Temporal's next attempt, as its retry policy computes them; None when
+    there is none (a non-retryable error, the last attempt)."""
+    if error.non_retryable or policy is None:
+        return None
+    if error.type in (policy.non_retryable_error_types or ()):
+        return None
+    if policy.maximum_attempts and attempt >= policy.maximum_attempts:
+        return None
+    if error.next_retry_delay is not None:
+        return error.next_retry_delay.total_seconds()
+    delay = policy.initial_interval * (policy.backoff_coefficient ** (attempt - 1))
+    # Temporal's default cap: 100 times the first interval.
+    cap = policy.maximum_interval or policy.initial_interval * 100
+    return min(delay, cap).total_seconds()
+
+
+class _FailureNotices(logging.Filter):
+    """Turns the SDK's warning about a classified activity failure into one line for a
+    person; the warning itself (with its traceback) goes on as a DEBUG record."""
+
+    def __init__(self, show: Callable[[str], None]) -> None:
+        super().__init__()
+        self._show = show
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        line = failure_notice(record)
+        if line is None:
+            return True
+        self._show(redact(line))
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)

@@ -48,11 +48,12 @@ class TemporalSettings(BaseSettings):
     temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
     temporal_port: int = Field(default=7233, validation_alias="ORCHESTRATOR_TEMPORAL_PORT")
     temporal_ui_port: int = Field(default=8233, validation_alias="ORCHESTRATOR_UI_PORT")
-    payload_codec: bool = Field(
-        default=True,
+    payload_codec: bool | None = Field(
+        default=None,
         validation_alias="PAYLOAD_CODEC",
-        description="Compress (and with a key, encrypt) new payloads; off: write them plain. "
-        "Encoded payloads are decoded either way.",
+        description="Compress (and with a key, encrypt) new payloads; default: on when "
+        "PAYLOAD_ENCRYPTION_KEY is set, else off (plain JSON that the Web UI and `temporal` "
+        "show as is). Encoded payloads are decoded either way.",
     )
     payload_encryption_key: SecretStr | None = Field(
         default=None,
@@ -70,8 +71,23 @@ class TemporalSettings(BaseSettings):
         default=None,
         validation_alias="ORCHESTRATOR_UI_CODEC_ENDPOINT",
         description="The API's /codec URL, e.g. http://127.0.0.1:8000/codec: the embedded "
-        "dev server's Web UI decodes payloads there.",
+        "dev server's Web UI decodes payloads there. Unset while the codec is on: the embedded "
+        "stack serves a codec of its own on ORCHESTRATOR_CODEC_PORT.",
     )
+    codec_port: int = Field(
+        default=8234,
+        validation_alias="ORCHESTRATOR_CODEC_PORT",
+        description="Loopback port of the codec server the embedded stack serves its Web UI "
+        "when the codec is on and ORCHESTRATOR_UI_CODEC_ENDPOINT is unset.",
+    )
+
+    @property
+    def encodes_payloads(self) -> bool:
+        """Whether new payloads are encoded: PAYLOAD_CODEC, else whether a key is set."""
+        if self.payload_codec is not None:
+            return self.payload_codec
+        key = self.payload_encryption_key
+        return key is not None and bool(key.get_secret_value().strip())
 
     @property
     def target_address(self) -> str:
@@ -178,6 +194,13 @@ class ProviderSettings(BaseSettings):
     )
     offline_latency_seconds: float = Field(default=0.0, validation_alias="OFFLINE_LATENCY_SECONDS")
     offline_call_log: Path | None = Field(default=None, validation_alias="OFFLINE_CALL_LOG")
+    offline_command_pause_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        validation_alias="OFFLINE_COMMAND_PAUSE_SECONDS",
+        description="The offline backend engineer runs `sleep N` after each test run, in the "
+        "same turn: a window for tests that kill the checks worker mid-command.",
+    )
     agent_max_concurrent_activities: int | None = Field(
         default=None,
         validation_alias="AGENT_MAX_CONCURRENT_ACTIVITIES",
@@ -326,6 +349,69 @@ class ApiSettings(BaseSettings):
     )
 
 
+class GateSettings(BaseSettings):
+    """Which gates every run started here keeps, and whether a person signs them off; read
+    where plans are built (`build_plan`), so the CLI and the API agree."""
+
+    model_config = SECTION_CONFIG
+
+    require_code_review: bool = Field(
+        default=True,
+        validation_alias="REQUIRE_CODE_REVIEW",
+        description="Run the templates' code_review gates; false: each is skipped, its "
+        "summary saying why.",
+    )
+    require_security_review: bool = Field(
+        default=True,
+        validation_alias="REQUIRE_SECURITY_REVIEW",
+        description="Run the templates' security_review gates; false: each is skipped, its "
+        "summary saying why.",
+    )
+    require_human_approval: bool = Field(
+        default=False,
+        validation_alias="REQUIRE_HUMAN_APPROVAL",
+        description="Every code_review and security_review gate waits for a human decision "
+        "after its checks and reviewer pass, as `orchestrator run --require-human` asks for "
+        "one run.",
+    )
+
+
+class RepositorySettings(BaseSettings):
+    """What change runs may start from: sizes, and the repositories the operator offers."""
+
+    model_config = SECTION_CONFIG
+
+    max_bytes: int = Field(
+        default=50_000_000,
+        gt=0,
+        validation_alias="REPOSITORY_MAX_BYTES",
+        description="Largest repository (tracked files at the ref, or an unpacked archive).",
+    )
+    max_files: int = Field(
+        default=5_000,
+        gt=0,
+        validation_alias="REPOSITORY_MAX_FILES",
+        description="Most tracked files a repository may have.",
+    )
+    max_file_bytes: int = Field(
+        default=1_000_000,
+        gt=0,
+        validation_alias="REPOSITORY_MAX_FILE_BYTES",
+        description="Larger files are kept as references, like binaries.",
+    )
+    max_archive_bytes: int = Field(
+        default=20_000_000,
+        gt=0,
+        validation_alias="REPOSITORY_MAX_ARCHIVE_BYTES",
+        description="Largest archive `POST /repositories` takes (compressed).",
+    )
+    registered: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias="ORCHESTRATOR_REPOSITORIES",
+        description='Server-side git repositories tenants may name: JSON {"name": "/path"}.',
+    )
+
+
 class TelemetrySettings(BaseSettings):
     """Logs and traces."""
 
@@ -351,6 +437,8 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "sandbox": SandboxSettings,
     "notifications": NotificationSettings,
     "api": ApiSettings,
+    "gates": GateSettings,
+    "repositories": RepositorySettings,
     "telemetry": TelemetrySettings,
 }
 
@@ -365,6 +453,8 @@ class Settings(BaseModel):
     sandbox: SandboxSettings
     notifications: NotificationSettings
     api: ApiSettings
+    gates: GateSettings
+    repositories: RepositorySettings
     telemetry: TelemetrySettings
 
     def __init__(self, _env_file: Any = ".env", **values: Any) -> None:

@@ -46,7 +46,9 @@ class TemporalUnavailable(ConnectionError):
 
 def data_converter(settings: Settings) -> DataConverter:
     """Pydantic payloads through our codec (core/infrastructure/codec.py): every client and worker uses this."""
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec_from_settings(settings))
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=codec_from_settings(settings.temporal)
+    )
 
 
 async def connect(
@@ -110,14 +112,70 @@ def run_search_attributes(plan: RunPlan) -> TypedSearchAttributes:
     )
 
 
-async def start_run(client: Client, plan: RunPlan) -> WorkflowHandle[Any, RunState]:
-    """Start `GoalWorkflow` for a compiled plan: id `run-<run_id>` on the orchestrator queue.
+SUMMARY_CHARS = 120
+"""The Web UI shows a run's summary on one line of its list: the goal, cut at a word."""
 
-    Idempotent per run id: starting a run that already exists, open or closed, answers
-    its handle instead of a second execution, so a caller that does not know whether its
-    first start reached Temporal can simply start again.
+GOAL_DETAIL_CHARS = 2000
+
+
+def run_summary(goal: str) -> str:
+    """The goal on one line, cut at the last whole word that fits."""
+    line = " ".join(goal.split())
+    if len(line) <= SUMMARY_CHARS:
+        return line
+    cut = line[: SUMMARY_CHARS - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
+
+
+def run_details(plan: RunPlan) -> str:
+    """Markdown for the run's static details: what it is, where to follow it."""
+    where = plan.addresses
+    goal = plan.goal if len(plan.goal) <= GOAL_DETAIL_CHARS else plan.goal[:GOAL_DETAIL_CHARS] + "…"
+    return "\n".join(
+        [
+            f"**Goal:** {goal}",
+            "",
+            f"- run: `{plan.run_id}`",
+            f"- template: `{plan.template}`",
+            f"- tenant: `{plan.tenant}`",
+            f"- model: {f'`{plan.model}`' if plan.model else 'the provider default'}",
+            "",
+            f"Status over REST: {where.api_url.rstrip('/')}/runs/{plan.run_id}/status"
+            if where.api_url
+            else f"Status over REST: `GET /runs/{plan.run_id}/status` (`orchestrator api`)",
+            "",
+            f"With the CLI: `orchestrator status {plan.run_id}`",
+        ]
+    )
+
+
+def with_addresses(client: Client, plan: RunPlan, api_url: str | None = None) -> RunPlan:
+    """The plan knowing where people reach its run: this client's Temporal, the API's URL."""
+    where = plan.addresses.model_copy(
+        update={
+            "temporal_address": plan.addresses.temporal_address
+            or client.service_client.config.target_host,
+            "temporal_namespace": client.namespace,
+            "api_url": plan.addresses.api_url or api_url,
+        }
+    )
+    return plan.model_copy(update={"addresses": where})
+
+
+async def start_run(
+    client: Client, plan: RunPlan, *, api_url: str | None = None
+) -> WorkflowHandle[Any, RunState]:
+    """Start `GoalWorkflow` for a compiled plan: id `run-<run_id>` on the orchestrator queue,
+    with its User Metadata (summary: the goal; details: what it is, where to follow it).
+
+    `api_url` is the REST API's base URL when the API starts the run: the commands the
+    run prints to answer its gates use it. Idempotent per run id: starting a run that
+    already exists, open or closed, answers its handle instead of a second execution, so a
+    caller that does not know whether its first start reached Temporal can simply start
+    again.
     """
     workflow_id = workflow_id_for(plan.run_id)
+    plan = with_addresses(client, plan, api_url)
     try:
         return await client.start_workflow(
             "GoalWorkflow",
@@ -125,6 +183,8 @@ async def start_run(client: Client, plan: RunPlan) -> WorkflowHandle[Any, RunSta
             id=workflow_id,
             task_queue=TASK_QUEUE,
             search_attributes=run_search_attributes(plan),
+            static_summary=run_summary(plan.goal),
+            static_details=run_details(plan),
             result_type=RunState,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A closed run is never run a second time: that would pay for its goal again.

@@ -10,7 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Text, UniqueConstraint, event, false, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    event,
+    false,
+    text,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -45,6 +54,8 @@ class Run(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     final_state: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     """The workflow's last `RunState` as JSON, so closed runs answer without Temporal."""
+    repository_snapshot: str | None = Field(default=None, max_length=64)
+    """The `RepositorySnapshot` a change run started from; None for a greenfield run."""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     completed_at: datetime | None = None
@@ -209,6 +220,50 @@ class ArtifactSummary(SQLModel, table=True):
     """Who is writing it; a claim not renewed for a while is taken over."""
     claimed_at: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- repositories: what change runs start from -------------------------------------------
+
+
+class RepositorySnapshot(SQLModel, table=True):
+    """One repository at one commit, stored once per tenant (`id` is its content address)."""
+
+    __tablename__ = "repository_snapshots"
+    __table_args__ = (UniqueConstraint("tenant", "commit", name="uq_repository_snapshot"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    tenant: str = Field(index=True, max_length=64)
+    commit: str = Field(max_length=64)
+    tree: str = Field(max_length=64)
+    commit_object: str = Field(sa_column=Column(Text, nullable=False))
+    """The raw commit object (`git cat-file commit`), so the base commit can be rebuilt."""
+    ref: str = Field(max_length=200)
+    source: str = Field(max_length=500)
+    test_command: str | None = Field(default=None, max_length=500)
+    files: int = 0
+    bytes: int = Field(default=0, sa_type=BigInteger)
+    binaries: int = 0
+    outline: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The repository map's outline (JSON), parsed once at import."""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RepositoryFile(SQLModel, table=True):
+    """One tracked file of a snapshot: its git mode and blob id, and its bytes."""
+
+    __tablename__ = "repository_files"
+    __table_args__ = (UniqueConstraint("snapshot_id", "path", name="uq_repository_file"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    snapshot_id: str = Field(index=True, max_length=64)
+    path: str = Field(sa_column=Column(Text, nullable=False))
+    mode: str = Field(max_length=6)
+    """100644, 100755, 120000 (a link: data is its target) or 160000 (a submodule: no data)."""
+    blob: str = Field(max_length=64)
+    size: int = 0
+    binary: bool = False
+    """Kept as a reference: the run's workspace does not get its content."""
+    data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 # --- tenancy: organizations, teams, users, API keys ------------------------------------

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func
+from sqlalchemy import and_, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,6 +66,7 @@ async def record_run_started(db: Database, plan: RunPlan, workflow_id: str) -> N
                 "goal": plan.goal,
                 "template": plan.template,
                 "status": "running",
+                "repository_snapshot": plan.repository.snapshot_id if plan.repository else None,
                 "created_at": utcnow(),
                 "updated_at": utcnow(),
             },
@@ -95,6 +96,21 @@ async def record_run_finished(db: Database, state: RunState, workflow_id: str) -
         run.cost_usd = cost
         run.updated_at = run.completed_at = utcnow()
         session.add(run)
+        await session.commit()
+
+
+async def record_run_status(db: Database, run_id: str, status: str) -> None:
+    """An open run's status (running, or waiting on a person); idempotent.
+
+    A closed run's row keeps the final status `record_run_finished` wrote, so a late or
+    retried write can never reopen it.
+    """
+    async with db.session() as session:
+        await session.execute(
+            update(Run)
+            .where(col(Run.id) == run_id, col(Run.completed_at).is_(None))
+            .values(status=status, updated_at=utcnow())
+        )
         await session.commit()
 
 

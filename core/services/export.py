@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from core.contracts import RunState
 from core.persistence import storage
 from core.persistence.db import Database
+from core.services.graph import run_mermaid
+from core.services.runs import stored_state
 
 OFFLINE_PROVIDER = "offline"
 
@@ -19,8 +22,11 @@ def is_within(root: Path, path: Path) -> bool:
     return True
 
 
-async def provenance_markdown(db: Database, run_id: str, workflow_id: str) -> str:
-    """Which model produced each file and what each task cost, from the ledger."""
+async def provenance_markdown(
+    db: Database, run_id: str, workflow_id: str, state: RunState | None = None
+) -> str:
+    """Which model produced each file and what each task cost, from the ledger, and the
+    run's graph from `state` (default: the final state its row recorded)."""
     files = await storage.latest_artifacts(db, run_id)
     entries = await storage.ledger_entries(db, workflow_id)
     per_task: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -44,6 +50,7 @@ async def provenance_markdown(db: Database, run_id: str, workflow_id: str) -> st
             "**Offline model:** files marked `offline` come from the deterministic offline "
             "model (templates, no LLM was called, no cost).",
         ]
+    lines += await _graph_section(db, run_id, state)
     lines += [
         "",
         "| task | model | calls | input tokens | output tokens | cost (USD) |",
@@ -70,10 +77,21 @@ async def provenance_markdown(db: Database, run_id: str, workflow_id: str) -> st
     return "\n".join(lines) + "\n"
 
 
+async def _graph_section(db: Database, run_id: str, state: RunState | None) -> list[str]:
+    """The run's tasks and how each ended, as a Mermaid flowchart GitHub and GitLab draw."""
+    if state is None:
+        run = await storage.get_run(db, run_id)
+        state = stored_state(run) if run is not None else None
+    if state is None:
+        return ["", f"The run is still going: `orchestrator graph {run_id}` draws its plan."]
+    return ["", "## Plan", "", "```mermaid", run_mermaid(state).rstrip("\n"), "```"]
+
+
 async def export_repository(
-    db: Database, run_id: str, workflow_id: str, out_dir: Path
+    db: Database, run_id: str, workflow_id: str, out_dir: Path, state: RunState | None = None
 ) -> list[Path]:
-    """Write the newest version of every file, plus PROVENANCE.md; returns the paths written."""
+    """Write the newest version of every file, plus PROVENANCE.md (with the graph of
+    `state`, default the run's recorded final state); returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for artifact in await storage.latest_artifacts(db, run_id):
@@ -84,6 +102,8 @@ async def export_repository(
         target.write_text(artifact.content, encoding="utf-8")
         written.append(target)
     provenance = out_dir / "PROVENANCE.md"
-    provenance.write_text(await provenance_markdown(db, run_id, workflow_id), encoding="utf-8")
+    provenance.write_text(
+        await provenance_markdown(db, run_id, workflow_id, state), encoding="utf-8"
+    )
     written.append(provenance)
     return written

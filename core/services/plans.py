@@ -1,15 +1,23 @@
 """A goal and a template become a run's plan: the one place every client compiles it.
 
 The CLI (`run`, `estimate`) and the API (`POST /runs`, `POST /runs/estimate`) call
-`build_plan`, so a run means the same thing whichever way it starts.
+`build_plan`, so a run means the same thing whichever way it starts, including the
+deployment's gate settings (REQUIRE_CODE_REVIEW, REQUIRE_SECURITY_REVIEW,
+REQUIRE_HUMAN_APPROVAL).
 """
 
 from __future__ import annotations
 
 from agents.roles import ROLES
-from core.contracts import EscalationPolicy, RunPlan
-from core.infrastructure.settings import ProviderSettings
+from core.contracts import EscalationPolicy, GateKind, RunPlan, TaskPlan
+from core.infrastructure.settings import GateSettings, ProviderSettings
 from workflows.dsl import Template, compile_plan
+
+SKIPPED_BY = {
+    GateKind.CODE_REVIEW: "REQUIRE_CODE_REVIEW",
+    GateKind.SECURITY_REVIEW: "REQUIRE_SECURITY_REVIEW",
+}
+"""The setting that turns each kind of checked gate off."""
 
 
 def build_plan(
@@ -18,6 +26,7 @@ def build_plan(
     goal: str,
     run_id: str,
     provider: ProviderSettings,
+    gates: GateSettings | None = None,
     tenant: str = "default",
     model: str | None = None,
     validate: bool | None = None,
@@ -25,11 +34,14 @@ def build_plan(
     budget_tokens: int | None = None,
     budget_usd: float | None = None,
     escalation: EscalationPolicy | None = None,
+    require_human: bool = False,
 ) -> RunPlan:
     """The validated plan for `goal`; raises ValueError for an empty goal.
 
     `model`, `validate` and `response_cache` are the run's own choices; None follows the
-    template, then the deployment (`LLM_MODEL`, `VALIDATION_MODEL`).
+    template, then the deployment (`LLM_MODEL`, `VALIDATION_MODEL`). `escalation` replaces
+    the template's policy. `gates` None keeps every gate and asks no human; `require_human`
+    adds a human sign-off to every checked gate, as REQUIRE_HUMAN_APPROVAL does for all runs.
     """
     plan = compile_plan(
         template,
@@ -46,4 +58,21 @@ def build_plan(
     plan.budget_tokens, plan.budget_usd = budget_tokens, budget_usd
     if escalation is not None:
         plan.escalation = escalation
+    # model_construct: the defaults alone, never this process's environment.
+    apply_gate_settings(plan.tasks, gates or GateSettings.model_construct(), require_human)
     return plan
+
+
+def apply_gate_settings(tasks: list[TaskPlan], gates: GateSettings, require_human: bool) -> None:
+    """Mark the gates the deployment turned off as skipped, and the checked gates that a
+    person signs off after they pass."""
+    kept = {
+        GateKind.CODE_REVIEW: gates.require_code_review,
+        GateKind.SECURITY_REVIEW: gates.require_security_review,
+    }
+    for task in tasks:
+        if task.gate is None or not task.gate.checked:
+            continue
+        if not kept[task.gate]:
+            task.skip_reason = f"skipped: {SKIPPED_BY[task.gate]} is false"
+        task.require_human = require_human or gates.require_human_approval

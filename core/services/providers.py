@@ -29,6 +29,7 @@ def make_provider(settings: ProviderSettings) -> LLMProvider:
         return OfflineProvider(
             latency_seconds=settings.offline_latency_seconds,
             call_log=settings.offline_call_log,
+            command_pause_seconds=settings.offline_command_pause_seconds,
         )
     provider: LLMProvider
     if name == "anthropic":

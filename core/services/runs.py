@@ -1,28 +1,40 @@
 """Reading a run's state and events: from its workflow while it runs, from the database after.
 
-While the workflow is open its queries are the truth (the database row says `running`
-until the end). Once it is closed, `runs.final_state` holds the last `RunState`,
-events included, so a closed run answers without Temporal. A workflow reset reopens a
-closed run, which is why the workflow is asked first.
+While the workflow is open its queries are the truth (the database row has only its
+status: `running`, or `waiting` on a person). Once it is closed, `runs.final_state` holds
+the last `RunState`, events included, so a closed run answers without Temporal; a failed
+run's execution fails after writing it. A workflow reset reopens a closed run, which is
+why the workflow is asked first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
 )
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.contracts import RunEvent, RunPlan, RunState, RunStatus, Usage, workflow_id_for
+from core.contracts import (
+    RUN_FAILED_ERROR,
+    RunEvent,
+    RunPlan,
+    RunState,
+    RunStatus,
+    Usage,
+    run_id_for,
+    workflow_id_for,
+)
 from core.infrastructure.settings import TemporalSettings
 from core.infrastructure.temporal import start_run
 from core.persistence import storage
@@ -75,6 +87,28 @@ async def start_goal(client: Client, db: Database, plan: RunPlan) -> str:
     await start_run(client, plan)
     await storage.record_run_started(db, plan, workflow_id)
     return workflow_id
+
+
+def is_run_failure(exc: WorkflowFailureError) -> bool:
+    """Whether a workflow failed as a failed run does: after recording its final state."""
+    cause = exc.cause
+    return isinstance(cause, ApplicationError) and cause.type == RUN_FAILED_ERROR
+
+
+async def final_state(db: Database, handle: WorkflowHandle[Any, RunState]) -> RunState:
+    """How a run ended, once its workflow closes: its result, or for a failed run (its
+    execution fails after recording its final state) the state its database row holds.
+
+    Anything else that ends the workflow (cancelled, terminated, a bug) still raises.
+    """
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        run = await storage.get_run(db, run_id_for(handle.id)) if is_run_failure(exc) else None
+        recorded = stored_state(run) if run is not None else None
+        if recorded is None:
+            raise
+        return recorded
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Steering a running goal: decisions, dead letters, resets and plan changes.
 
-Every command here speaks to the run's workflow through Temporal: signals for
-decisions, updates for plan changes, a workflow reset to re-run from a task.
+Every command here speaks to the run's workflow through Temporal: updates for decisions,
+resolutions and plan changes (the workflow's validator refuses a wrong one with the reason,
+which the caller sees), a workflow reset to re-run from a task.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 from core.contracts import (
-    BUDGET_GATE,
-    SEARCH_ATTRIBUTE_TENANT,
     Decision,
     NewTask,
     PendingDecision,
@@ -32,10 +31,13 @@ from core.contracts import (
     TaskState,
 )
 from core.services.runs import GoalHandle, goal_handle
+from core.services.visibility import FAILED, current_only, in_status, runs_query
 from workflows.goal import GoalWorkflow
 
 Change = TypeVar("Change", NewTask, TaskModification, TaskRemoval)
 Changed = TypeVar("Changed")
+Sent = TypeVar("Sent")
+Answered = TypeVar("Answered")
 
 
 class SteeringError(ValueError):
@@ -68,36 +70,36 @@ async def pending(client: Client, run_id: str) -> list[PendingDecision]:
     return await handle.query(GoalWorkflow.pending_decisions)
 
 
-async def _require_pending(
-    client: Client, run_id: str, kind: str, key: str, choice: str
-) -> GoalHandle:
-    waiting = await pending(client, run_id)
-    match = next((p for p in waiting if p.kind == kind and p.key == key), None)
-    if match is None:
-        what = "a resolution of task" if kind == "dead_letter" else "a decision on gate"
-        now = ", ".join(f"{p.kind} {p.key}" for p in waiting) or "nothing"
-        raise SteeringError(f"run {run_id} is not waiting for {what} {key!r} (it waits for: {now})")
-    if choice not in match.options:
-        raise SteeringError(
-            f"{choice!r} is not an option for {key!r} (options: {', '.join(match.options)})"
-        )
-    return goal_handle(client, run_id)
-
-
-async def decide(client: Client, run_id: str, decision: Decision) -> None:
-    kind = "budget" if decision.gate == BUDGET_GATE else "gate"
-    handle = await _require_pending(client, run_id, kind, decision.gate, decision.decision.value)
-    await handle.signal(GoalWorkflow.decide, decision)
+async def decide(client: Client, run_id: str, decision: Decision) -> Decision:
+    """A gate's or the budget's decision; returns it as the run took it."""
+    handle = await running_handle(client, run_id)
+    return await _updated(handle, GoalWorkflow.submit_decision, decision)
 
 
 async def resolve(
     client: Client, run_id: str, task: str, action: str, comment: str, by: str
-) -> None:
-    handle = await _require_pending(client, run_id, "dead_letter", task, action)
+) -> TaskResolution:
+    """A dead-lettered task's resolution; returns it as the run took it."""
     resolution = TaskResolution.model_validate(
         {"task": task, "action": action, "comment": comment, "by": by}
     )
-    await handle.signal(GoalWorkflow.resolve_task, resolution)
+    handle = await running_handle(client, run_id)
+    return await _updated(handle, GoalWorkflow.submit_resolution, resolution)
+
+
+async def _updated(
+    handle: GoalHandle,
+    update: UpdateMethodMultiParam[[GoalWorkflow, Sent], Answered],
+    sent: Sent,
+    label: str = "",
+) -> Answered:
+    """Send an update; the workflow's refusal (its validator's reason) becomes one
+    `SteeringError` line."""
+    try:
+        return await handle.execute_update(update, sent)
+    except WorkflowUpdateFailedError as exc:
+        reason = getattr(exc.cause, "message", exc.cause)
+        raise SteeringError(f"{label} rejected: {reason}" if label else str(reason)) from None
 
 
 async def dead_letters(client: Client, tenant: str | None = None) -> list[tuple[str, str, str]]:
@@ -106,15 +108,9 @@ async def dead_letters(client: Client, tenant: str | None = None) -> list[tuple[
     With `tenant`, only that organization's runs (the `TenantId` search attribute).
     """
     rows: list[tuple[str, str, str]] = []
-    query = (
-        'WorkflowType="GoalWorkflow" AND '
-        f'(RunStatus="{RunStatus.WAITING.value}" OR RunStatus="{RunStatus.FAILED.value}" '
-        'OR ExecutionStatus="Failed" OR ExecutionStatus="TimedOut")'
-    )
-    if tenant is not None:
-        query += f' AND {SEARCH_ATTRIBUTE_TENANT}="{tenant}"'
-
-    async for execution in client.list_workflows(query):
+    # Each run once, in its current execution: not the ones a reset left behind.
+    query = runs_query(f"({in_status(RunStatus.WAITING)} OR {FAILED})", tenant=tenant)
+    for execution in await current_only(client, query):
         run_id = execution.id.removeprefix("run-")
         if execution.status is not None and execution.status.name == "RUNNING":
             handle = client.get_workflow_handle_for(GoalWorkflow.run, execution.id)
@@ -134,11 +130,7 @@ async def _change_plan(
 ) -> Changed:
     """Apply a plan change; the workflow's refusal becomes one `SteeringError` line."""
     handle = await running_handle(client, run_id)
-    try:
-        return await handle.execute_update(update, change)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        raise SteeringError(f"{label} rejected: {getattr(cause, 'message', cause)}") from None
+    return await _updated(handle, update, change, label)
 
 
 async def add_task(client: Client, run_id: str, new: NewTask) -> TaskState:

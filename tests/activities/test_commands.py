@@ -200,3 +200,24 @@ async def test_a_bad_command_is_a_tool_error(sqlite_db: Database, args: dict[str
     assert result.errors == 1 and result.commands == []
     [error] = await results_of_turn(sqlite_db)
     assert error["is_error"] and str(error["content"]).startswith("Error:")
+
+
+async def test_a_dependency_the_sandbox_lacks_is_a_warning_in_the_tool_result(
+    sqlite_db: Database,
+) -> None:
+    await seed(sqlite_db)
+    requirements = "fastapi\nno-such-package-here==1.0\n"
+    await record_turn(
+        sqlite_db,
+        KEY,
+        (
+            EDIT_TOOL,
+            {"command": "create", "path": "backend/requirements.txt", "file_text": requirements},
+        ),
+    )
+    await run_tools(sqlite_db)
+
+    [created] = await results_of_turn(sqlite_db)
+    assert str(created["content"]).startswith("File created successfully: backend/requirements.txt")
+    assert "`no-such-package-here==1.0` (line 2)" in str(created["content"])
+    assert "not installed in the sandbox" in str(created["content"]) and not created["is_error"]

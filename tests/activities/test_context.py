@@ -43,18 +43,16 @@ from core.persistence import reuse, storage
 from core.persistence.db import ArtifactSummary, Database, LedgerEntry, utcnow
 from core.persistence.reuse import CLAIM_EXPIRES
 from core.services.templates import parse_template
-from tests.fakes.messages_api import (
+from tests.fakes.loopback import (
     ErrorReply,
-    FakeMessagesAPI,
     MessageReply,
     ReplyLike,
     estimate_tokens,
     first_text,
     role_of,
     task_of,
-    text_message,
-    tool_use_message,
 )
+from tests.fakes.messages_api import FakeMessagesAPI, text_message, tool_use_message
 from tests.helpers import TEMPLATES, make_plan, started
 from tests.processes import cli, own_stack
 from workflows.dsl import compile_plan
@@ -421,7 +419,9 @@ async def agents_at_once(
         db, key, path=BIG_FILE, content=big_file(), role="business_analyst", model=MODEL
     )
     provider = AnthropicProvider(api_key="test-key", model=MODEL, base_url=api.base_url)
-    activities = ModelActivities(db, provider, Settings(_env_file=None, RESPONSE_CACHE="off").provider)  # type: ignore[call-arg]
+    activities = ModelActivities(
+        db, provider, Settings(_env_file=None, RESPONSE_CACHE="off").provider
+    )  # type: ignore[call-arg]
     calls = [
         ModelCallInput(
             key=key.model_copy(update={"task_id": task}),

@@ -20,17 +20,13 @@ from core.contracts import (
     WEBHOOK_EVENT_TYPES,
     EventType,
     RunEvent,
-    RunPlan,
     RunState,
     RunStatus,
     WebhookDeliveryInput,
-    workflow_id_for,
 )
-from core.infrastructure.temporal import start_run
-from core.persistence import storage
 from core.persistence.db import Database, WebhookDelivery, WebhookSubscription, utcnow
 from core.persistence.tenancy import OrgRole, create_org, new_id
-from tests.api_harness import ApiHarness, Tenant, api_settings, serving_api
+from tests.api_harness import ApiHarness, Tenant, api_settings, serving_api, start_for
 from tests.fakes.receivers import WebhookReceiver, verify_signature
 from tests.helpers import TEMPLATES, make_plan
 
@@ -87,7 +83,7 @@ def test_a_header_carrying_several_signatures_verifies_when_one_matches() -> Non
 
 
 # --------------------------------------------------------------------------- SSRF guard
-# Which addresses may be targets: tests/test_outbound.py.
+# Which addresses may be targets: tests/core/infrastructure/test_outbound.py.
 
 
 async def test_delivery_refuses_a_private_target_stored_before_the_rule_applied(
@@ -266,9 +262,7 @@ async def test_a_run_delivers_each_webhook_event_once_signed(api: ApiHarness) ->
         narrow.secret = narrowed["secret"]
         outsider.secret = (await subscribe(api, other, f"{outsider.url}/x", ALL_TYPES))["secret"]
 
-        handle = await start_run_for(
-            api, tenant, make_plan(template=str(TEMPLATES / "branches.yaml"))
-        )
+        handle = await start_for(api, tenant, make_plan(template=str(TEMPLATES / "branches.yaml")))
         final = await finished(handle)  # the run ends only after its deliveries
         assert final.status == RunStatus.COMPLETED
 
@@ -319,9 +313,7 @@ async def test_a_receiver_that_fails_twice_gets_every_event_once_and_the_log_sho
         flaky.secret = flaky_sub["secret"]
         healthy.secret = (await subscribe(api, tenant, f"{healthy.url}/hook", ALL_TYPES))["secret"]
 
-        handle = await start_run_for(
-            api, tenant, make_plan(template=str(TEMPLATES / "branches.yaml"))
-        )
+        handle = await start_for(api, tenant, make_plan(template=str(TEMPLATES / "branches.yaml")))
         final = await finished(handle)
         assert final.status == RunStatus.COMPLETED
         expected = sorted(e.seq for e in final.events if e.type in WEBHOOK_EVENT_TYPES)
@@ -375,15 +367,6 @@ async def subscribe(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-async def start_run_for(
-    api: ApiHarness, tenant: Tenant, plan: RunPlan
-) -> WorkflowHandle[Any, RunState]:
-    """A run of `tenant`, started as `POST /runs` does: the run row, then the workflow."""
-    plan = plan.model_copy(update={"tenant": tenant.org_id})
-    await storage.record_run_started(api.db, plan, workflow_id_for(plan.run_id))
-    return await start_run(api.temporal, plan)
 
 
 async def finished(handle: WorkflowHandle[Any, RunState]) -> RunState:

@@ -28,6 +28,6 @@ def api(wire: Wire) -> Iterator[LoopbackAPI]:
 
 @pytest.fixture
 async def provider(wire: Wire, api: LoopbackAPI) -> AsyncIterator[Adapter]:
-    adapter = wire.connect(api)
+    adapter = wire.connect(api.base_url)
     yield adapter
     await adapter.aclose()

@@ -8,6 +8,7 @@ from agents.providers.anthropic import AnthropicProvider
 from core.contracts import PendingDecision, RunStatus, TaskResolution, TaskStatus
 from core.persistence import storage
 from core.persistence.db import Database
+from core.services.runs import final_state
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.helpers import make_plan, run_to_end, started, wait_until
 
@@ -76,7 +77,7 @@ async def test_a_bad_request_dead_letters_the_task_with_the_providers_message(
             await handle.signal(
                 "resolve_task", TaskResolution(task="requirements", action="abort", by="alice")
             )
-            state = await handle.result()
+            state = await final_state(sqlite_db, handle)
 
     assert state.status == RunStatus.FAILED
     requirements = state.task("requirements")

@@ -1,123 +1,40 @@
-"""OpenAICompatibleProvider with the real `openai` SDK against the loopback chat completions fake."""
+"""What only the OpenAI-compatible adapter does, with the real `openai` SDK against the
+loopback chat completions fake: its key, the output limit's field, parallel tool calls,
+how prompt tokens split into cached and fresh, finish reasons, malformed answers, a spent
+quota, its pricing, and the fake itself. What every adapter does is in
+`test_provider_contract.py`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import pytest_asyncio
 import structlog
 
-from agents.llm import ProviderConfigError, RoleOverrides
 from agents.pricing import PRICING
-from agents.protocol import (
-    LLMProvider,
-    Message,
-    ModelRequest,
-    ProviderError,
-    TextBlock,
-    ToolDefinition,
-    ToolResultBlock,
-    ToolUseBlock,
-)
-from agents.providers.anthropic import AnthropicProvider
+from agents.protocol import Message, TextBlock, ToolResultBlock
 from agents.providers.openai_compat import OpenAICompatibleProvider, is_openai_platform
 from core.contracts import Usage
-from core.infrastructure.settings import ProviderSettings, Settings
-from core.services.providers import make_provider
-from offline import OfflineProvider
-from tests.fakes.openai_api import (
-    DropConnection,
-    FakeOpenAIAPI,
-    MessageReply,
-    RawReply,
-    completion,
-    text_completion,
-    tool_call_completion,
-)
+from tests.agents.wire_formats import READ_FILE, ChatCompletionsWire, Wire, ask, failure
+from tests.fakes.loopback import RawReply
+from tests.fakes.openai_api import FakeOpenAIAPI, completion, text_completion, tool_call_completion
 
 pytestmark = pytest.mark.timeout(30)
 
 MODEL = "llama3.1:8b"
 
-WRITE_FILE = ToolDefinition(
-    name="write_file",
-    description="Create or overwrite a file in the workspace.",
-    input_schema={
-        "type": "object",
-        "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-        "required": ["path", "content"],
-    },
-)
-READ_FILE = ToolDefinition(
-    name="read_file",
-    description="Read a file.",
-    input_schema={"type": "object", "properties": {"path": {"type": "string"}}},
-)
+
+class LocalServerWire(ChatCompletionsWire):
+    """A local server's model, which has no price: nothing here is about cost."""
+
+    model = MODEL
 
 
 @pytest.fixture
-def api() -> Iterator[FakeOpenAIAPI]:
-    with FakeOpenAIAPI() as fake:
-        yield fake
-
-
-@pytest_asyncio.fixture
-async def provider(api: FakeOpenAIAPI) -> AsyncIterator[OpenAICompatibleProvider]:
-    client = OpenAICompatibleProvider(model=MODEL, base_url=api.base_url)
-    yield client
-    await client.aclose()
-
-
-def ask(
-    text: str, *, tools: list[ToolDefinition] | None = None, model: str = MODEL, role: str = ""
-) -> ModelRequest:
-    return ModelRequest(
-        model=model,
-        system="You are the backend engineer.",
-        messages=[Message(role="user", content=[TextBlock(text=text)])],
-        tools=tools or [],
-        max_tokens=1024,
-        role=role,
-    )
-
-
-async def failure(provider: LLMProvider, request: ModelRequest) -> ProviderError:
-    with pytest.raises(ProviderError) as caught:
-        await provider.complete(request)
-    return caught.value
-
-
-# --------------------------------------------------------------------------- success
-
-
-async def test_text_completion_without_a_key(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider
-) -> None:
-    api.enqueue_text("Hello from the fake.")
-
-    response = await provider.complete(ask("Say hello"))
-
-    assert isinstance(provider, LLMProvider)
-    assert (provider.name, provider.default_model) == ("openai", MODEL)
-    assert response.text == "Hello from the fake."
-    assert response.stop_reason == "end_turn"
-    assert response.model == MODEL
-    assert response.id.startswith("chatcmpl")
-    assert response.tool_uses == []
-    [received] = api.requests
-    assert (received.method, received.path) == ("POST", "/v1/chat/completions")
-    assert "authorization" not in received.headers  # a local server gets no key at all
-    assert received.json == {
-        "model": MODEL,
-        "max_tokens": 1024,  # what local servers read; see test_max_tokens_field
-        "messages": [
-            {"role": "system", "content": "You are the backend engineer."},
-            {"role": "user", "content": "Say hello"},
-        ],
-    }
+def wire() -> Wire:
+    return LocalServerWire()
 
 
 async def test_api_key_is_sent_as_bearer_and_a_wrong_one_is_final() -> None:
@@ -134,20 +51,12 @@ async def test_api_key_is_sent_as_bearer_and_a_wrong_one_is_final() -> None:
                 await client.aclose()
 
     assert api.requests[0].api_key == "sk-test-key"
+    assert "authorization" not in api.requests[2].headers  # a keyless provider sends none
     assert wrong.retryable is False
     assert wrong.status == 401
     assert "401 invalid_api_key: Incorrect API key provided: sk-wrong" in str(wrong)
     assert missing.retryable is False
     assert "You didn't provide an API key" in str(missing)
-
-
-async def test_empty_model_falls_back_to_default(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider
-) -> None:
-    response = await provider.complete(ask("hi", model=""))
-
-    assert api.requests[0].json["model"] == MODEL
-    assert response.model == MODEL
 
 
 @pytest.mark.parametrize(
@@ -178,56 +87,6 @@ def test_openai_platform_detection() -> None:
     # OpenAI's own API gets the field its reasoning models require
     platform = OpenAICompatibleProvider(model="gpt-4.1", api_key="sk-x")
     assert platform.max_tokens_field == "max_completion_tokens"
-
-
-async def test_tool_call_round_trip(api: FakeOpenAIAPI, provider: OpenAICompatibleProvider) -> None:
-    request = ask("Write a note", tools=[WRITE_FILE], role="backend_engineer")
-
-    first = await provider.complete(request)
-
-    assert first.stop_reason == "tool_use"
-    [call] = first.tool_uses
-    assert call.name == "write_file"
-    assert call.input == {
-        "path": "notes/1.md",
-        "content": "# Note 1\n\nWritten by the fake OpenAI API.\n",
-    }
-    assert first.text == "I'll write that down."
-
-    request.messages += [
-        Message(role="assistant", content=first.content),
-        Message(role="user", content=[ToolResultBlock(tool_use_id=call.id, content="wrote it")]),
-    ]
-    second = await provider.complete(request)
-
-    assert second.stop_reason == "end_turn"
-    assert second.text == "Done."
-    first_body, second_body = api.bodies
-    assert first_body["tools"] == [
-        {
-            "type": "function",
-            "function": {
-                "name": "write_file",
-                "description": WRITE_FILE.description,
-                "parameters": WRITE_FILE.input_schema,
-            },
-        }
-    ]
-    assert second_body["tools"] == first_body["tools"]
-    assistant, tool = second_body["messages"][2:]
-    assert assistant == {
-        "role": "assistant",
-        "content": "I'll write that down.",
-        "tool_calls": [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": "write_file", "arguments": json.dumps(call.input)},
-            }
-        ],
-    }
-    assert tool == {"role": "tool", "tool_call_id": call.id, "content": "wrote it"}
-    assert "role" not in first_body  # our routing field never reaches the wire
 
 
 async def test_parallel_tool_calls_errors_and_text_after_results(
@@ -420,53 +279,7 @@ async def test_no_choices_is_retryable_with_the_servers_reason(
     assert "no choices: model runner crashed" in str(error)
 
 
-# --------------------------------------------------------------------------- retryable failures
-
-
-async def test_rate_limit_is_retryable_with_retry_after_and_not_retried_by_sdk(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider
-) -> None:
-    api.enqueue_error(
-        429,
-        "Rate limit reached for gpt-4.1 on requests per min (RPM): Limit 3, Used 3.",
-        headers={"retry-after": "2"},
-    )
-    api.enqueue_text("never reached: the SDK must not retry")
-
-    error = await failure(provider, ask("hi"))
-
-    assert error.retryable is True
-    assert error.status == 429
-    assert error.retry_after == 2.0
-    assert "429 rate_limit_exceeded: Rate limit reached for gpt-4.1" in str(error)
-    assert "request-id req_" in str(error)
-    assert len(api.requests) == 1
-    assert api.pending == 1
-
-
-async def test_retry_after_ms_wins_over_retry_after(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider
-) -> None:
-    api.enqueue_error(429, "slow down", headers={"retry-after-ms": "1500", "retry-after": "2"})
-
-    error = await failure(provider, ask("hi"))
-
-    assert error.retry_after == 1.5
-
-
-@pytest.mark.parametrize("status", [408, 409, 500, 502, 503, 504])
-async def test_transient_statuses_are_retryable(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider, status: int
-) -> None:
-    api.enqueue_error(status, "try again later")
-
-    error = await failure(provider, ask("hi"))
-
-    assert error.retryable is True
-    assert error.status == status
-    assert error.retry_after is None
-    assert "try again later" in str(error)
-    assert len(api.requests) == 1
+# --------------------------------------------------------------------------- failures
 
 
 async def test_exhausted_quota_is_not_retryable_though_it_is_a_429(
@@ -485,122 +298,6 @@ async def test_exhausted_quota_is_not_retryable_though_it_is_a_429(
     assert error.retryable is False
     assert error.retry_after is None
     assert "exceeded your current quota" in str(error)
-
-
-async def test_non_json_gateway_error_is_retryable(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider
-) -> None:
-    api.enqueue(RawReply(502, b"<html><body>502 Bad Gateway</body></html>"))
-
-    error = await failure(provider, ask("hi"))
-
-    assert error.retryable is True
-    assert "502 Bad Gateway" in str(error)
-
-
-@pytest.mark.parametrize("fault", ["drop", "mid-response"])
-async def test_dropped_connections_are_retryable(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider, fault: str
-) -> None:
-    if fault == "drop":
-        api.enqueue(DropConnection())
-    else:
-        api.enqueue_drop_mid_response()
-    api.enqueue_text("never reached")
-
-    error = await failure(provider, ask("hi"))
-
-    assert error.retryable is True
-    assert error.status is None
-    assert "connection error" in str(error)
-    assert api.base_url in str(error)
-    assert len(api.requests) == 1
-    assert api.successes == []  # a cut-off answer was never delivered
-
-
-async def test_unreachable_server_is_retryable() -> None:
-    with FakeOpenAIAPI() as api:
-        base_url = api.base_url  # the port is free again once the server is closed
-    provider = OpenAICompatibleProvider(model=MODEL, base_url=base_url)
-    try:
-        error = await failure(provider, ask("hi"))
-    finally:
-        await provider.aclose()
-
-    assert error.retryable is True
-    assert "connection error" in str(error)
-
-
-async def test_timeout_is_retryable(api: FakeOpenAIAPI) -> None:
-    api.enqueue(MessageReply(text_completion("too late"), delay_seconds=5))
-    provider = OpenAICompatibleProvider(model=MODEL, base_url=api.base_url, timeout_seconds=0.3)
-    try:
-        error = await failure(provider, ask("hi"))
-    finally:
-        await provider.aclose()
-
-    assert error.retryable is True
-    assert "timed out" in str(error)
-    assert len(api.requests) == 1
-
-
-async def test_should_retry_header_overrides_status(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider
-) -> None:
-    api.enqueue_error(500, "do not bother", headers={"x-should-retry": "false"})
-    api.enqueue_error(400, "transient after all", headers={"x-should-retry": "true"})
-
-    first = await failure(provider, ask("hi"))
-    second = await failure(provider, ask("hi"))
-
-    assert first.retryable is False
-    assert second.retryable is True
-
-
-# --------------------------------------------------------------------------- permanent failures
-
-
-@pytest.mark.parametrize(
-    ("status", "label"),
-    [
-        (400, "invalid_request_error"),
-        (403, "unsupported_country_region_territory"),
-        (404, "model_not_found"),
-        (413, "invalid_request_error"),
-        (422, "invalid_request_error"),
-    ],
-)
-async def test_client_errors_are_not_retryable(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider, status: int, label: str
-) -> None:
-    api.enqueue_error(status, "This model's maximum context length is 8192 tokens.")
-
-    error = await failure(provider, ask("hi"))
-
-    assert error.retryable is False
-    assert error.status == status
-    assert error.retry_after is None
-    assert f"{status} {label}: This model's maximum context length is 8192 tokens." in str(error)
-    assert len(api.requests) == 1
-
-
-async def test_unanswered_tool_call_is_rejected_like_the_real_api(
-    api: FakeOpenAIAPI, provider: OpenAICompatibleProvider
-) -> None:
-    request = ask("hi", tools=[READ_FILE])
-    request.messages += [
-        Message(
-            role="assistant",
-            content=[ToolUseBlock(id="call_1", name="read_file", input={"path": "a"})],
-        ),
-        Message(role="user", content=[TextBlock(text="forgot the tool result")]),
-    ]
-
-    error = await failure(provider, request)
-
-    assert error.retryable is False
-    assert error.status == 400
-    assert "did not have response messages: call_1" in str(error)
 
 
 async def test_fake_server_error_from_a_broken_responder(api: FakeOpenAIAPI) -> None:
@@ -655,137 +352,3 @@ def test_an_unlisted_model_is_free_and_says_so_once() -> None:
     warnings = [entry for entry in logs if entry["log_level"] == "warning"]
     assert [w["model"] for w in warnings] == ["qwen2.5-coder:32b"]
     assert "MODEL_PRICING" in warnings[0]["event"]
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def settings(**values: object) -> ProviderSettings:
-    """Provider settings from these values only: no environment, no .env file."""
-    return Settings.model_validate(values).provider
-
-
-async def test_make_provider_builds_the_openai_provider_from_settings(
-    api: FakeOpenAIAPI,
-) -> None:
-    provider = make_provider(
-        settings(
-            LLM_PROVIDER="openai",
-            OPENAI_BASE_URL=api.base_url,
-            LLM_MODEL=MODEL,
-            MODEL_PRICING={MODEL: {"input": 1.0, "output": 2.0}},
-        )
-    )
-    assert isinstance(provider, OpenAICompatibleProvider)
-    try:
-        response = await provider.complete(ask("", model=""))
-    finally:
-        await provider.aclose()
-
-    assert api.requests[0].json["model"] == MODEL
-    assert "authorization" not in api.requests[0].headers
-    assert provider.cost_usd(response.model, Usage(input_tokens=10**6, output_tokens=10**6)) == 3.0
-
-
-def test_make_provider_on_openais_own_api_defaults_the_model_and_needs_a_key() -> None:
-    provider = make_provider(settings(LLM_PROVIDER="openai", OPENAI_API_KEY="sk-x"))
-
-    assert isinstance(provider, OpenAICompatibleProvider)
-    assert provider.default_model == "gpt-4.1"
-    assert provider.base_url == "https://api.openai.com/v1"
-    with pytest.raises(ProviderConfigError, match="needs OPENAI_API_KEY"):
-        make_provider(settings(LLM_PROVIDER="openai"))
-
-
-def test_make_provider_refuses_bad_settings() -> None:
-    with pytest.raises(ProviderConfigError, match="needs LLM_MODEL"):
-        make_provider(settings(LLM_PROVIDER="openai", OPENAI_BASE_URL="http://127.0.0.1:1/v1"))
-    with pytest.raises(ProviderConfigError, match=r"unknown LLM_PROVIDER 'gemini'.*openai"):
-        make_provider(settings(LLM_PROVIDER="gemini"))
-    with pytest.raises(ProviderConfigError, match=r"MODEL_PRICING\['local'\]: output"):
-        make_provider(
-            settings(
-                LLM_PROVIDER="anthropic",
-                ANTHROPIC_API_KEY="k",
-                MODEL_PRICING={"local": {"input": 1.0}},
-            )
-        )
-    with pytest.raises(ProviderConfigError, match="LLM_ROLE_MODELS names unknown roles: wizard"):
-        make_provider(
-            settings(
-                LLM_PROVIDER="anthropic",
-                ANTHROPIC_API_KEY="k",
-                LLM_ROLE_MODELS={"wizard": "claude-opus-4-5"},
-            )
-        )
-    with pytest.raises(ProviderConfigError, match="at least 1 token; not so for: tech_lead"):
-        make_provider(
-            settings(
-                LLM_PROVIDER="anthropic",
-                ANTHROPIC_API_KEY="k",
-                LLM_ROLE_MAX_TOKENS={"tech_lead": 0},
-            )
-        )
-
-
-def test_role_settings_are_read_from_the_environment_as_json(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("LLM_ROLE_MODELS", '{"backend_engineer": "gpt-4.1"}')
-    monkeypatch.setenv("LLM_ROLE_MAX_TOKENS", '{"backend_engineer": 32000}')
-    monkeypatch.setenv("MODEL_PRICING", '{"my-model": {"input": 1, "output": 2}}')
-
-    loaded = Settings(_env_file=None)
-
-    assert loaded.provider.llm_role_models == {"backend_engineer": "gpt-4.1"}
-    assert loaded.provider.llm_role_max_tokens == {"backend_engineer": 32000}
-    assert loaded.provider.model_pricing == {"my-model": {"input": 1.0, "output": 2.0}}
-
-
-def test_no_role_settings_no_wrapper_and_offline_is_never_wrapped() -> None:
-    plain = make_provider(settings(LLM_PROVIDER="anthropic", ANTHROPIC_API_KEY="k"))
-    offline = make_provider(
-        settings(LLM_PROVIDER="offline", LLM_ROLE_MODELS={"tech_lead": "claude-opus-4-5"})
-    )
-
-    assert isinstance(plain, AnthropicProvider)
-    assert isinstance(offline, OfflineProvider)
-
-
-async def test_role_models_and_max_tokens_reach_the_wire(api: FakeOpenAIAPI) -> None:
-    provider = make_provider(
-        settings(
-            LLM_PROVIDER="openai",
-            OPENAI_BASE_URL=api.base_url,
-            LLM_MODEL=MODEL,
-            LLM_ROLE_MODELS={"backend_engineer": "qwen2.5-coder:32b"},
-            LLM_ROLE_MAX_TOKENS={"backend_engineer": 32000, "tech_lead": 2048},
-        )
-    )
-    assert isinstance(provider, RoleOverrides)
-    assert (provider.name, provider.default_model) == ("openai", MODEL)
-    try:
-        # the deployment's default model (what the activity asks for when nothing else was
-        # chosen) gives way to the role's model
-        backend = await provider.complete(ask("hi", model=MODEL, role="backend_engineer"))
-        await provider.complete(ask("hi", model="", role="backend_engineer"))
-        # a model chosen for the run or the task wins over the role's model
-        await provider.complete(ask("hi", model="llama3.3:70b", role="backend_engineer"))
-        # other roles keep the default model; their own limit applies
-        await provider.complete(ask("hi", model=MODEL, role="tech_lead"))
-        await provider.complete(ask("hi", model=MODEL, role="business_analyst"))
-    finally:
-        await provider.aclose()
-
-    assert provider.model_for("backend_engineer") == "qwen2.5-coder:32b"
-    assert provider.model_for("backend_engineer", "llama3.3:70b") == "llama3.3:70b"
-    assert provider.model_for("tech_lead") == MODEL
-    sent = [(body["model"], body["max_tokens"]) for body in api.bodies]
-    assert sent == [
-        ("qwen2.5-coder:32b", 32000),
-        ("qwen2.5-coder:32b", 32000),
-        ("llama3.3:70b", 32000),
-        (MODEL, 2048),
-        (MODEL, 1024),
-    ]
-    assert backend.model == "qwen2.5-coder:32b"

@@ -59,8 +59,14 @@ def test_mixed_usage_adds_up_without_overlap() -> None:
     )
     # sonnet: 1000*3 + 2000*15 + 4000*3.75 + 10000*0.30 = 51,000 USD per million tokens
     assert price_usd("claude-sonnet-4-5-20250929", usage) == pytest.approx(0.051)
+    # opus 4.1: 1000*15 + 2000*75 + 4000*18.75 + 10000*1.50 = 255,000
+    assert price_usd("claude-opus-4-1", usage) == pytest.approx(0.255)
+    # haiku 3.5: 1000*0.80 + 2000*4 + 4000*1.00 + 10000*0.08 = 13,600
+    assert price_usd("claude-3-5-haiku-20241022", usage) == pytest.approx(0.0136)
     # gpt-4o: 1000*2.50 + 2000*10 + 4000*2.50 + 10000*1.25 = 45,000
     assert cost_usd(PRICING["gpt-4o"], usage) == pytest.approx(0.045)
+    assert price_usd("some-future-model", usage) == price_usd("claude-sonnet-4-5", usage)
+    assert price_usd("claude-sonnet-4-5", Usage()) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -82,6 +88,17 @@ def test_mixed_usage_adds_up_without_overlap() -> None:
 )
 def test_the_longest_whole_word_key_wins(model: str, key: str) -> None:
     assert PriceTable().lookup(model) == PRICING[key]
+
+
+def test_price_prefers_most_specific_key() -> None:
+    assert PRICING["claude-opus-4-5"].input < PRICING["claude-opus"].input
+    usage = Usage(input_tokens=1_000_000)
+    assert price_usd("claude-opus-4-5-20251101", usage) == PRICING["claude-opus-4-5"].input
+    assert price_usd("claude-opus-4-20250514", usage) == PRICING["claude-opus"].input
+    assert price_usd("claude-haiku-4-5", usage) == PRICING["claude-haiku"].input
+    bedrock_id = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+    assert price_usd(bedrock_id, usage) == PRICING["claude-3-5-haiku"].input
+    assert price_usd("haiku-finetune", usage) == PRICING["claude-haiku"].input
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,8 @@ from core.contracts import (
 )
 from core.persistence import storage
 from core.persistence.db import Database
-from tests.fakes.messages_api import FakeMessagesAPI, ReplyLike, message, role_of, text_message
+from tests.fakes.loopback import ReplyLike, role_of
+from tests.fakes.messages_api import FakeMessagesAPI, message, text_message
 from tests.helpers import agent_tools, make_plan, run_to_end
 
 KEY = TurnKey(run_id="r1", workflow_id="run-r1", task_id="backend", turn=0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -27,7 +27,7 @@ from agents.providers.anthropic import AnthropicProvider
 from agents.providers.openai_compat import OpenAICompatibleProvider
 from core.contracts import Usage
 from tests.fakes import messages_api, openai_api
-from tests.fakes.loopback import LoopbackAPI, Reply, turn_of
+from tests.fakes.loopback import DropMidResponse, ErrorReply, LoopbackAPI, Reply, turn_of
 
 Adapter = AnthropicProvider | OpenAICompatibleProvider
 
@@ -47,6 +47,26 @@ READ_FILE = ToolDefinition(
     description="Read a file.",
     input_schema={"type": "object", "properties": {"path": {"type": "string"}}},
 )
+
+
+# What each adapter names after the status of an error the fake answers with by default:
+# (the Messages API's error type, OpenAI's error code or else its type).
+ERROR_LABELS = {
+    400: ("invalid_request_error", "invalid_request_error"),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "unsupported_country_region_territory"),
+    404: ("not_found_error", "model_not_found"),
+    408: ("timeout_error", "invalid_request_error"),
+    409: ("invalid_request_error", "invalid_request_error"),
+    413: ("request_too_large", "invalid_request_error"),
+    422: ("invalid_request_error", "invalid_request_error"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    500: ("api_error", "server_error"),
+    502: ("api_error", "server_error"),
+    503: ("api_error", "server_error"),
+    504: ("timeout_error", "server_error"),
+    529: ("overloaded_error", "server_error"),
+}
 
 
 def ask(
@@ -81,9 +101,9 @@ class Wire(ABC):
     path: str
     response_id_prefix: str
     call_id_prefix: str
-    labels: Mapping[int, str]
+    labels: ClassVar[Mapping[int, str]]
     """What the adapter names after the status of an error the fake answers with."""
-    run_faults: Mapping[tuple[str, int], Reply]
+    run_faults: ClassVar[Mapping[tuple[str, int], Reply]]
     """What the whole run meets: a fault for the first request of some (role, turn)."""
 
     def __repr__(self) -> str:
@@ -94,8 +114,8 @@ class Wire(ABC):
         """The fake server, requiring `api_key` where its wire format checks one."""
 
     @abstractmethod
-    def connect(self, api: LoopbackAPI, **options: Any) -> Adapter:
-        """The adapter on `api`; `options` as the adapter's constructor takes them."""
+    def connect(self, base_url: str, **options: Any) -> Adapter:
+        """The adapter on the fake at `base_url`; `options` as its constructor takes them."""
 
     @abstractmethod
     def request_body(self, model: str, user_text: str, max_tokens: int) -> dict[str, Any]:
@@ -125,8 +145,8 @@ class Wire(ABC):
         """The names of the tools a request offers."""
 
     @abstractmethod
-    def connection_error(self, api: LoopbackAPI) -> str:
-        """How the adapter begins the message of a connection error."""
+    def connection_error(self, base_url: str) -> str:
+        """How the adapter begins the message of a connection error with `base_url`."""
 
     @abstractmethod
     def refused_key(self, key: str) -> str:
@@ -162,37 +182,24 @@ class MessagesWire(Wire):
     path = messages_api.MESSAGES_PATH
     response_id_prefix = "msg_"
     call_id_prefix = "toolu_"
-    labels = {
-        400: "invalid_request_error",
-        401: "authentication_error",
-        403: "permission_error",
-        404: "not_found_error",
-        408: "timeout_error",
-        409: "invalid_request_error",
-        413: "request_too_large",
-        422: "invalid_request_error",
-        429: "rate_limit_error",
-        500: "api_error",
-        502: "api_error",
-        503: "api_error",
-        504: "timeout_error",
-        529: "overloaded_error",
+    labels: ClassVar[Mapping[int, str]] = {
+        status: label for status, (label, _) in ERROR_LABELS.items()
     }
-    run_faults = {
-        ("business_analyst", 1): messages_api.ErrorReply(
+    run_faults: ClassVar[Mapping[tuple[str, int], Reply]] = {
+        ("business_analyst", 1): ErrorReply(
             429, "rate limited, slow down", headers={"retry-after": "1"}
         ),
-        ("tech_lead", 2): messages_api.ErrorReply(529, "Overloaded", headers={"retry-after": "2"}),
-        ("backend_engineer", 1): messages_api.ErrorReply(500, "Internal server error"),
-        ("frontend_engineer", 2): messages_api.DropMidResponse(),
+        ("tech_lead", 2): ErrorReply(529, "Overloaded", headers={"retry-after": "2"}),
+        ("backend_engineer", 1): ErrorReply(500, "Internal server error"),
+        ("frontend_engineer", 2): DropMidResponse(),
     }
 
     def fake(self, api_key: str | None = None) -> LoopbackAPI:
         return messages_api.FakeMessagesAPI()  # any key but BAD_API_KEY is accepted
 
-    def connect(self, api: LoopbackAPI, **options: Any) -> Adapter:
+    def connect(self, base_url: str, **options: Any) -> Adapter:
         return AnthropicProvider(
-            **{"api_key": "test-key", "model": self.model, "base_url": api.base_url, **options}
+            **{"api_key": "test-key", "model": self.model, "base_url": base_url, **options}
         )
 
     def request_body(self, model: str, user_text: str, max_tokens: int) -> dict[str, Any]:
@@ -204,7 +211,11 @@ class MessagesWire(Wire):
         }
 
     def tool_param(self, tool: ToolDefinition) -> dict[str, Any]:
-        return {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
+        return {
+            "name": tool.name,
+            "description": tool.description,
+            "input_schema": tool.input_schema,
+        }
 
     def conversation(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         return list(body["messages"])
@@ -231,7 +242,7 @@ class MessagesWire(Wire):
     def tool_names(self, body: Mapping[str, Any]) -> list[str]:
         return [tool["name"] for tool in body.get("tools") or []]
 
-    def connection_error(self, api: LoopbackAPI) -> str:
+    def connection_error(self, base_url: str) -> str:
         return "Anthropic API connection error"
 
     def refused_key(self, key: str) -> str:
@@ -270,34 +281,21 @@ class ChatCompletionsWire(Wire):
     path = openai_api.CHAT_PATH
     response_id_prefix = "chatcmpl"
     call_id_prefix = "call_"
-    labels = {
-        400: "invalid_request_error",
-        401: "invalid_api_key",
-        403: "unsupported_country_region_territory",
-        404: "model_not_found",
-        408: "invalid_request_error",
-        409: "invalid_request_error",
-        413: "invalid_request_error",
-        422: "invalid_request_error",
-        429: "rate_limit_exceeded",
-        500: "server_error",
-        502: "server_error",
-        503: "server_error",
-        504: "server_error",
-        529: "server_error",
+    labels: ClassVar[Mapping[int, str]] = {
+        status: label for status, (_, label) in ERROR_LABELS.items()
     }
-    run_faults = {
-        ("business_analyst", 1): openai_api.ErrorReply(
+    run_faults: ClassVar[Mapping[tuple[str, int], Reply]] = {
+        ("business_analyst", 1): ErrorReply(
             429, "Rate limit reached for requests", headers={"retry-after-ms": "1000"}
         ),
-        ("backend_engineer", 2): openai_api.DropMidResponse(),
+        ("backend_engineer", 2): DropMidResponse(),
     }
 
     def fake(self, api_key: str | None = None) -> LoopbackAPI:
         return openai_api.FakeOpenAIAPI(api_key=api_key)
 
-    def connect(self, api: LoopbackAPI, **options: Any) -> Adapter:
-        return OpenAICompatibleProvider(**{"model": self.model, "base_url": api.base_url, **options})
+    def connect(self, base_url: str, **options: Any) -> Adapter:
+        return OpenAICompatibleProvider(**{"model": self.model, "base_url": base_url, **options})
 
     def request_body(self, model: str, user_text: str, max_tokens: int) -> dict[str, Any]:
         return {
@@ -324,7 +322,11 @@ class ChatCompletionsWire(Wire):
         self, call_id: str, tool_input: Mapping[str, Any], text: str, result: str
     ) -> list[dict[str, Any]]:
         arguments = json.dumps(dict(tool_input))
-        call = {"id": call_id, "type": "function", "function": {"name": "write_file", "arguments": arguments}}
+        call = {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": "write_file", "arguments": arguments},
+        }
         return [
             {"role": "assistant", "content": text, "tool_calls": [call]},
             {"role": "tool", "tool_call_id": call_id, "content": result},
@@ -339,8 +341,8 @@ class ChatCompletionsWire(Wire):
     def tool_names(self, body: Mapping[str, Any]) -> list[str]:
         return [tool["function"]["name"] for tool in body.get("tools") or []]
 
-    def connection_error(self, api: LoopbackAPI) -> str:
-        return f"OpenAI-compatible API connection error ({api.base_url})"
+    def connection_error(self, base_url: str) -> str:
+        return f"OpenAI-compatible API connection error ({base_url})"
 
     def refused_key(self, key: str) -> str:
         return f"401 invalid_api_key: Incorrect API key provided: {key}"

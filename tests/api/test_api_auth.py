@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.client import Client
 
-from core.contracts import RunStatus, TurnKey, Usage, workflow_id_for
+from core.contracts import RunStatus, workflow_id_for
 from core.infrastructure.temporal import start_run
 from core.persistence import storage
 from core.persistence.db import Database
@@ -30,7 +30,7 @@ from tests.api_harness import (
     serving_api,
     token,
 )
-from tests.helpers import TEMPLATES, make_plan, wait_until
+from tests.helpers import TEMPLATES, make_plan, spend, wait_until
 
 OPERATOR = {"Authorization": "Bearer operator-token"}
 
@@ -371,18 +371,7 @@ async def test_failed_authentications_throttle_the_address_for_one_window(
 async def test_an_admin_sets_the_monthly_budget_and_sees_what_remains(api: ApiHarness) -> None:
     tenant = await api.tenant(monthly_cost_limit_usd=5.0)
     admin = api.http(tenant.headers)
-    await storage.record_model_call(
-        api.db,
-        TurnKey(run_id="r1", workflow_id="run-r1", task_id="backend", turn=0),
-        tenant=tenant.org_id,
-        role="backend_engineer",
-        provider="offline",
-        model="offline-sim-1",
-        usage=Usage(input_tokens=300, output_tokens=100),
-        cost_usd=1.25,
-        stop_reason="end_turn",
-        response_json="{}",
-    )
+    await spend(api.db, tenant.org_id, "r1", 0, tokens=400, cost=1.25)
     month = (await admin.get("/orgs/me")).json()["month"]
     assert (month["tokens"], month["cost_usd"]) == (400, 1.25)
     assert (month["remaining_tokens"], month["remaining_cost_usd"]) == (None, 3.75)

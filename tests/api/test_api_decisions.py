@@ -8,6 +8,7 @@ from agents.providers.anthropic import AnthropicProvider
 from core.contracts import EventType, RunState, RunStatus, TaskStatus
 from core.persistence import storage
 from core.persistence.tenancy import OrgRole
+from core.services.runs import final_state
 from tests.api_harness import (
     ApiHarness,
     api_settings,
@@ -125,7 +126,7 @@ async def test_a_spent_monthly_budget_pauses_and_abort_fails_the_run(api: ApiHar
         f"/runs/{run_id}/decisions/budget", json={"decision": "abort"}
     )
     assert aborted.status_code == 202
-    final = await handle.result()
+    final = await final_state(api.db, handle)
     assert final.status == RunStatus.FAILED
     assert final.error is not None and "budget spent" in final.error
     assert final.task("requirements").status == TaskStatus.FAILED
@@ -162,7 +163,7 @@ async def test_dead_letters_are_listed_per_tenant_and_resolved_over_rest(
                 json={"action": "abort", "comment": "bad request"},
             )
             assert resolved.status_code == 202, resolved.text
-            final = await handle.result()
+            final = await final_state(api.db, handle)
     assert final.status == RunStatus.FAILED
     assert "aborted by key:" in (final.task("requirements").error or "")
 

@@ -31,7 +31,7 @@ from core.persistence.tenancy import OrgRole
 from core.services.export import export_repository
 from core.services.templates import load_template
 from tests.api_harness import ApiHarness, Tenant, api_settings, serving_api
-from tests.helpers import TEMPLATES
+from tests.helpers import TEMPLATES, wait_until
 from tests.processes import free_port
 from workflows.dsl import compile_plan
 
@@ -87,7 +87,7 @@ async def finished(http: httpx.AsyncClient, run_id: str, timeout: float = 180) -
     while time.monotonic() < deadline:
         response = await http.get(f"/runs/{run_id}")
         assert response.status_code == 200, response.text
-        if response.json()["status"] != "running":
+        if response.json()["status"] not in ("running", "waiting"):
             return dict(response.json())
         await asyncio.sleep(0.3)
     raise AssertionError(f"run {run_id} still running after {timeout}s")
@@ -572,8 +572,12 @@ async def test_a_running_run_is_cancelled(runs_api: ApiHarness) -> None:
         await asyncio.sleep(0.3)
     assert progress["source"] == "workflow"
     assert [t["status"] for t in progress["tasks"]] == ["completed", "waiting", "pending"]
-    listed = (await http.get("/runs", params={"status": "running"})).json()["runs"]
-    assert [r["id"] for r in listed] == [run_id]
+
+    async def listed_as_waiting() -> bool:
+        listed = (await http.get("/runs", params={"status": "waiting"})).json()["runs"]
+        return [r["id"] for r in listed] == [run_id]
+
+    await wait_until(listed_as_waiting)  # the row follows the workflow's status
 
     viewer = runs_api.http(await runs_api.key(tenant, OrgRole.VIEWER))
     assert_json_error(await viewer.post(f"/runs/{run_id}/cancel"), 403, "viewer")

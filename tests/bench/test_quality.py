@@ -7,10 +7,11 @@ import json
 import struct
 from pathlib import Path
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from bench.executability import assess
-from bench.quality import GOALS, measure
+from bench.quality import GOALS, measure, select_goals
 from core.contracts import workflow_id_for
 from core.infrastructure.settings import Settings
 from core.persistence import storage
@@ -18,7 +19,7 @@ from core.persistence.db import Database
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-CLI = '''\
+CLI = """\
 import argparse
 
 
@@ -30,17 +31,17 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Shout a text.")
     parser.add_argument("text")
     print(shout(parser.parse_args().text))
-'''
+"""
 
-CLI_TEST = '''\
+CLI_TEST = """\
 from tool import shout
 
 
 def test_shout():
     assert shout("hi") == "{expected}"
-'''
+"""
 
-BROKEN_API = '''\
+BROKEN_API = """\
 from fastapi import FastAPI
 
 app = FastAPI()
@@ -49,7 +50,7 @@ app = FastAPI()
 @app.get("/items")
 def items() -> list[int]:
     raise RuntimeError("no database")
-'''
+"""
 
 
 async def test_two_offline_goals_report_figures_from_the_sandbox_and_the_ledger(
@@ -73,7 +74,9 @@ async def test_two_offline_goals_report_figures_from_the_sandbox_and_the_ledger(
     assert width > 0 and height > 0
     markdown = (out / "quality.md").read_text()
     assert "Provider: offline" in markdown and "prove the harness" in markdown
-    saved = {r["goal"]["name"]: r for r in json.loads((out / "quality.json").read_text())["results"]}
+    saved = {
+        r["goal"]["name"]: r for r in json.loads((out / "quality.json").read_text())["results"]
+    }
 
     assert report.provider == "offline"
     assert [r.goal.name for r in report.results] == [g.name for g in goals]
@@ -125,3 +128,14 @@ async def test_executability_tells_failing_tests_and_a_broken_api_from_working_c
 
     missing = await assess({"tool.py": CLI}, expects_api=True)
     assert missing.api_answers is False and not missing.tests_pass and missing.score == 2
+
+
+def test_goals_are_chosen_by_count_or_by_name() -> None:
+    assert len(GOALS) >= 10 and len({goal.kind for goal in GOALS}) == len(GOALS)
+    assert select_goals(2, None) == list(GOALS[:2])
+    assert [g.name for g in select_goals(None, "auth_service, tic_tac_toe")] == [
+        "auth_service",
+        "tic_tac_toe",
+    ]
+    with pytest.raises(ValueError, match="unknown goal nope"):
+        select_goals(None, "nope")

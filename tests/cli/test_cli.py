@@ -72,9 +72,18 @@ def test_unreachable_database_url(isolated: dict[str, str]) -> None:
 def test_templates_list_and_show(isolated: dict[str, str]) -> None:
     listed = cli("templates", "list", env=isolated)
     assert listed.returncode == 0 and "sdlc" in listed.stdout
+    assert "description" in listed.stdout.splitlines()[1]  # a header row
+    # The whole description, wrapped between words, never cut inside one.
+    words = " ".join(line.strip("│ ").split("│")[-1].strip() for line in listed.stdout.splitlines())
+    assert "with an optional data-science task and a cleanup pass." in " ".join(words.split())
     shown = cli("templates", "show", "sdlc", env=isolated)
     assert shown.returncode == 0
     assert "backend" in shown.stdout and "gate security_review" in shown.stdout
+    drawn = cli("templates", "show", "sdlc", "--mermaid", env=isolated)
+    assert drawn.returncode == 0, drawn.stderr
+    assert drawn.stdout.startswith("flowchart TD\n")
+    assert '    t_security_review{{"security_review<br/>security_reviewer"}}' in drawn.stdout
+    assert "    t_database --> t_backend" in drawn.stdout
 
 
 def test_run_with_the_embedded_stack_then_status_and_artifacts(

@@ -149,8 +149,8 @@ def dockerfile_stages() -> list[dict[str, Any]]:
         elif keyword == "FROM":
             parts = argument.split()
             base = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), parts[0])
-            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
-            stages.append({"name": name, "base": base, "instructions": []})
+            stage_name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            stages.append({"name": stage_name, "base": base, "instructions": []})
         else:
             assert stages, f"instruction before FROM: {line}"
             stages[-1]["instructions"].append((keyword, argument.strip()))

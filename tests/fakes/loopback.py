@@ -404,19 +404,21 @@ class _APIHandler(BaseHTTPRequestHandler):
             self._send(200, payload, "application/json", {}, send_bytes=cut)
             self._drop()
             return
+        # Each answer is recorded before it is sent: a client that has read it must find it
+        # in api.replies, which it could not if the server thread recorded it afterwards.
         if isinstance(reply, MessageReply):
             completed = api._success_body(reply.body, body or {})
-            self._send(200, json.dumps(completed).encode(), "application/json", reply.headers)
             api._served(ServedReply(body, 200, completed))
+            self._send(200, json.dumps(completed).encode(), "application/json", reply.headers)
         elif isinstance(reply, ErrorReply):
             envelope = api._error_body(reply)
+            api._served(ServedReply(body, reply.status, envelope))
             self._send(
                 reply.status, json.dumps(envelope).encode(), "application/json", reply.headers
             )
-            api._served(ServedReply(body, reply.status, envelope))
         else:
-            self._send(reply.status, reply.body, reply.content_type, reply.headers)
             api._served(ServedReply(body, reply.status, reply.body))
+            self._send(reply.status, reply.body, reply.content_type, reply.headers)
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -450,7 +452,7 @@ class LoopbackAPI(LoopbackServer):
     Subclasses say what the wire format is: how a request is validated (``_validate``), how
     a partial success body is completed (``_success_body``), what an error body looks like
     (``_error_body``), and how the default conversation is spoken (``_tool_names``,
-    ``_answered``, ``_tool_call``, ``_text``).
+    ``_answered``, ``tool_call_body``, ``text_body``).
     """
 
     handler = _APIHandler
@@ -500,13 +502,13 @@ class LoopbackAPI(LoopbackServer):
         """Whether the request carries the result of a tool call."""
 
     @abstractmethod
-    def _tool_call(
+    def tool_call_body(
         self, name: str, tool_input: Mapping[str, Any], text: str | None = None
     ) -> dict[str, Any]:
         """A partial success body calling one tool."""
 
     @abstractmethod
-    def _text(self, text: str) -> dict[str, Any]:
+    def text_body(self, text: str) -> dict[str, Any]:
         """A partial success body of text only."""
 
     # ---- lifecycle
@@ -551,15 +553,15 @@ class LoopbackAPI(LoopbackServer):
         """
         if self.wants_validation(request):
             verdict = {"passed": True, "issues": [], "summary": f"Accepted by {self.author}."}
-            return self._tool_call("submit_validation", verdict)
+            return self.tool_call_body("submit_validation", verdict)
         if self.wants_note(request):
             number = self.next_note_number()
             note = {
                 "path": f"notes/{number}.md",
                 "content": f"# Note {number}\n\nWritten by {self.author}.\n",
             }
-            return self._tool_call("write_file", note, text="I'll write that down.")
-        return self._text("Done.")
+            return self.tool_call_body("write_file", note, text="I'll write that down.")
+        return self.text_body("Done.")
 
     def next_note_number(self) -> int:
         """Notes are numbered 1, 2, ... per server, across all conversations."""
@@ -576,6 +578,9 @@ class LoopbackAPI(LoopbackServer):
         """
         with self._lock:
             self._script.extend(replies)
+
+    def enqueue_text(self, text: str) -> None:
+        self.enqueue(self.text_body(text))
 
     def enqueue_error(
         self,

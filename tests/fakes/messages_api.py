@@ -19,8 +19,9 @@ real API checks them where that is cheap, so a malformed request fails here as i
 production instead of passing silently.
 
 The server machinery is ``LoopbackAPI`` (``tests/fakes/loopback.py``), shared with the
-OpenAI-compatible fake; this module adds the Messages API's wire format, and re-exports
-the machinery's names so a test imports everything it scripts from one place.
+OpenAI-compatible fake: the replies a test scripts (``ErrorReply``, ``DropConnection``...)
+and what it reads back (``RecordedRequest``, ``role_of``...) are imported from there. This
+module adds the Messages API's wire format.
 
 Stdlib only, so it also runs standalone for manual or cross-process use:
 ``python -m tests.fakes.messages_api [--port N]`` prints its base URL and serves until Ctrl-C.
@@ -36,55 +37,30 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tests.fakes.loopback import (
-    TASK_TAG,
-    DropConnection,
-    DropMidResponse,
     ErrorReply,
     InvalidRequest,
     LoopbackAPI,
-    MessageReply,
     RawReply,
-    RecordedRequest,
     Reply,
     ReplyLike,
     Responder,
-    ServedReply,
     api_key_of,
     estimate_tokens,
-    first_text,
     new_id,
-    role_of,
     serve_until_stopped,
-    task_of,
-    turn_of,
 )
 
 __all__ = [
-    "TASK_TAG",
-    "DropConnection",
-    "DropMidResponse",
-    "ErrorReply",
+    "BAD_API_KEY",
+    "COUNT_TOKENS_PATH",
+    "MESSAGES_PATH",
     "FakeMessagesAPI",
-    "InvalidRequest",
-    "LoopbackAPI",
-    "MessageReply",
     "PromptCache",
-    "RawReply",
-    "RecordedRequest",
-    "Reply",
-    "ReplyLike",
-    "Responder",
-    "ServedReply",
     "error_body",
-    "estimate_tokens",
-    "first_text",
+    "error_type",
     "message",
-    "new_id",
-    "role_of",
-    "task_of",
     "text_message",
     "tool_use_message",
-    "turn_of",
 ]
 
 MESSAGES_PATH = "/v1/messages"
@@ -507,12 +483,12 @@ class FakeMessagesAPI(LoopbackAPI):
     def _answered(self, request: Mapping[str, Any]) -> bool:
         return _has_tool_result(request)
 
-    def _tool_call(
+    def tool_call_body(
         self, name: str, tool_input: Mapping[str, Any], text: str | None = None
     ) -> dict[str, Any]:
         return tool_use_message(name, tool_input, text=text)
 
-    def _text(self, text: str) -> dict[str, Any]:
+    def text_body(self, text: str) -> dict[str, Any]:
         return text_message(text)
 
 

@@ -38,52 +38,24 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tests.fakes.loopback import (
-    TASK_TAG,
-    DropConnection,
-    DropMidResponse,
     ErrorReply,
     InvalidRequest,
     LoopbackAPI,
-    MessageReply,
-    RawReply,
-    RecordedRequest,
-    Reply,
-    ReplyLike,
     Responder,
-    ServedReply,
     bearer,
     estimate_tokens,
-    first_text,
     new_id,
-    role_of,
     serve_until_stopped,
-    task_of,
-    turn_of,
 )
 
 __all__ = [
     "BAD_API_KEY",
     "CHAT_PATH",
-    "TASK_TAG",
-    "DropConnection",
-    "DropMidResponse",
-    "ErrorReply",
     "FakeOpenAIAPI",
-    "MessageReply",
-    "RawReply",
-    "RecordedRequest",
-    "Reply",
-    "ReplyLike",
-    "Responder",
-    "ServedReply",
     "completion",
     "error_body",
-    "first_text",
-    "role_of",
-    "task_of",
     "text_completion",
     "tool_call_completion",
-    "turn_of",
 ]
 
 CHAT_PATH = "/v1/chat/completions"
@@ -423,17 +395,19 @@ class FakeOpenAIAPI(LoopbackAPI):
         )
 
     def _tool_names(self, request: Mapping[str, Any]) -> list[str]:
-        return [(tool.get("function") or {}).get("name") for tool in request.get("tools") or []]
+        return [
+            str((tool.get("function") or {}).get("name")) for tool in request.get("tools") or []
+        ]
 
     def _answered(self, request: Mapping[str, Any]) -> bool:
         return any(msg.get("role") == "tool" for msg in request.get("messages") or [])
 
-    def _tool_call(
+    def tool_call_body(
         self, name: str, tool_input: Mapping[str, Any], text: str | None = None
     ) -> dict[str, Any]:
         return tool_call_completion(name, tool_input, text=text)
 
-    def _text(self, text: str) -> dict[str, Any]:
+    def text_body(self, text: str) -> dict[str, Any]:
         return text_completion(text)
 
 

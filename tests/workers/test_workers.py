@@ -20,8 +20,13 @@ async def test_agent_queues_carry_the_configured_model_call_limits(
         AGENT_ACTIVITIES_PER_SECOND=2.5,
         ORCHESTRATOR_MAX_CONCURRENT_CHECKS=1,
     )
+    # A client of its own: a worker registers with its client until it shuts down, and these
+    # are never run, so on the shared client they would block later tests' workers.
+    client = await Client.connect(
+        dev_client.service_client.config.target_host, data_converter=dev_client.data_converter
+    )
     workers = build_workers(
-        dev_client,
+        client,
         db=sqlite_db,
         provider=OfflineProvider(),
         settings=settings,

@@ -21,6 +21,7 @@ from core.contracts import (
 )
 from core.persistence import storage
 from core.persistence.db import Database
+from core.services.runs import final_state
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.fakes.responders import FaultyDesigner
 from tests.helpers import TEMPLATES, make_plan, started, wait_until
@@ -90,7 +91,7 @@ async def test_abort_fails_the_dependants_and_the_run(
         async with started(dev_client, sqlite_db, provider, plan) as handle:
             await wait_until(dead_lettered(handle, "design"))
             await handle.signal("resolve_task", {"task": "design", "action": "abort", "by": "bob"})
-            final = await handle.result()
+            final = await final_state(sqlite_db, handle)
 
     assert final.status == RunStatus.FAILED
     assert final.task("design").status == TaskStatus.FAILED

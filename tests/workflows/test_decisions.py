@@ -22,6 +22,7 @@ from core.contracts import (
 )
 from core.infrastructure.settings import Settings
 from core.persistence.db import Database
+from core.services.runs import final_state
 from offline import OfflineProvider
 from tests.fakes.receivers import HttpReceiver, SmtpReceiver
 from tests.helpers import TEMPLATES, make_plan, started, wait_until
@@ -126,7 +127,7 @@ async def test_policy_fail_fails_the_run(
         escalation=EscalationPolicy(tier3_after_seconds=HOUR, auto_decision=AutoDecision.FAIL),
     )
     async with started(time_skipping_env.client, sqlite_db, OfflineProvider(), plan) as handle:
-        final = await handle.result()
+        final = await final_state(sqlite_db, handle)
     assert final.status == RunStatus.FAILED
     assert final.error == "gate approval waited past its escalation policy"
     assert final.task("planning").status == TaskStatus.FAILED

@@ -18,13 +18,9 @@ from core.contracts import (
 )
 from core.persistence import storage
 from core.persistence.db import Database
-from tests.fakes.messages_api import (
-    FakeMessagesAPI,
-    ReplyLike,
-    role_of,
-    text_message,
-    tool_use_message,
-)
+from core.services.runs import final_state
+from tests.fakes.loopback import ReplyLike, role_of
+from tests.fakes.messages_api import FakeMessagesAPI, text_message, tool_use_message
 from tests.helpers import (
     TEMPLATES,
     make_plan,
@@ -192,7 +188,7 @@ async def test_max_revisions_1_is_one_revision_and_two_verdicts_before_a_human_i
             await handle.signal(
                 "decide", Decision(gate="code_review", decision=DecisionKind.REJECT, by="carol")
             )
-            final = await handle.result()
+            final = await final_state(sqlite_db, handle)
 
     assert (pending.kind, pending.key) == ("gate", "code_review")
     assert "still blocked after 1 revisions" in pending.reason

@@ -11,14 +11,8 @@ from core.contracts import RunStatus, TaskStatus
 from core.persistence import storage
 from core.persistence.db import Database
 from offline import OfflineProvider
-from tests.fakes.messages_api import (
-    FakeMessagesAPI,
-    ReplyLike,
-    first_text,
-    role_of,
-    text_message,
-    tool_use_message,
-)
+from tests.fakes.loopback import ReplyLike, first_text, role_of
+from tests.fakes.messages_api import FakeMessagesAPI, text_message, tool_use_message
 from tests.helpers import TEMPLATES, make_plan, run_to_end
 
 

@@ -42,13 +42,8 @@ from core.persistence.db import Database
 from core.services.templates import parse_template
 from offline import OFFLINE_MODEL, OfflineProvider, validation_input
 from tests.api_harness import api_settings, serving_api
-from tests.fakes.messages_api import (
-    FakeMessagesAPI,
-    ReplyLike,
-    first_text,
-    task_of,
-    tool_use_message,
-)
+from tests.fakes.loopback import ReplyLike, first_text, task_of
+from tests.fakes.messages_api import FakeMessagesAPI, tool_use_message
 from tests.helpers import agent_tools, run_to_end
 from tests.processes import cli, own_stack
 from workflows import validation

@@ -55,6 +55,8 @@ def plan_units(plan: RunPlan, default_model: str) -> list[Unit]:
     """Every agent run the plan asks for: each task and each review pass."""
     units: list[Unit] = []
     for task in plan.tasks:
+        if task.skip_reason is not None:
+            continue  # a gate the deployment turned off never runs
         model = task.model or plan.model or default_model
         conditional = bool(task.when)
         units.append(Unit(task.id, task.role, model, conditional))

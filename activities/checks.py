@@ -18,7 +18,7 @@ from activities.heartbeat import heartbeating
 from checks.gates import CheckTimeouts, GateWithoutChecks, checks_for, run_gate
 from checks.sandbox import SandboxLimits, SandboxSession, SandboxUnavailable, sandbox
 from checks.workspace import check_scope
-from core.contracts import RUN_CHECKS, ChecksInput, ChecksReport, GateKind
+from core.contracts import REPOSITORY_TASK, RUN_CHECKS, ChecksInput, ChecksReport, GateKind
 from core.infrastructure.settings import SandboxSettings
 from core.persistence import storage
 from core.persistence.db import Database
@@ -51,7 +51,12 @@ class CheckActivities:
         no network; the security review executes nothing, so it stays False there.
         """
         gate = _checked_gate(request.gate)
-        files = {a.path: a.content for a in await storage.latest_artifacts(self.db, request.run_id)}
+        latest = await storage.latest_artifacts(self.db, request.run_id)
+        files = {a.path: a.content for a in latest}
+        scope = check_scope(request.paths)
+        if request.test_command and not request.paths:
+            # A change run's gate judges the change: the files the run's agents wrote.
+            scope = check_scope([a.path for a in latest if a.task_id != REPOSITORY_TASK])
         report = ChecksReport(gate=request.gate)
         if not files:
             report.notes.append("the run has no files: nothing was checked")
@@ -72,7 +77,8 @@ class CheckActivities:
                     session=session,
                     report=report,
                     timeouts=self.timeouts,
-                    scope=check_scope(request.paths),
+                    scope=scope,
+                    test_command=request.test_command,
                 )
             )
         return report

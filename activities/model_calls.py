@@ -18,10 +18,12 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import heartbeating
 from activities.summaries import Spent, Summarizer
 from agents.commands import COMMAND_TOOL
+from agents.context import TEST_COMMAND_LINE
 from agents.context_window import TokenEstimator
 from agents.conversation import response_from_json, response_json
 from agents.llm import cheap_model
 from agents.protocol import LLMProvider, ModelRequest, ModelResponse, ProviderError
+from agents.repomap import RepoOutline, render_map
 from agents.request import RequestBuilder
 from agents.roles import Sandbox
 from checks.stack import sandbox_stack
@@ -36,7 +38,7 @@ from core.contracts import (
 from core.infrastructure import metrics
 from core.infrastructure.logs import get_logger
 from core.infrastructure.settings import ProviderSettings
-from core.persistence import reuse, storage, tenancy
+from core.persistence import repositories, reuse, storage, tenancy
 from core.persistence.db import Database, LedgerEntry
 
 log = get_logger(__name__)
@@ -50,6 +52,7 @@ class ModelActivities:
         self.provider = provider
         self.settings = settings or ProviderSettings()
         self.estimator = TokenEstimator()
+        self.outlines: dict[str, RepoOutline] = {}
         self.requests = RequestBuilder(
             provider, self.settings, self.estimator, sandbox=checks_sandbox()
         )
@@ -73,7 +76,10 @@ class ModelActivities:
 
         spent = Spent()
         summarize = partial(self.summarizer.summary, key=call.key, tenant=call.tenant, spent=spent)
-        request = await heartbeating(self.requests.build(call, context, summarize))
+        repository_map = await self._repository_map(call)
+        request = await heartbeating(
+            self.requests.build(call, context, summarize, repository_map=repository_map)
+        )
 
         fingerprint = ""
         if call.response_cache and self.settings.response_cache_enabled:
@@ -86,6 +92,28 @@ class ModelActivities:
         if fingerprint and entry.id is not None and entry.stop_reason != "max_tokens":
             await reuse.remember_response(self.db, call.tenant, fingerprint, entry.id)
         return _result(entry, replayed=False, spent=spent)
+
+    async def _repository_map(self, call: ModelCallInput) -> str:
+        """A change run's repository map, ranked for this task; "" for a greenfield run.
+
+        The outline was parsed once at import; it is kept here per snapshot, so a turn only
+        ranks and renders it.
+        """
+        if call.repository is None:
+            return ""
+        outline = self.outlines.get(call.repository)
+        if outline is None:
+            snapshot = await repositories.get_snapshot(self.db, call.repository)
+            if snapshot is None or snapshot.outline is None:
+                return ""
+            outline = self.outlines[call.repository] = RepoOutline.model_validate_json(
+                snapshot.outline
+            )
+        query = f"{call.goal}\n{call.description}\n{call.feedback}"
+        found = render_map(outline, query, self.settings.repository_map_tokens)
+        if call.test_command:
+            found += f"\n\n{TEST_COMMAND_LINE}`{call.test_command}`"
+        return found
 
     async def _check_budget(self, call: ModelCallInput) -> None:
         """Checked before every call, from the ledger: a paused run never spends past it."""

@@ -14,6 +14,7 @@ from core.contracts import (
 )
 from core.persistence import storage
 from core.persistence.db import Database
+from core.persistence.workspace_seed import seed_workspace
 
 
 class RunActivities:
@@ -22,7 +23,13 @@ class RunActivities:
 
     @activity.defn(name=RECORD_RUN_STARTED)
     async def record_run_started(self, plan: RunPlan) -> None:
-        await storage.record_run_started(self.db, plan, activity.info().workflow_id or "")
+        """The run's row; a change run's workspace seeded from its repository, once."""
+        info = activity.info()
+        await storage.record_run_started(self.db, plan, info.workflow_id or "")
+        if plan.repository is not None:
+            await seed_workspace(
+                self.db, plan.run_id, info.workflow_run_id or "", plan.repository.snapshot_id
+            )
 
     @activity.defn(name=RECORD_RUN_FINISHED)
     async def record_run_finished(self, final: FinalizeRunInput) -> None:

@@ -23,6 +23,12 @@ class UpstreamFile:
     content: str
 
 
+REPOSITORY_TAG = "repository"
+"""The task message's block holding a change run's repository map."""
+TEST_COMMAND_LINE = "The repository's own tests run with: "
+"""Ends a change run's repository block, followed by the command in backquotes."""
+
+
 def task_message_blocks(
     *,
     goal: str,
@@ -33,6 +39,7 @@ def task_message_blocks(
     feedback: str = "",
     review_of: str | None = None,
     assignment: str = "",
+    repository_map: str = "",
 ) -> list[TextBlock]:
     """The task's first message as blocks, shared context first.
 
@@ -50,6 +57,10 @@ def task_message_blocks(
     if upstream:
         blocks[-1].cache_control = CacheControl()
     parts = [f'<task id="{task_id}" role="{role}">\n{description or task_id}\n</task>']
+    if repository_map:
+        # Ranked for this task, so after the shared prefix: the files themselves are read
+        # on demand with the editor tool.
+        parts.append(f"<{REPOSITORY_TAG}>\n{repository_map}\n</{REPOSITORY_TAG}>")
     if assignment:
         parts.append(assignment)
     if feedback:

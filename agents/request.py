@@ -55,7 +55,12 @@ class RequestBuilder:
         """What generated code can use where it runs; every system prompt says it."""
 
     async def build(
-        self, call: ModelCallInput, context: TurnContext, summarize: Summarize
+        self,
+        call: ModelCallInput,
+        context: TurnContext,
+        summarize: Summarize,
+        *,
+        repository_map: str = "",
     ) -> ModelRequest:
         """The turn's request, inside the role's context budget when management is on."""
         role = get_role(call.role)
@@ -78,10 +83,10 @@ class RequestBuilder:
         budget = context_budget(self.settings, call.role)
         upstream = [UpstreamFile(a.path, a.task_id, a.content) for a in context.upstream]
         if self.settings.context_management and upstream:
-            fixed = self._tokens(request, conversation(call, context, [], assignment)[:1])
-            allowance = upstream_allowance(budget, fixed)
+            first = conversation(call, context, [], assignment, repository_map)[:1]
+            allowance = upstream_allowance(budget, self._tokens(request, first))
             upstream = await self._fit_upstream(context, request.model, allowance, summarize)
-        messages = conversation(call, context, upstream, assignment)
+        messages = conversation(call, context, upstream, assignment, repository_map)
         if self.settings.context_management:
             ratio = self.estimator.ratio(request.model)
             messages = elide_large_inputs(messages, int(budget / ELIDE_SHARE * ratio))
@@ -138,6 +143,7 @@ def conversation(
     context: TurnContext,
     upstream: list[UpstreamFile],
     assignment: str,
+    repository_map: str = "",
 ) -> list[Message]:
     """The task message with these upstream files, then the agent's turns so far."""
     first = task_message_blocks(
@@ -149,6 +155,7 @@ def conversation(
         feedback=call.feedback,
         review_of=call.review_of,
         assignment=assignment,
+        repository_map=repository_map,
     )
     # A turn that called no tools has no results row: results are matched by turn, since
     # a turn that ended and was answered by a follow-up may come before ones that did.

@@ -19,7 +19,17 @@ from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.limits import RequestLimits
-from api.routers import admin, artifacts, codec, decisions, health, metrics, runs, webhooks
+from api.routers import (
+    admin,
+    artifacts,
+    codec,
+    decisions,
+    health,
+    metrics,
+    repositories,
+    runs,
+    webhooks,
+)
 from core.infrastructure.settings import Settings, get_settings
 from core.infrastructure.tracing import configured_provider
 from core.persistence.db import Database, get_database
@@ -52,6 +62,7 @@ def create_app(
         decisions.router,
         admin.router,
         webhooks.router,
+        repositories.router,
         codec.router,
         metrics.router,
     ):
@@ -106,5 +117,8 @@ def _limit_requests(app: FastAPI, settings: Settings) -> None:
         RequestLimits,
         max_body_bytes=settings.api.max_request_bytes,
         max_head_bytes=settings.api.max_header_bytes,
-        body_limits={codec.PREFIX: codec.MAX_BODY_BYTES},
+        body_limits={
+            codec.PREFIX: codec.MAX_BODY_BYTES,
+            "/repositories": settings.repositories.max_archive_bytes,
+        },
     )

@@ -13,12 +13,11 @@ from agents.roles import ROLES
 from api.errors import unprocessable
 from api.schemas.fields import check_storable
 from api.schemas.runs import EstimateRequest, RunCreate
-from core.contracts import RunPlan
+from core.contracts import RepositoryRef, RunPlan
 from core.infrastructure.settings import Settings
 from core.services.escalation import EscalationRefused, check_escalation
-from core.services.plans import build_plan
+from core.services.plans import build_plan, default_template
 from core.services.templates import (
-    DEFAULT_TEMPLATE,
     available_templates,
     load_template,
     parse_template,
@@ -36,8 +35,9 @@ def _inline_template(text: str, source: str) -> Template:
     return template
 
 
-async def request_template(body: EstimateRequest) -> Template:
-    """The template inline in the body, else the built-in one it names (default `sdlc`)."""
+async def request_template(body: EstimateRequest, repository: object | None = None) -> Template:
+    """The template inline in the body, else the built-in one it names (default `sdlc`, or
+    `change` for a run from a repository)."""
     if body.inline_template is not None:
         source = "inline_template"
         text = (
@@ -50,7 +50,7 @@ async def request_template(body: EstimateRequest) -> Template:
             return await asyncio.to_thread(_inline_template, text, source)
         except TemplateError as exc:
             raise unprocessable(("body", source), str(exc), problems=exc.problems) from None
-    name = body.template or DEFAULT_TEMPLATE
+    name = body.template or default_template(repository)
     builtin = available_templates()
     if name not in builtin:
         # Only built-in names: a request never makes the server read a file of its choosing.
@@ -62,7 +62,11 @@ async def request_template(body: EstimateRequest) -> Template:
 
 
 async def request_plan(
-    body: EstimateRequest, tenant: str, settings: Settings, run_id: str
+    body: EstimateRequest,
+    tenant: str,
+    settings: Settings,
+    run_id: str,
+    repository: RepositoryRef | None = None,
 ) -> RunPlan:
     """The plan of the run the body asks for (or estimates): 422 for what cannot be run."""
     if len(body.goal) > settings.api.max_goal_chars:
@@ -72,7 +76,7 @@ async def request_plan(
             f"at most {settings.api.max_goal_chars} are allowed",
             "string_too_long",
         )
-    template = await request_template(body)
+    template = await request_template(body, repository)
     run = body if isinstance(body, RunCreate) else None
     try:
         return build_plan(
@@ -89,6 +93,7 @@ async def request_plan(
             budget_usd=run.budget_usd if run else None,
             escalation=run.escalation if run else None,
             require_human=run.require_human if run else False,
+            repository=repository,
         )
     except ValueError as exc:
         raise unprocessable(("body", "goal"), str(exc)) from None

@@ -15,19 +15,22 @@ from agents.roles import ROLES
 from cli.estimate_view import based_on, comparison_table, estimate_table
 from cli.progress import follow
 from cli.render import OFFLINE_MODEL_NOTE, failures, run_table, runs_table, tool_lines
+from cli.repositories import GitOutput, deliver_change, import_repository
 from cli.runner import console, errors, run_command
 from cli.stack import temporal_stack
-from core.contracts import EscalationPolicy, RunPlan, RunStatus, workflow_id_for
+from core.contracts import EscalationPolicy, RunPlan, RunState, RunStatus, workflow_id_for
+from core.infrastructure.git import GitError
 from core.infrastructure.local_stack import LocalStackError
 from core.infrastructure.settings import Settings, get_settings
 from core.infrastructure.temporal import TemporalUnavailable, connect
 from core.persistence import storage
 from core.persistence.db import Database, get_database
+from core.services.delivery import DeliveryError, RunHistory, clone_run
 from core.services.escalation import PRESETS, check_escalation, named_policy
 from core.services.estimate import RunNotRecorded, estimate_run, predicted_vs_actual
 from core.services.export import export_repository
 from core.services.graph import run_mermaid
-from core.services.plans import build_plan
+from core.services.plans import build_plan, default_template
 from core.services.providers import make_provider
 from core.services.runs import load_state, recorded_run, start_goal, web_ui_link
 from core.services.templates import DEFAULT_TEMPLATE, load_template
@@ -37,6 +40,12 @@ app = typer.Typer()
 # What `run` and `estimate` both take.
 GoalArg = Annotated[str, typer.Argument(help="What to build, e.g. 'Build a todo API'.")]
 TemplateOpt = Annotated[str, typer.Option(help="Built-in template name or YAML file.")]
+RunTemplateOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Built-in template name or YAML file (default: `change` with --repo, else `sdlc`)."
+    ),
+]
 ESCALATION_HELP = (
     f"Escalation policy: a preset ({', '.join(PRESETS)}), a JSON file, or JSON as `escalation` "
     'in POST /runs, e.g. \'{"webhook_url": "https://hooks.example.com/x", '
@@ -52,8 +61,17 @@ ModelOpt = Annotated[str | None, typer.Option(help="Model for every task (defaul
 @app.command()
 def run(
     goal: GoalArg,
-    template: TemplateOpt = DEFAULT_TEMPLATE,
+    template: RunTemplateOpt = None,
     model: ModelOpt = None,
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from this git repository (a path, or a URL where the network allows): "
+            "the run changes it and delivers a branch orchestrator/RUN_ID, a patch and a "
+            "pull-request description."
+        ),
+    ] = None,
+    ref: Annotated[str, typer.Option(help="The commit, branch or tag of --repo.")] = "HEAD",
     detach: Annotated[bool, typer.Option(help="Start the run and return at once.")] = False,
     out: Annotated[
         Path | None, typer.Option(help="Where to write the delivered repository.")
@@ -87,8 +105,8 @@ def run(
     ] = False,
 ) -> None:
     """Run GOAL through a template's agent DAG and deliver the repository."""
-    choices = RunChoices(model, validate, response_cache, escalation, require_human)
-    run_command(_run_goal(goal, template, choices, detach, out))
+    choices = RunChoices(model, validate, response_cache, escalation, require_human, repo, ref)
+    run_command(_run_goal(goal, template or default_template(repo), choices, detach, out))
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,8 @@ class RunChoices:
     response_cache: bool | None = None
     escalation: str | None = None
     require_human: bool = False
+    repo: str | None = None
+    ref: str = "HEAD"
 
 
 async def _escalation_policy(value: str, settings: Settings) -> EscalationPolicy:
@@ -118,6 +138,11 @@ async def _run_goal(
     settings = get_settings()
     run_id = uuid.uuid4().hex
     escalation = choices.escalation
+    db = get_database(settings.storage.resolved_database_url)
+    await db.ensure_schema()
+    repository = None
+    if choices.repo is not None:
+        repository = await import_repository(db, settings, choices.repo, choices.ref)
     plan = build_plan(
         load_template(template_name, ROLES),
         goal=goal,
@@ -129,11 +154,10 @@ async def _run_goal(
         response_cache=choices.response_cache,
         escalation=None if escalation is None else await _escalation_policy(escalation, settings),
         require_human=choices.require_human,
+        repository=repository,
     )
     if escalation is None:
         await check_escalation(plan.escalation, settings)  # the template's own
-    db = get_database(settings.storage.resolved_database_url)
-    await db.ensure_schema()
     provider = settings.provider.resolved_provider
     async with temporal_stack(settings, with_worker=not detach) as stack:
         if detach and stack.embedded:
@@ -162,7 +186,12 @@ async def _run_goal(
     for line in tool_lines(final):
         console.print(line, highlight=False, markup=False)
     target = out or Path("deliverables") / run_id
+    if choices.repo is not None:
+        return await _delivered_change(db, settings, plan, final, choices.repo, target)
+    history = await _cloned(db, run_id, target)
     files = await export_repository(db, run_id, workflow_id_for(run_id), target, final)
+    if history is not None:
+        console.print(f"Git: {len(history.commits)} commits, one per task, on {history.branch}")
     for line in failures(final):
         errors.print(f"[red]failed[/red] {line}", highlight=False)
     await _show_prediction(db, settings, plan)
@@ -172,6 +201,34 @@ async def _run_goal(
     )
     if (target / "backend").is_dir():
         console.print(f"Run its tests: cd {target / 'backend'} && {sys.executable} -m pytest -q")
+    return 0 if final.status == RunStatus.COMPLETED else 2
+
+
+async def _cloned(db: Database, run_id: str, target: Path) -> RunHistory | None:
+    """A greenfield deliverable is a git repository, one commit per task; None where the
+    folder already has files or the run wrote none."""
+    if target.exists() and any(target.iterdir()):
+        return None
+    try:
+        return await clone_run(db, run_id, target)
+    except (DeliveryError, GitError) as exc:
+        errors.print(f"[yellow]no git history:[/yellow] {exc}", highlight=False)
+        return None
+
+
+async def _delivered_change(
+    db: Database, settings: Settings, plan: RunPlan, final: RunState, repo: str, target: Path
+) -> int:
+    """A change run's end: its branch, patch and PR text, whatever its status."""
+    for line in failures(final):
+        errors.print(f"[red]failed[/red] {line}", highlight=False)
+    for line in await deliver_change(db, plan.run_id, repo, target):
+        console.print(line, highlight=False, markup=False)
+    await _show_prediction(db, settings, plan)
+    console.print(
+        f"Run {plan.run_id} {final.status.value}: {final.usage.total:,} tokens, "
+        f"${final.cost_usd:.4f}."
+    )
     return 0 if final.status == RunStatus.COMPLETED else 2
 
 
@@ -294,13 +351,35 @@ def artifacts(
     run_id: Annotated[str, typer.Argument()],
     content: Annotated[bool, typer.Option(help="Print each file's content.")] = False,
     out: Annotated[Path | None, typer.Option(help="Write the repository to this folder.")] = None,
+    patch: Annotated[
+        bool, typer.Option("--patch", help="Print the run's change as one patch (`git apply`).")
+    ] = False,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="Write the run's commits as a git bundle to this file."),
+    ] = None,
+    pull_request: Annotated[
+        bool, typer.Option("--pull-request", help="Print the pull-request description.")
+    ] = False,
+    branch_in: Annotated[
+        Path | None,
+        typer.Option(
+            help="Add the run's commits as branch orchestrator/RUN_ID to this git repository."
+        ),
+    ] = None,
 ) -> None:
-    """List a run's artifacts, print them, or write the generated repository to a folder."""
+    """List a run's artifacts, print them, write the generated repository to a folder, or
+    give its work as git: a patch, a bundle, a pull-request text or a branch."""
 
     async def show() -> int:
         settings = get_settings()
         db = get_database(settings.storage.resolved_database_url)
         run = await recorded_run(db, run_id)
+        git_output = GitOutput(patch, bundle, pull_request, branch_in)
+        if git_output.asked:
+            for line in await git_output.write(db, run_id):
+                print(line, end="" if line.endswith("\n") else "\n")
+            return 0
         if out is not None:
             files = await export_repository(db, run_id, run.workflow_id, out)
             console.print(f"wrote {len(files)} files to {out}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agents.protocol import ModelRequest, ModelResponse
 from core.contracts import Usage
+from offline.change import change_the_repository
 from offline.contract import wait_for_contract
 from offline.delivery import deliver
 from offline.report import report
@@ -24,7 +25,13 @@ from offline.turn import Conversation, Play, Turn, digest
 
 OFFLINE_MODEL = "offline-sim-1"
 
-PLAYS: tuple[Play, ...] = (summarize, wait_for_contract, run_tests_and_fix, deliver)
+PLAYS: tuple[Play, ...] = (
+    summarize,
+    wait_for_contract,
+    change_the_repository,
+    run_tests_and_fix,
+    deliver,
+)
 """Tried in order; a call none of them takes gets the closing `report`."""
 
 

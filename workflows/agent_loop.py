@@ -221,6 +221,8 @@ class AgentLoop:
             notes=notes,
             peers=job.peers,
             followups=list(task_state.followups),
+            repository=plan.repository.snapshot_id if plan.repository else None,
+            test_command=self._run.test_command,
         )
 
     async def _run_tools(

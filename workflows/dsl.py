@@ -89,6 +89,8 @@ class TemplateSettings(BaseModel):
     escalation: EscalationPolicy | None = None
     """Who is told, and what happens, when a run of the template waits for a human; a
     policy given for the run (`--escalation`, `escalation` in POST /runs) replaces it."""
+    test_command: str | None = Field(default=None, min_length=1, max_length=500)
+    """A change run's test command; None: the one detected in its repository."""
 
 
 class Template(BaseModel):

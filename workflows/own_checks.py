@@ -170,7 +170,10 @@ class OwnChecks:
             report: ChecksReport = await self._run.sandboxed(
                 RUN_CHECKS,
                 ChecksInput(
-                    run_id=self._run.plan.run_id, gate=GateKind.CODE_REVIEW.value, paths=paths
+                    run_id=self._run.plan.run_id,
+                    gate=GateKind.CODE_REVIEW.value,
+                    paths=paths,
+                    test_command=self._run.test_command,
                 ),
                 result_type=ChecksReport,
                 summary=f"{label}: own checks, round {round_}",

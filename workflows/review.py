@@ -115,7 +115,11 @@ class Review:
             return None
         report: ChecksReport = await self._run.sandboxed(
             RUN_CHECKS,
-            ChecksInput(run_id=self._run.plan.run_id, gate=gate.gate.value),
+            ChecksInput(
+                run_id=self._run.plan.run_id,
+                gate=gate.gate.value,
+                test_command=self._run.test_command,
+            ),
             result_type=ChecksReport,
             summary=f"{gate.id}: checks, round {round_}",
         )

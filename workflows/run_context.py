@@ -97,6 +97,11 @@ class RunContext:
         """What the run is doing and waits for, as the Web UI's current details show it."""
         workflow.set_current_details(current_details(self.plan, self.state, self.pending.values()))
 
+    @property
+    def test_command(self) -> str | None:
+        """A change run's repository's own test command, which every check run also runs."""
+        return self.plan.repository.test_command if self.plan.repository else None
+
     def statuses(self) -> dict[str, TaskStatus]:
         return {t.id: t.status for t in self.state.tasks}
 

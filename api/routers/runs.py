@@ -29,6 +29,7 @@ from api.deps import (
 )
 from api.ownership import RUN_NOT_FOUND, OwnedRunDep
 from api.paging import decode_cursor, encode_cursor, first_page, next_link
+from api.routers.repositories import run_repository
 from api.run_requests import check_request_escalation, request_plan
 from api.schemas.fields import ShortText, Storable, UtcDateTime
 from api.schemas.runs import (
@@ -146,7 +147,10 @@ async def create_run(
 
     The run is listed (`GET /runs`) as soon as this answers.
     """
-    plan = await request_plan(body, caller.org_id, settings, run_id=uuid.uuid4().hex)
+    repository = await run_repository(body.repository, caller.org_id, db, settings)
+    plan = await request_plan(
+        body, caller.org_id, settings, run_id=uuid.uuid4().hex, repository=repository
+    )
     await check_request_escalation(body, plan, settings)
     estimate = await _estimate(db, plan, provider)
     shortfall = await budgets.run_shortfall(db, caller.org_id, estimate)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas.common import Accepted
 from api.schemas.fields import Tokens, Usd
+from api.schemas.repositories import RunRepository
 from core.contracts import (
     MAX_PLAN_TASKS,
     AgentNote,
@@ -87,6 +88,11 @@ class RunCreate(EstimateRequest):
         description="Every code_review and security_review gate waits for a human decision "
         "after its checks and reviewer pass (the server's REQUIRE_HUMAN_APPROVAL does it for "
         "every run; `false` cannot lift it).",
+    )
+    repository: RunRepository | None = Field(
+        default=None,
+        description="Start from a repository: the run changes it (default template `change`) "
+        "and delivers its work as commits (`/runs/{id}/patch`, `/bundle`, `/pull-request`).",
     )
 
 

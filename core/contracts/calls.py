@@ -45,6 +45,10 @@ class ModelCallInput(BaseModel):
     """Tasks that may run at the same time as this one (id -> role): who to post notes to."""
     followups: list[FollowUp] = Field(default_factory=list)
     """Messages of the workflow pinned after earlier turns of this attempt, oldest first."""
+    repository: str | None = None
+    """A change run's repository snapshot: the agent gets its map, ranked for its task."""
+    test_command: str | None = None
+    """A change run's repository's own test command, which the agent is told."""
 
 
 class ModelCallResult(BaseModel):

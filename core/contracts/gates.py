@@ -48,6 +48,8 @@ class ChecksInput(BaseModel):
     paths: list[str] = Field(default_factory=list)
     """Folders whose code is linted and tested (a task's own work); empty or `.`: the whole
     workspace. The security review always reads every file."""
+    test_command: str | None = None
+    """A change run's repository's own test command, run at the workspace root as well."""
 
 
 class ChecksReport(BaseModel):

@@ -180,6 +180,12 @@ class ProviderSettings(BaseSettings):
         description="Model that summarizes oversized upstream artifacts; default: the "
         "provider's cheap model (claude-haiku-4-5 on Anthropic).",
     )
+    repository_map_tokens: int = Field(
+        default=4_000,
+        gt=0,
+        validation_alias="REPOSITORY_MAP_TOKENS",
+        description="Tokens of a change run's repository map in each agent's task message.",
+    )
     summary_tokens: int = Field(
         default=2000,
         ge=100,

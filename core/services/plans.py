@@ -9,9 +9,19 @@ REQUIRE_HUMAN_APPROVAL).
 from __future__ import annotations
 
 from agents.roles import ROLES
-from core.contracts import EscalationPolicy, GateKind, RunPlan, TaskPlan
+from core.contracts import EscalationPolicy, GateKind, RepositoryRef, RunPlan, TaskPlan
 from core.infrastructure.settings import GateSettings, ProviderSettings
 from workflows.dsl import Template, compile_plan
+
+CHANGE_TEMPLATE = "change"
+"""The default template of a run that starts from a repository."""
+GREENFIELD_TEMPLATE = "sdlc"
+"""The default template of a run that starts from nothing."""
+
+
+def default_template(repository: object | None) -> str:
+    return CHANGE_TEMPLATE if repository is not None else GREENFIELD_TEMPLATE
+
 
 SKIPPED_BY = {
     GateKind.CODE_REVIEW: "REQUIRE_CODE_REVIEW",
@@ -35,6 +45,7 @@ def build_plan(
     budget_usd: float | None = None,
     escalation: EscalationPolicy | None = None,
     require_human: bool = False,
+    repository: RepositoryRef | None = None,
 ) -> RunPlan:
     """The validated plan for `goal`; raises ValueError for an empty goal.
 
@@ -42,6 +53,8 @@ def build_plan(
     template, then the deployment (`LLM_MODEL`, `VALIDATION_MODEL`). `escalation` replaces
     the template's policy. `gates` None keeps every gate and asks no human; `require_human`
     adds a human sign-off to every checked gate, as REQUIRE_HUMAN_APPROVAL does for all runs.
+    `repository` makes a change run: its workspace starts as the repository, and the
+    template's `test_command`, if it sets one, replaces the detected one.
     """
     plan = compile_plan(
         template,
@@ -56,6 +69,9 @@ def build_plan(
         response_cache=response_cache,
     )
     plan.budget_tokens, plan.budget_usd = budget_tokens, budget_usd
+    if repository is not None:
+        command = template.settings.test_command or repository.test_command
+        plan.repository = repository.model_copy(update={"test_command": command})
     if escalation is not None:
         plan.escalation = escalation
     # model_construct: the defaults alone, never this process's environment.

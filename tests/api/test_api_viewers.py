@@ -93,6 +93,7 @@ CASES = {
     "remove a task": Case("DELETE", "/runs/{run_id}/tasks/{task}", None, (("task", "planning"),)),
     "cancel the run": Case("POST", "/runs/{run_id}/cancel"),
     "start a run": Case("POST", "/runs", {"goal": "Build a todo API", "inline_template": TEMPLATE}),
+    "upload a repository": Case("POST", "/repositories", {"not": "an archive"}),
     "set the monthly budget": Case("PATCH", "/orgs/me/budget", {"monthly_token_limit": 5}),
     "issue a key": Case("POST", "/keys", {"name": "mine-now", "role": "admin"}),
     "revoke a key": Case("DELETE", "/keys/{key_id}"),

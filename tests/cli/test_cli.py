@@ -97,7 +97,19 @@ def test_run_with_the_embedded_stack_then_status_and_artifacts(
     assert "offline model" in result.stdout
     assert "Temporal Web UI: http://127.0.0.1:" in result.stdout
     run_id = result.stdout.split("Run ", 1)[1].split()[0]
-    assert (tmp_path / "deliverables" / run_id / "backend" / "app.py").exists()
+    delivered = tmp_path / "deliverables" / run_id
+    assert (delivered / "backend" / "app.py").exists()
+    # a git repository, one commit per task that wrote files, PROVENANCE.md beside them
+    log = subprocess.run(
+        ["git", "-C", str(delivered), "log", "--format=%an %(trailers:key=Task,valueonly)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {"business_analyst", "backend_engineer", "frontend_engineer"} <= set(log), log
+    assert "backend" in log and "requirements" in log
+    clean = ["git", "-C", str(delivered), "status", "--porcelain"]
+    assert subprocess.run(clean, capture_output=True, text=True, check=True).stdout == ""
 
     status = cli("status", run_id, env=isolated, cwd=tmp_path)
     assert status.returncode == 0 and "completed" in status.stdout and "backend" in status.stdout

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from agents.roles import ROLES
-from core.contracts import AutoDecision, EscalationPolicy, GateKind, RunPlan
+from core.contracts import AutoDecision, EscalationPolicy, GateKind, RepositoryRef, RunPlan
 from core.infrastructure.settings import GateSettings, ProviderSettings, Settings
 from core.services.escalation import PRESETS, named_policy
-from core.services.plans import build_plan
+from core.services.plans import build_plan, default_template
 from core.services.templates import load_template, parse_template
 from tests.helpers import TEMPLATES
 
@@ -107,3 +107,19 @@ def test_a_policy_is_a_preset_a_file_or_json_text(tmp_path: Path) -> None:
         named_policy(str(policy_file))
     with pytest.raises(ValueError, match="a preset \\(default, quick, unattended\\)"):
         named_policy("hasty")
+
+
+def test_a_repository_makes_a_change_run_whose_template_may_name_its_test_command() -> None:
+    repository = RepositoryRef(
+        snapshot_id="s", commit="c" * 40, source="upload", test_command="make test"
+    )
+    assert default_template(repository) == "change" and default_template(None) == "sdlc"
+    change = load_template(default_template(repository), ROLES)
+    plan = build_plan(change, goal="g", run_id="r", provider=PROVIDER, repository=repository)
+    assert plan.repository is not None and plan.repository.test_command == "make test"
+    assert [t.id for t in plan.tasks if t.gate] == ["code_review", "security_review"]
+
+    change.settings.test_command = "npm test"
+    plan = build_plan(change, goal="g", run_id="r", provider=PROVIDER, repository=repository)
+    assert plan.repository is not None and plan.repository.test_command == "npm test"
+    assert repository.test_command == "make test"  # the caller's ref is not changed

@@ -2,10 +2,13 @@
 
     .venv/bin/python -m tests.record_history tests/histories/sdlc_offline_v2.json
     .venv/bin/python -m tests.record_history tests/histories/approval_rejected_v1.json approval-rejected
+    .venv/bin/python -m tests.record_history tests/histories/change_offline_v1.json change
 
 `sdlc` (the default) runs the `sdlc` template to its end; `approval-rejected` waits at a
 human gate (its status row, labelled escalation timers), takes a rejection by the
-`submit_decision` update and fails its execution after recording its state.
+`submit_decision` update and fails its execution after recording its state; `change` runs
+the `change` template from a fixture repository (its workspace seeded, the repository's
+tests in the gates).
 
 Record a new file (keep the old ones) whenever a released change alters the
 workflow's commands; `tests/workflows/test_replay.py` replays every file here. Payloads are
@@ -26,13 +29,16 @@ from typing import Any
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from core.contracts import Decision, DecisionKind, RunState
-from core.infrastructure.settings import Settings
+from agents.repomap import outline_json
+from core.contracts import Decision, DecisionKind, RunPlan, RunState
+from core.infrastructure.settings import RepositorySettings, Settings
 from core.infrastructure.temporal import data_converter, ensure_search_attributes
 from core.persistence.db import Database
+from core.services.repositories import import_local
 from offline import OfflineProvider
 from tests.conftest import binary
 from tests.helpers import TEMPLATES, make_plan, started, wait_until
+from tests.workflows.test_change_run import GOAL, make_repository
 from workflows.goal import GoalWorkflow
 
 Handle = WorkflowHandle[Any, RunState]
@@ -58,7 +64,18 @@ async def _rejected_at_the_gate(handle: Handle) -> None:
 SCENARIOS: dict[str, tuple[str, Callable[[Handle], Awaitable[None]]]] = {
     "sdlc": ("sdlc", _to_the_end),
     "approval-rejected": (str(TEMPLATES / "approval.yaml"), _rejected_at_the_gate),
+    "change": ("change", _to_the_end),
 }
+
+
+async def _plan(db: Database, scenario: str, template: str, tmp: Path) -> RunPlan:
+    """The scenario's plan; `change` starts from a fixture repository stored in `db`."""
+    if scenario != "change":
+        return make_plan(template=template)
+    repository = await import_local(
+        db, RepositorySettings(), "default", make_repository(tmp), outline=outline_json
+    )
+    return make_plan(goal=GOAL, template=template, repository=repository)
 
 
 async def record(out: Path, scenario: str = "sdlc") -> None:
@@ -71,7 +88,7 @@ async def record(out: Path, scenario: str = "sdlc") -> None:
         await ensure_search_attributes(env.client)
         with tempfile.TemporaryDirectory() as tmp:
             db = Database(f"sqlite+aiosqlite:///{tmp}/orchestrator.db")
-            plan = make_plan(template=template)
+            plan = await _plan(db, scenario, template, Path(tmp))
             async with started(env.client, db, OfflineProvider(), plan) as handle:
                 await drive(handle)
                 history = await handle.fetch_history()

@@ -86,6 +86,12 @@ RUN groupadd --system --gid 10001 orchestrator \
          --create-home --shell /usr/sbin/nologin orchestrator \
     && mkdir -p /data \
     && chown orchestrator:orchestrator /data
+# git: repositories come in (`--repo`, uploads) and runs go out (branches, patches, bundles)
+# through the git command line (core/infrastructure/git.py).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
 # No setuid/setgid programs: no process in the container can regain privileges through one
 # (the checks worker drops to throw-away uids; see above).
 RUN find / -xdev -perm /6000 -type f -exec chmod a-s {} +

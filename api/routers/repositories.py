@@ -8,6 +8,7 @@ registered). A tenant never names a server path. `GET /runs/{id}/patch`, `/bundl
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -100,6 +101,18 @@ async def run_repository(
         if snapshot is None:
             raise unprocessable(("body", "repository", "id"), f"no repository {asked.id!r}")
         return repositories.snapshot_ref(snapshot)
+    if asked.archive is not None:
+        where = ("body", "repository", "archive")
+        try:
+            data = base64.b64decode(asked.archive, validate=True)
+        except ValueError:
+            raise unprocessable(where, "the archive is not valid base64") from None
+        try:
+            return await import_archive(
+                db, settings.repositories, tenant, data, outline=outline_json
+            )
+        except (ArchiveError, RepositoryError) as exc:
+            raise unprocessable(where, str(exc)) from None
     assert asked.registered is not None
     try:
         return await import_registered(

@@ -92,6 +92,9 @@ def _links(settings: TemporalSettings, run_id: str) -> RunLinks:
         events=f"{base}/events",
         artifacts=f"{base}/artifacts",
         archive=f"{base}/archive",
+        patch=f"{base}/patch",
+        bundle=f"{base}/bundle",
+        pull_request=f"{base}/pull-request",
         web_ui=f"{settings.ui_url}/namespaces/{settings.temporal_namespace}"
         f"/workflows/{workflow_id_for(run_id)}",
     )

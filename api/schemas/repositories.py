@@ -22,6 +22,12 @@ class RunRepository(BaseModel):
         max_length=200,
         description="The name of a repository the operator registered (ORCHESTRATOR_REPOSITORIES).",
     )
+    archive: str | None = Field(
+        default=None,
+        description="A tar, tar.gz or zip of the repository, base64-encoded: one request for "
+        "a small repository (the request body limit applies); a larger one goes through "
+        "`POST /repositories` first.",
+    )
     ref: str = Field(
         default="HEAD",
         max_length=200,
@@ -30,8 +36,9 @@ class RunRepository(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> RunRepository:
-        if (self.id is None) == (self.registered is None):
-            raise ValueError("give exactly one of `id` and `registered`")
+        given = [name for name in ("id", "registered", "archive") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `id`, `registered` and `archive`")
         return self
 
 

@@ -107,6 +107,10 @@ class RunLinks(BaseModel):
     events: str
     artifacts: str
     archive: str
+    patch: str
+    """The run's change as one patch (a change run), or all its files (a greenfield run)."""
+    bundle: str
+    pull_request: str
     web_ui: str
 
 

@@ -23,10 +23,6 @@ from core.contracts import ArtifactRef, RunPlan, RunState, TurnKey, Usage
 from core.persistence.db import Artifact, Database, LedgerEntry, Run, ToolResultsEntry, utcnow
 
 
-def sha256_text(content: str) -> str:
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
-
-
 async def insert_ignore(
     session: AsyncSession, model: type[SQLModel], values: dict[str, Any]
 ) -> None:
@@ -130,22 +126,16 @@ async def list_runs(db: Database, limit: int = 20) -> list[Run]:
 # --- ledger -----------------------------------------------------------------------------
 
 
-async def get_model_call(db: Database, key: TurnKey) -> LedgerEntry | None:
-    async with db.session() as session:
-        entry: LedgerEntry | None = await _first(session, LedgerEntry, key)
-        return entry
-
-
 async def model_call_of_turn(db: Database, key: TurnKey) -> LedgerEntry | None:
     """The turn's ledger row; after a reset, the one of an earlier execution if need be.
 
     A reset replays the history before its reset point under a new execution id: a model
     call answered there comes from history, so its row carries the old execution's id.
     """
-    entry = await get_model_call(db, key)
-    if entry is not None:
-        return entry
     async with db.session() as session:
+        entry: LedgerEntry | None = await _first(session, LedgerEntry, key)
+        if entry is not None:
+            return entry
         result = await session.execute(
             select(LedgerEntry)
             .where(

@@ -4,6 +4,7 @@ and a tenant can use only its own snapshots and the operator's registered reposi
 
 from __future__ import annotations
 
+import base64
 import io
 import subprocess
 import sys
@@ -152,6 +153,28 @@ async def test_oversize_uploads_and_unknown_repositories_are_refused(
         "/runs", json={"goal": GOAL, "repository": {"id": "x", "registered": "calc"}}
     )
     assert_json_error(both, 422, "exactly one")
+    garbled = await http.post("/runs", json={"goal": GOAL, "repository": {"archive": "@@"}})
+    assert_json_error(garbled, 422, "base64")
+    unsafe = tar_of([Member("../escape.py", b"x")])
+    refused = await http.post(
+        "/runs",
+        json={"goal": GOAL, "repository": {"archive": base64.b64encode(unsafe).decode()}},
+    )
+    assert_json_error(refused, 422, "archive", "..")
+
+
+async def test_a_small_repository_comes_in_the_run_request_itself(
+    repo_api: ApiHarness, tmp_path: Path
+) -> None:
+    tenant = await repo_api.tenant()
+    http = repo_api.http(await repo_api.key(tenant, OrgRole.MEMBER))
+    archive = base64.b64encode(tracked_tarball(make_repository(tmp_path))).decode()
+    started = await http.post("/runs", json={"goal": GOAL, "repository": {"archive": archive}})
+    assert started.status_code == 202, started.text
+    record = await finished(http, started.json()["id"])
+    assert record["status"] == "completed" and record["template"] == "change", record
+    patch = await http.get(f"/runs/{started.json()['id']}/patch")
+    assert "calc/add_percentage_helper.py" in patch.text
 
 
 async def test_a_registered_repository_is_named_never_a_path(repo_api: ApiHarness) -> None:

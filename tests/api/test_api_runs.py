@@ -153,6 +153,9 @@ async def test_a_run_streams_its_events_live_until_it_completes(
         "events": f"/runs/{run_id}/events",
         "artifacts": f"/runs/{run_id}/artifacts",
         "archive": f"/runs/{run_id}/archive",
+        "patch": f"/runs/{run_id}/patch",
+        "bundle": f"/runs/{run_id}/bundle",
+        "pull_request": f"/runs/{run_id}/pull-request",
         "web_ui": f"http://127.0.0.1:8233/namespaces/default/workflows/run-{run_id}",
     }
     assert accepted["estimate"]["template"] == "sdlc"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ async def test_artifact_writes_are_keyed_by_turn_and_versioned_by_path(any_db: D
         any_db, key(2), path="backend/app.py", content="v2!", role="backend_engineer", model="m"
     )
     assert second.version == 2 and second.size == 3
-    assert second.sha256 == storage.sha256_text("v2!")
+    assert second.sha256 == hashlib.sha256(b"v2!").hexdigest()
     await storage.write_artifact(
         any_db,
         key(0, task="frontend"),

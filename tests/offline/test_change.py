@@ -10,7 +10,7 @@ FILES = {
     "calc/__init__.py": "",
     "calc/core.py": "def add(a: int, b: int) -> int:\n    return a + b\n",
     "calc/models.py": "class Total:\n    def value(self) -> int:\n        return 0\n",
-    "tests/test_core.py": "def test_add() -> None:\n    assert True\n",
+    "tests/test_core.py": "def test_add() -> None:\n    assert add(1, 2) == 3\n",
 }
 
 

@@ -44,7 +44,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.makespan
 	$(BIN)/python -m bench.throughput --runs 20
-	$(BIN)/python -m bench.recovery --server-restart
+	$(BIN)/python -m bench.recovery --server-restart --heartbeat-timeout 2
+	$(BIN)/python -m bench.compare
 
 clean:
 	rm -rf $(VENV) .orchestrator deliverables .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
 """The checks activity: a gate's deterministic checks on a copy of a run's current files.
 
-It fetches the run's files, opens a sandbox session for generated code (or notes why none
-works here), runs the gate's checks (`checks.gates`) while heartbeating, and returns the
-report.
+It fetches the run's files, runs the gate's checks (`checks.gates`) while heartbeating,
+and returns the report. A sandbox session for generated code is opened only when code has
+to run (or a note says why none works here). What an earlier check of the same files in
+this run did is reused from the run's stored check results (`checks/cache.py`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from checks.cache import RunCheckCache
 from checks.gates import CheckTimeouts, GateWithoutChecks, checks_for, run_gate
-from checks.sandbox import SandboxLimits, SandboxSession, SandboxUnavailable, sandbox
+from checks.sandbox import SandboxLimits, SandboxSession, sandbox
 from checks.workspace import check_scope
 from core.contracts import REPOSITORY_TASK, RUN_CHECKS, ChecksInput, ChecksReport, GateKind
 from core.infrastructure.settings import SandboxSettings
@@ -61,35 +63,24 @@ class CheckActivities:
         if not files:
             report.notes.append("the run has no files: nothing was checked")
             return report
-        with contextlib.ExitStack() as stack:
-            session = self._session(stack, report)
-            if session is None:
-                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orch-")))
-                root = scratch / "workspace"
-            else:
-                scratch, root = session.home, session.workspace
+        with tempfile.TemporaryDirectory(prefix="orch-checks-") as scratch:
             await heartbeating(
                 run_gate(
                     gate,
                     files,
-                    root=root,
-                    scratch=scratch,
-                    session=session,
+                    scratch=Path(scratch),
+                    sandbox=self._open_sandbox,
                     report=report,
                     timeouts=self.timeouts,
                     scope=scope,
                     test_command=request.test_command,
+                    cache=RunCheckCache(self.db, request.run_id),
                 )
             )
         return report
 
-    def _session(self, stack: contextlib.ExitStack, report: ChecksReport) -> SandboxSession | None:
-        """A sandbox session for this check run, or None (with a note) when none works here."""
-        try:
-            return stack.enter_context(sandbox(self.limits, backend=self.sandbox_backend))
-        except SandboxUnavailable as exc:
-            report.notes.append(f"no usable sandbox on this worker: generated code not run ({exc})")
-            return None
+    def _open_sandbox(self) -> contextlib.AbstractContextManager[SandboxSession]:
+        return sandbox(self.limits, backend=self.sandbox_backend)
 
 
 def _checked_gate(name: str) -> GateKind:

@@ -8,6 +8,7 @@ request is answered from the ledger at no cost), and only then pays the provider
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from functools import partial
@@ -15,7 +16,7 @@ from functools import partial
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.heartbeat import heartbeating
+from activities.heartbeat import heartbeat_throughout
 from activities.summaries import Spent, Summarizer
 from agents.commands import COMMAND_TOOL
 from agents.context import TEST_COMMAND_LINE
@@ -38,8 +39,10 @@ from core.contracts import (
 from core.infrastructure import metrics
 from core.infrastructure.logs import get_logger
 from core.infrastructure.settings import ProviderSettings
-from core.persistence import repositories, reuse, storage, tenancy
+from core.persistence import repositories, reuse, storage
 from core.persistence.db import Database, LedgerEntry
+from core.persistence.ledger import TurnContexts
+from core.persistence.spending_guard import SpendingGuard
 
 log = get_logger(__name__)
 
@@ -53,6 +56,9 @@ class ModelActivities:
         self.settings = settings or ProviderSettings()
         self.estimator = TokenEstimator()
         self.outlines: dict[str, RepoOutline] = {}
+        self.contexts = TurnContexts()
+        """Each task attempt's conversation so far: a turn reads only the rows added since."""
+        self.spending = SpendingGuard()
         self.requests = RequestBuilder(
             provider, self.settings, self.estimator, sandbox=checks_sandbox()
         )
@@ -66,7 +72,13 @@ class ModelActivities:
 
     @activity.defn(name=CALL_MODEL)
     async def call_model(self, call: ModelCallInput) -> ModelCallResult:
-        context = await storage.turn_context(self.db, call.key, [ref.id for ref in call.upstream])
+        """One turn, heartbeating from start to end (a killed worker's call moves on within
+        the plan's heartbeat timeout; a stopping worker's fails over at once)."""
+        async with heartbeat_throughout():
+            return await self._call(call)
+
+    async def _call(self, call: ModelCallInput) -> ModelCallResult:
+        context = await self.contexts.get(self.db, call.key, [ref.id for ref in call.upstream])
         if context.recorded is not None:
             # The call completed before (e.g. the worker died before reporting it): reuse it.
             log.info("model call answered from the ledger", model=context.recorded.model)
@@ -77,9 +89,7 @@ class ModelActivities:
         spent = Spent()
         summarize = partial(self.summarizer.summary, key=call.key, tenant=call.tenant, spent=spent)
         repository_map = await self._repository_map(call)
-        request = await heartbeating(
-            self.requests.build(call, context, summarize, repository_map=repository_map)
-        )
+        request = await self.requests.build(call, context, summarize, repository_map=repository_map)
 
         fingerprint = ""
         if call.response_cache and self.settings.response_cache_enabled:
@@ -117,7 +127,7 @@ class ModelActivities:
 
     async def _check_budget(self, call: ModelCallInput) -> None:
         """Checked before every call, from the ledger: a paused run never spends past it."""
-        problem = await tenancy.budget_problem(
+        problem = await self.spending.problem(
             self.db,
             tenant=call.tenant,
             workflow_id=call.key.workflow_id,
@@ -131,10 +141,11 @@ class ModelActivities:
     async def _paid_call(self, request: ModelRequest, key: TurnKey, tenant: str) -> LedgerEntry:
         """One provider call, recorded in the ledger (once) and in metrics and logs."""
         started = time.monotonic()
-        response = await heartbeating(self._complete(request))
+        response = await self._complete(request)
         seconds = time.monotonic() - started
         self.estimator.observe(response.model, request.wire_chars(), response.usage)
-        entry = await storage.record_model_call(
+        # Shielded: a cancel (worker shutdown) must not lose a call that was paid for.
+        record = storage.record_model_call(
             self.db,
             key,
             tenant=tenant,
@@ -146,6 +157,7 @@ class ModelActivities:
             stop_reason=response.stop_reason,
             response_json=response_json(response),
         )
+        entry = await asyncio.shield(record)
         log.info(
             "model call",
             model=entry.model,

@@ -1,4 +1,4 @@
-"""Webhook deliveries: one run event to every subscription of its organization that wants it.
+"""Webhook deliveries: run events to every subscription of their organization that wants them.
 
 Each POST is signed: `X-Orchestrator-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
 "<t>.<body>" with the subscription's secret>`. The activity logs every attempt in
@@ -17,11 +17,16 @@ import hmac
 import json
 import time
 
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core.contracts import DELIVER_WEBHOOKS, RunEvent, WebhookDeliveryInput
+from core.contracts import (
+    DELIVER_WEBHOOKS,
+    WEBHOOK_EVENT_TYPES_WANTED,
+    RunEvent,
+    WebhookDeliveryInput,
+)
 from core.infrastructure import outbound
 from core.infrastructure.settings import NotificationSettings
 from core.persistence.db import Database, WebhookDelivery, WebhookSubscription
@@ -96,14 +101,30 @@ class WebhookActivities:
         self.db = db
         self.settings = settings
 
+    @activity.defn(name=WEBHOOK_EVENT_TYPES_WANTED)
+    async def webhook_event_types_wanted(self, tenant: str) -> list[str]:
+        """The event types the tenant's active subscriptions want (sorted; none: [])."""
+        async with self.db.session() as session:
+            stored = (
+                await session.execute(
+                    select(WebhookSubscription.event_types).where(
+                        WebhookSubscription.org_id == tenant,
+                        WebhookSubscription.active == True,  # noqa: E712  (SQL, not Python)
+                    )
+                )
+            ).scalars()
+            return sorted(set().union(*(_event_types(types) for types in stored)))
+
     @activity.defn(name=DELIVER_WEBHOOKS)
     async def deliver_webhooks(self, delivery: WebhookDeliveryInput) -> int:
-        """Deliver to every subscriber that has not taken this event yet; returns how many.
+        """Deliver each event to every subscriber that has not taken it yet; returns how many
+        deliveries were made.
 
-        Subscribers are posted to concurrently; each attempt is logged as soon as it ends,
-        so a retry after a crash repeats as little as possible. Any failure raises, and the
-        workflow's retry policy runs the activity again for the subscribers still missing."""
-        event = delivery.event
+        Subscribers are posted to concurrently, each one's events in order; each attempt is
+        logged as soon as it ends, so a retry after a crash repeats as little as possible.
+        Any failure raises, and the workflow's retry policy runs the activity again for the
+        deliveries still missing."""
+        events = delivery.events
         async with self.db.session() as session:
             subscriptions = list(
                 (
@@ -115,53 +136,71 @@ class WebhookActivities:
                     )
                 ).scalars()
             )
-            done = set(
-                (
-                    await session.execute(
-                        select(WebhookDelivery.subscription_id).where(
-                            WebhookDelivery.org_id == delivery.tenant,
-                            WebhookDelivery.run_id == delivery.run_id,
-                            WebhookDelivery.event_seq == event.seq,
-                            WebhookDelivery.ok == True,  # noqa: E712
-                        )
-                    )
-                ).scalars()
+            taken = await session.execute(
+                select(WebhookDelivery.subscription_id, WebhookDelivery.event_seq).where(
+                    WebhookDelivery.org_id == delivery.tenant,
+                    WebhookDelivery.run_id == delivery.run_id,
+                    col(WebhookDelivery.event_seq).in_([e.seq for e in events]),
+                    WebhookDelivery.ok == True,  # noqa: E712
+                )
             )
-        wanted = [
-            s
+            done = {(subscription, seq) for subscription, seq in taken.all()}
+        todo = [
+            (s, missing)
             for s in subscriptions
-            if s.id not in done and event.type.value in _event_types(s.event_types)
+            if (
+                missing := [
+                    e
+                    for e in events
+                    if (s.id, e.seq) not in done and e.type.value in _event_types(s.event_types)
+                ]
+            )
         ]
-        if not wanted:
+        if not todo:
             return 0
-        body = event_payload(delivery.run_id, event)
         attempt = activity.info().attempt
         outcomes = await asyncio.gather(
-            *(self._deliver_one(s, delivery, body, attempt) for s in wanted)
+            *(self._deliver_in_order(s, missing, delivery, attempt) for s, missing in todo)
         )
-        failures = [f"{s.url}: {error}" for s, error in zip(wanted, outcomes, strict=True) if error]
+        failures = [failure for failed in outcomes for failure in failed]
         if failures:
-            # Retried by the workflow's retry policy; subscribers that took it are skipped.
+            # Retried by the workflow's retry policy; deliveries that were taken are skipped.
             raise ApplicationError("; ".join(failures), type="WebhookDeliveryFailed")
-        return len(wanted)
+        return sum(len(missing) for _, missing in todo)
+
+    async def _deliver_in_order(
+        self,
+        subscription: WebhookSubscription,
+        events: list[RunEvent],
+        delivery: WebhookDeliveryInput,
+        attempt: int,
+    ) -> list[str]:
+        """One subscriber's events, oldest first; what failed (each event is tried)."""
+        failures = []
+        for event in events:
+            error = await self._deliver_one(subscription, event, delivery, attempt)
+            if error:
+                failures.append(f"{subscription.url}: {error}")
+        return failures
 
     async def _deliver_one(
         self,
         subscription: WebhookSubscription,
+        event: RunEvent,
         delivery: WebhookDeliveryInput,
-        body: bytes,
         attempt: int,
     ) -> str | None:
-        """POST to one subscriber and log the attempt; the error, or None on success."""
-        status_code, error = await self._post(subscription, delivery, body)
+        """POST one event to one subscriber and log the attempt; the error, or None."""
+        body = event_payload(delivery.run_id, event)
+        status_code, error = await self._post(subscription, event, delivery.run_id, body)
         async with self.db.session() as session:
             session.add(
                 WebhookDelivery(
                     subscription_id=subscription.id,
                     org_id=delivery.tenant,
                     run_id=delivery.run_id,
-                    event_seq=delivery.event.seq,
-                    event_type=delivery.event.type.value,
+                    event_seq=event.seq,
+                    event_type=event.type.value,
                     attempt=attempt,
                     status_code=status_code,
                     ok=error is None,
@@ -172,14 +211,13 @@ class WebhookActivities:
         return error
 
     async def _post(
-        self, subscription: WebhookSubscription, delivery: WebhookDeliveryInput, body: bytes
+        self, subscription: WebhookSubscription, event: RunEvent, run_id: str, body: bytes
     ) -> tuple[int | None, str | None]:
-        event = delivery.event
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             EVENT_HEADER: event.type.value,
-            EVENT_ID_HEADER: f"{delivery.run_id}:{event.seq}",
+            EVENT_ID_HEADER: f"{run_id}:{event.seq}",
             SIGNATURE_HEADER: sign(subscription.secret, int(time.time()), body),
         }
         try:

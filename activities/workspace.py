@@ -72,7 +72,7 @@ class WorkspaceActivities:
     ) -> tuple[ToolCallsResult, list[ToolResultBlock]]:
         # The registry, not the model's response, says what the agent may do: the same
         # tools `call_model` offered it, and nothing it asks for beyond them.
-        allowed = role.tools_for(reviewing=bool(batch.review_of))
+        allowed = role.tools_for(reviewing=bool(batch.review_of), planning=batch.plans_work)
         notes = (
             NoteContext(task_id=batch.key.task_id, recipients=frozenset(batch.recipients))
             if batch.recipients

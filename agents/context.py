@@ -40,6 +40,7 @@ def task_message_blocks(
     review_of: str | None = None,
     assignment: str = "",
     repository_map: str = "",
+    work_breakdown: str = "",
 ) -> list[TextBlock]:
     """The task's first message as blocks, shared context first.
 
@@ -63,6 +64,8 @@ def task_message_blocks(
         parts.append(f"<{REPOSITORY_TAG}>\n{repository_map}\n</{REPOSITORY_TAG}>")
     if assignment:
         parts.append(assignment)
+    if work_breakdown:
+        parts.append(work_breakdown)
     if feedback:
         parts.append(f"<feedback>\n{feedback}\n</feedback>")
     if review_of:

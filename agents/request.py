@@ -25,7 +25,7 @@ from agents.llm import context_budget, prompt_caching
 from agents.protocol import LLMProvider, Message, ModelRequest, TokenCounter
 from agents.roles import Sandbox, get_role, own_prompt, team_handbook
 from agents.tools import TOOL_DEFINITIONS
-from core.contracts import VALIDATOR_ROLE, ModelCallInput, Usage
+from core.contracts import VALIDATOR_ROLE, ModelCallInput, Usage, breakdown_block
 from core.infrastructure.logs import get_logger
 from core.infrastructure.settings import ProviderSettings
 from core.persistence.db import Artifact
@@ -74,7 +74,10 @@ class RequestBuilder:
             system=team_handbook(self.sandbox) if shared else own_prompt(role, self.sandbox),
             messages=[],
             tools=[
-                TOOL_DEFINITIONS[name] for name in role.tools_for(reviewing=bool(call.review_of))
+                TOOL_DEFINITIONS[name]
+                for name in role.tools_for(
+                    reviewing=bool(call.review_of), planning=call.work_breakdown is not None
+                )
             ],
             max_tokens=role.max_tokens,
             role=call.role,
@@ -156,6 +159,7 @@ def conversation(
         review_of=call.review_of,
         assignment=assignment,
         repository_map=repository_map,
+        work_breakdown=breakdown_block(call.work_breakdown) if call.work_breakdown else "",
     )
     # A turn that called no tools has no results row: results are matched by turn, since
     # a turn that ended and was answered by a follow-up may come before ones that did.

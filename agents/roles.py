@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from agents.commands import COMMAND_TOOL
 from agents.editor import EDIT_TOOL
-from core.contracts import agent_queue
+from core.contracts import BREAKDOWN_TOOL, agent_queue
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
@@ -37,14 +37,18 @@ class Role(BaseModel):
     keeps_command_changes: bool = True
     """False: files its commands change are thrown away (reviewers judge, they don't fix)."""
 
-    def tools_for(self, *, reviewing: bool) -> tuple[str, ...]:
+    def tools_for(self, *, reviewing: bool, planning: bool = False) -> tuple[str, ...]:
         """The tools this role's agent is offered, and the only ones it may call.
 
-        An agent reviewing another task's work gets the verdict tool whatever its role.
+        An agent reviewing another task's work gets the verdict tool whatever its role; the
+        task a stage expands from gets the work breakdown tool.
         """
-        if reviewing and VERDICT_TOOL not in self.tools:
-            return (*self.tools, VERDICT_TOOL)
-        return self.tools
+        tools = self.tools
+        if reviewing and VERDICT_TOOL not in tools:
+            tools = (*tools, VERDICT_TOOL)
+        if planning and BREAKDOWN_TOOL not in tools:
+            tools = (*tools, BREAKDOWN_TOOL)
+        return tools
 
     @property
     def task_queue(self) -> str:

@@ -24,13 +24,16 @@ from agents.tool_kit import (
     require_printable,
 )
 from core.contracts import (
+    BREAKDOWN_TOOL,
     NOTE_TO_ALL,
     VALIDATION_OUTPUT,
     VERDICT_OUTPUT,
+    WORK_PACKAGES_OUTPUT,
     NoteDraft,
     NoteWait,
     ReviewVerdict,
     ValidationResult,
+    WorkBreakdown,
 )
 
 MAX_NOTE_SUBJECT_CHARS = 200
@@ -148,13 +151,29 @@ TOOL_DEFINITIONS: dict[str, ToolDefinition] = {
                 },
             },
         ),
+        ToolDefinition(
+            name=BREAKDOWN_TOOL,
+            description=(
+                "Planners of a stage only: submit the work breakdown that replaces the "
+                "stage's fixed tasks. Each package becomes one task: an id, a role from the "
+                "stage's roles, what it depends on (other packages, or tasks before the "
+                "stage), a description, acceptance criteria, and the files or folders it "
+                "owns (a folder ends in /; no path owned twice). Independent packages run "
+                "in parallel. Submit again to replace it; the run says what was refused."
+            ),
+            input_schema=WorkBreakdown.model_json_schema(),
+        ),
         EDIT_TOOL_DEFINITION,
         COMMAND_TOOL_DEFINITION,
     )
 }
 
 
-STRUCTURED_OUTPUTS = {VERDICT_OUTPUT: "submit_verdict", VALIDATION_OUTPUT: "submit_validation"}
+STRUCTURED_OUTPUTS = {
+    VERDICT_OUTPUT: "submit_verdict",
+    VALIDATION_OUTPUT: "submit_validation",
+    WORK_PACKAGES_OUTPUT: BREAKDOWN_TOOL,
+}
 """Output keys the workflow reads as a verdict or a validation: only their own tool sets them."""
 
 
@@ -322,6 +341,8 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
         )
     if name == "submit_validation":
         return _submit_validation(args)
+    if name == BREAKDOWN_TOOL:
+        return _submit_breakdown(args)
     raise ToolInputError(f"unknown tool {name!r}")
 
 
@@ -339,4 +360,20 @@ def _submit_validation(args: dict[str, Any]) -> ToolOutcome:
         content=f"validation recorded: {'passed' if result.passed else 'failed'} "
         f"with {len(result.issues)} issues",
         outputs={VALIDATION_OUTPUT: result.model_dump(mode="json")},
+    )
+
+
+def _submit_breakdown(args: dict[str, Any]) -> ToolOutcome:
+    """The breakdown's shape is checked here; its fit to the plan (roles, dependencies,
+    owned paths) by the workflow, which sends the problems back to the planner."""
+    try:
+        breakdown = WorkBreakdown.model_validate(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ToolInputError(f"{BREAKDOWN_TOOL}: {first['msg']} at {where}") from None
+    ids = ", ".join(p.id for p in breakdown.packages)
+    return ToolOutcome(
+        content=f"work breakdown recorded: {len(breakdown.packages)} packages ({ids})",
+        outputs={WORK_PACKAGES_OUTPUT: breakdown.model_dump(mode="json")},
     )

@@ -19,7 +19,7 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import select
 
-from api.deps import ApiSettingsDep, DatabaseDep, Principal
+from api.deps import Principal, app_db, app_keys, app_settings
 from api.rate_limit import (
     count_failed_authentication,
     enforce_rate_limit,
@@ -27,7 +27,8 @@ from api.rate_limit import (
 )
 from core.infrastructure.settings import ApiSettings
 from core.persistence.db import Database, Organization, User
-from core.persistence.tenancy import KEY_SCHEME, OrgRole, verify_key
+from core.persistence.key_cache import KeyCache
+from core.persistence.tenancy import KEY_SCHEME, OrgRole
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 bearer = HTTPBearer(auto_error=False)
@@ -41,18 +42,17 @@ def unauthorized(why: str) -> HTTPException:
 
 async def get_principal(
     request: Request,
-    settings: ApiSettingsDep,
-    db: DatabaseDep,
     api_key: Annotated[str | None, Security(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Principal:
+    settings, db = app_settings(request).api, app_db(request)
     presented = api_key or (credentials.credentials if credentials is not None else None)
     if not presented:
         raise unauthorized("missing credentials: send X-API-Key or Authorization: Bearer")
     await refuse_guessing_client(request, settings)
     try:
         if api_key or presented.startswith(f"{KEY_SCHEME}_"):
-            principal = await _from_api_key(db, presented)
+            principal = await _from_api_key(db, app_keys(request), presented)
         else:
             principal = await _from_jwt(db, settings, presented)
     except HTTPException as exc:
@@ -63,11 +63,11 @@ async def get_principal(
     return principal
 
 
-async def _from_api_key(db: Database, presented: str) -> Principal:
-    row = await verify_key(db, presented)
-    if row is None:
+async def _from_api_key(db: Database, keys: KeyCache, presented: str) -> Principal:
+    key = await keys.verify(db, presented)
+    if key is None:
         raise unauthorized("invalid or revoked API key")
-    return Principal(org_id=row.org_id, role=OrgRole(row.role), subject=f"key:{row.id}")
+    return Principal(org_id=key.org_id, role=OrgRole(key.role), subject=f"key:{key.id}")
 
 
 def _verification_key(settings: ApiSettings) -> tuple[Any, str]:

@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from agents.llm import ProviderConfigError
 from agents.protocol import LLMProvider
+from api.status import StatusCache
 from core.infrastructure.settings import (
     ApiSettings,
     NotificationSettings,
@@ -23,6 +24,7 @@ from core.infrastructure.settings import (
 )
 from core.infrastructure.temporal import TemporalUnavailable, connect
 from core.persistence.db import Database
+from core.persistence.key_cache import KeyCache
 from core.persistence.tenancy import OrgRole
 from core.services.providers import make_provider
 
@@ -45,26 +47,62 @@ class Principal(BaseModel):
         return f"{self.org_id}:{self.subject}"
 
 
-def get_settings(request: Request) -> Settings:
+# What the app holds, for dependencies that need several of these: reading them here costs
+# nothing, while each dependency FastAPI resolves costs a little on every request.
+
+
+def app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_api_settings(request: Request) -> ApiSettings:
-    return get_settings(request).api
-
-
-def get_temporal_settings(request: Request) -> TemporalSettings:
-    return get_settings(request).temporal
-
-
-def get_notification_settings(request: Request) -> NotificationSettings:
-    return get_settings(request).notifications
-
-
-def get_db(request: Request) -> Database:
+def app_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+def app_keys(request: Request) -> KeyCache:
+    """The API keys this process verified lately (`core/persistence/key_cache.py`)."""
+    keys: KeyCache = request.app.state.api_keys
+    return keys
+
+
+def app_statuses(request: Request) -> StatusCache:
+    """Run statuses this process rendered lately (`api/status.py`)."""
+    statuses: StatusCache = request.app.state.run_statuses
+    return statuses
+
+
+# The dependencies are `async def` though they do not wait: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per request for reading an attribute.
+
+
+async def get_settings(request: Request) -> Settings:
+    return app_settings(request)
+
+
+async def get_api_settings(request: Request) -> ApiSettings:
+    return app_settings(request).api
+
+
+async def get_temporal_settings(request: Request) -> TemporalSettings:
+    return app_settings(request).temporal
+
+
+async def get_notification_settings(request: Request) -> NotificationSettings:
+    return app_settings(request).notifications
+
+
+async def get_db(request: Request) -> Database:
+    return app_db(request)
+
+
+async def get_key_cache(request: Request) -> KeyCache:
+    return app_keys(request)
+
+
+async def get_status_cache(request: Request) -> StatusCache:
+    return app_statuses(request)
 
 
 async def get_temporal(request: Request) -> Client:
@@ -89,12 +127,12 @@ async def get_optional_temporal(request: Request) -> Client | None:
         return None
 
 
-def get_pricing_provider(request: Request) -> LLMProvider:
+async def get_pricing_provider(request: Request) -> LLMProvider:
     """The configured provider, for its default model and its prices (it is never called)."""
     provider: LLMProvider | None = getattr(request.app.state, "pricing_provider", None)
     if provider is None:
         try:
-            provider = make_provider(get_settings(request).provider)
+            provider = make_provider(app_settings(request).provider)
         except ProviderConfigError as exc:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot price runs: {exc}"
@@ -108,6 +146,8 @@ ApiSettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 TemporalSettingsDep = Annotated[TemporalSettings, Depends(get_temporal_settings)]
 NotificationSettingsDep = Annotated[NotificationSettings, Depends(get_notification_settings)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
+KeyCacheDep = Annotated[KeyCache, Depends(get_key_cache)]
+StatusCacheDep = Annotated[StatusCache, Depends(get_status_cache)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 OptionalTemporalDep = Annotated[Client | None, Depends(get_optional_temporal)]
 PricingDep = Annotated[LLMProvider, Depends(get_pricing_provider)]

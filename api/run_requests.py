@@ -7,6 +7,7 @@ length, the template (a built-in name, or a template inline), the escalation pol
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 from agents.roles import ROLES
@@ -51,13 +52,24 @@ async def request_template(body: EstimateRequest, repository: object | None = No
         except TemplateError as exc:
             raise unprocessable(("body", source), str(exc), problems=exc.problems) from None
     name = body.template or default_template(repository)
-    builtin = available_templates()
+    builtin = _builtin_names()
     if name not in builtin:
         # Only built-in names: a request never makes the server read a file of its choosing.
         raise unprocessable(
             ("body", "template"),
             f"unknown template {name!r} (built-in templates: {', '.join(builtin)})",
         )
+    # Parsed once per process; each run gets its own copy (its plan may share objects).
+    return _builtin_template(name).model_copy(deep=True)
+
+
+@functools.cache
+def _builtin_names() -> tuple[str, ...]:
+    return tuple(available_templates())
+
+
+@functools.cache
+def _builtin_template(name: str) -> Template:
     return load_template(name, ROLES)
 
 
@@ -94,6 +106,7 @@ async def request_plan(
             escalation=run.escalation if run else None,
             require_human=run.require_human if run else False,
             repository=repository,
+            approve_plan=run.approve_plan if run else None,
         )
     except ValueError as exc:
         raise unprocessable(("body", "goal"), str(exc)) from None

@@ -25,8 +25,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
-from core.contracts import RunState
-from core.infrastructure.local_stack import DevServer, is_listening, temporal_binary
+from core.contracts import RunPlan, RunState
+from core.infrastructure.local_stack import (
+    DevServer,
+    dev_server_tuning_args,
+    is_listening,
+    temporal_binary,
+)
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import (
     connect,
@@ -48,12 +53,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=data_converter(Settings()),
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "matching.numTaskqueueReadPartitions=1",
-            "--dynamic-config-value",
-            "matching.numTaskqueueWritePartitions=1",
-        ],
+        dev_server_extra_args=dev_server_tuning_args(),
     )
     try:
         await ensure_search_attributes(env.client)
@@ -63,16 +63,30 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 
 
 async def timed_sdlc_run(
-    env: WorkflowEnvironment, db: Database, provider: LLMProvider
+    env: WorkflowEnvironment,
+    db: Database,
+    provider: LLMProvider,
+    *,
+    fixed: bool = False,
+    goal: str = GOAL,
 ) -> tuple[float, RunState]:
-    plan = compile_plan(
-        load_template("sdlc", ROLES), goal=GOAL, run_id=uuid.uuid4().hex, roles=ROLES
-    )
+    """An `sdlc` run and its wall time; `fixed` keeps the template's implementation tasks
+    (no work breakdown expands the stage)."""
+    plan = sdlc_plan(fixed=fixed, goal=goal)
     async with serving(env.client, db=db, provider=provider, settings=Settings()):
         started = time.perf_counter()
         handle = await start_run(env.client, plan)
         state = await final_state(db, handle)
         return time.perf_counter() - started, state
+
+
+def sdlc_plan(*, fixed: bool = False, goal: str = GOAL) -> RunPlan:
+    plan = compile_plan(
+        load_template("sdlc", ROLES), goal=goal, run_id=uuid.uuid4().hex, roles=ROLES
+    )
+    if fixed:
+        plan.stages = []
+    return plan
 
 
 def sqlite_database(directory: Path) -> Database:

@@ -71,7 +71,11 @@ def big_upstream(api: FakeMessagesAPI) -> Any:
     return respond
 
 
-async def measure(template: str, big: bool, managed: bool) -> dict[str, Any]:
+async def measure(
+    template: str, big: bool, managed: bool, fixed: bool = False, goal: str = GOAL
+) -> dict[str, Any]:
+    """One run's figures on the wire; `fixed` keeps the template's tasks where a planner's
+    work breakdown would expand a stage."""
     settings = Settings(CONTEXT_MANAGEMENT=managed)
     with FakeMessagesAPI() as api, tempfile.TemporaryDirectory() as tmp:
         if big:
@@ -81,8 +85,10 @@ async def measure(template: str, big: bool, managed: bool) -> dict[str, Any]:
         )
         db = sqlite_database(Path(tmp))
         plan = compile_plan(
-            load_template(template, ROLES), goal=GOAL, run_id=uuid.uuid4().hex, roles=ROLES
+            load_template(template, ROLES), goal=goal, run_id=uuid.uuid4().hex, roles=ROLES
         )
+        if fixed:
+            plan.stages = []
         async with (
             dev_server() as env,
             serving(env.client, db=db, provider=provider, settings=settings),
@@ -95,6 +101,7 @@ async def measure(template: str, big: bool, managed: bool) -> dict[str, Any]:
     usage = sum((storage.entry_usage(e) for e in entries), Usage())
     return {
         "status": state.status.value,
+        "tasks": len(state.tasks),
         "calls": len(entries),
         "sent": usage.input_tokens
         + usage.cache_read_input_tokens

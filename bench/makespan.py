@@ -1,10 +1,18 @@
-"""Makespan of an `sdlc` run against its critical path, with a simulated model latency.
+"""Makespan of an `sdlc` run against its critical path, with a simulated model latency:
+the planner's expanded plan next to the template's fixed one.
 
-    .venv/bin/python -m bench.makespan [--latency 1.0]
+    .venv/bin/python -m bench.makespan [--latency 1.0] [--goal TEXT] [--no-tokens]
 
-Every offline model call sleeps `--latency` seconds. The critical path is the
-longest chain of tasks weighted by (turns x latency); a scheduler that truly runs
-backend and frontend together gets a makespan within a few percent of it.
+Every offline model call sleeps `--latency` seconds. The critical path is the longest
+chain of tasks weighted by (turns x latency), read from the run's own final state, so
+for the expanded plan it is the chain through the tech lead's work packages. A scheduler
+that truly runs independent tasks together gets a makespan within a few percent of it.
+
+The same goal runs twice: with the implementation stage expanded from the tech lead's
+work breakdown (what `make run` does), and with the template's fixed backend and
+frontend tasks. Then, unless `--no-tokens`, the tokens of each on the Anthropic wire
+format (the loopback Messages API of the tests, which models the prompt cache): smaller
+packages must not multiply the shared context, and the cache must keep serving it.
 """
 
 from __future__ import annotations
@@ -16,38 +24,84 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agents.roles import ROLES
-from bench.common import dev_server, sqlite_database, timed_sdlc_run
-from core.services.templates import load_template
+from bench.common import GOAL, dev_server, sqlite_database, timed_sdlc_run
+from core.contracts import RunState, TaskPlan
 from offline import OfflineProvider
 from workflows.dag import critical_path
-from workflows.dsl import compile_plan
+
+TARGET = 1.05
 
 
-async def main(latency: float) -> None:
+def expanded_shape(state: RunState) -> list[TaskPlan]:
+    """The plan the run ran, packages included: each task state keeps its dependencies."""
+    return [TaskPlan(id=t.id, role=t.role, depends_on=list(t.depends_on)) for t in state.tasks]
+
+
+async def timed(latency: float, fixed: bool, goal: str) -> tuple[float, RunState]:
     async with dev_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
             db = sqlite_database(Path(tmp))
-            makespan, state = await timed_sdlc_run(
-                env, db, OfflineProvider(latency_seconds=latency)
+            result = await timed_sdlc_run(
+                env, db, OfflineProvider(latency_seconds=latency), fixed=fixed, goal=goal
             )
             await db.dispose()
+    return result
 
-    plan = compile_plan(load_template("sdlc", ROLES), goal=state.goal, run_id=state.run_id)
+
+def row(name: str, latency: float, makespan: float, state: RunState) -> tuple[str, float]:
     model_time = {t.id: t.turns * latency for t in state.tasks}
-    ideal = critical_path(plan.tasks, model_time)
-    serial = sum(model_time.values())
+    ideal = critical_path(expanded_shape(state), model_time)
+    calls = sum(t.turns for t in state.tasks)
+    tokens = state.usage.input_tokens + state.usage.output_tokens
+    implementation = ", ".join(t.id for t in state.tasks if t.stage) or "-"
+    line = (
+        f"{name:<9} {state.status.value:<10} {len(state.tasks):>5} {calls:>6} "
+        f"{sum(model_time.values()):>9.2f} {ideal:>9.2f} {makespan:>9.2f} "
+        f"{makespan / ideal:>6.3f} {tokens:>9,}  {implementation}"
+    )
+    return line, makespan / ideal
+
+
+async def main(latency: float, tokens: bool, goal: str) -> None:
+    expanded = await timed(latency, fixed=False, goal=goal)
+    fixed = await timed(latency, fixed=True, goal=goal)
+    lines = [row("expanded", latency, *expanded), row("fixed", latency, *fixed)]
+    print(f"goal: {goal}")
     print(f"simulated model latency per call: {latency:.2f} s")
-    print(f"model time if run one task at a time: {serial:.2f} s")
-    print(f"critical path (longest chain of model time): {ideal:.2f} s")
-    print(f"makespan (wall time of the run): {makespan:.2f} s")
-    print(f"makespan / critical path: {makespan / ideal:.3f} (target <= 1.05)")
+    print(
+        f"{'plan':<9} {'status':<10} {'tasks':>5} {'calls':>6} {'serial s':>9} "
+        f"{'crit s':>9} {'makespan':>9} {'ratio':>6} {'tokens':>9}  implementation stage"
+    )
+    for line, _ in lines:
+        print(line)
+    print(f"makespan / critical path of the expanded plan: {lines[0][1]:.3f} (target <= {TARGET})")
+    if tokens:
+        await wire_tokens(goal)
+
+
+async def wire_tokens(goal: str) -> None:
+    from bench.context import measure
+
+    print("\ntokens per run on the Anthropic wire (loopback, prompt cache modelled):")
+    print(
+        f"{'plan':<9} {'tasks':>5} {'calls':>5} {'input sent':>11} {'cache read':>11} {'share':>6}"
+    )
+    for name, fixed in (("expanded", False), ("fixed", True)):
+        f = await measure("sdlc", big=False, managed=True, fixed=fixed, goal=goal)
+        share = f["cache_read"] / f["sent"] if f["sent"] else 0.0
+        print(
+            f"{name:<9} {f['tasks']:>5} {f['calls']:>5} {f['sent']:>11,} "
+            f"{f['cache_read']:>11,} {share:>6.0%}"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--latency", type=float, default=1.0)
-    asyncio.run(main(parser.parse_args().latency))
+    parser.add_argument("--goal", default=GOAL, help="e.g. 'Build a tiny notes API': one package")
+    parser.add_argument("--no-tokens", action="store_true", help="skip the wire-format runs")
+    args = parser.parse_args()
+    asyncio.run(main(args.latency, not args.no_tokens, args.goal))
     # Leave without interpreter teardown: the Temporal runtime can abort it (sdk-python#300).
     sys.stdout.flush()
     os._exit(0)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from checks.sandbox import SandboxLimits, sandbox
+from checks.warmup import warm_pytest
 from checks.workspace import safe_relative_path
 
 MAX_CHANGED_FILES = 100
@@ -61,6 +62,7 @@ def execute(
 
     Raises `SandboxUnavailable` when this worker cannot sandbox commands.
     """
+    warm_pytest()  # once per process: agents run the project's tests with it
     with sandbox(limits, backend=backend) as session:
         before = _check_out(files, session.workspace)
         result = session.run([SHELL, "-c", command], timeout_seconds=timeout_seconds)

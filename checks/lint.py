@@ -1,18 +1,27 @@
-"""Lint (code_review): ruff on the Python files in scope, findings graded by how likely a bug."""
+"""Lint (code_review): ruff on the Python files in scope, findings graded by how likely a bug.
+
+Only files that changed since an earlier check of the run go to ruff (`checks.tools.per_file`);
+the others' findings are the stored ones. ruff is given the files by name with
+`--force-exclude`, so it skips what it would skip walking the workspace (`.venv/`, ...).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from checks.tools import run_tool
+from checks.cache import CheckCache, NoCache
+from checks.tools import FileResult, per_file, run_tool, write_files
 from checks.workspace import Workspace, in_scope, repository_path
 from core.contracts import ChecksReport, Finding, Severity
 
 RUFF_SELECT = ("E", "F", "W", "B")
 RUFF_IGNORE = ("E501",)
 """Line length is style the formatter owns, not a defect worth a finding."""
+LINTED_SUFFIXES = (".py", ".pyi", ".ipynb")
+"""What ruff lints when it walks a folder."""
 
 RUFF_SEVERITY: tuple[tuple[str, Severity], ...] = (
     # Code that cannot run as written: syntax errors, undefined names, statements outside
@@ -36,33 +45,73 @@ RUFF_SEVERITY: tuple[tuple[str, Severity], ...] = (
 """First matching code prefix wins; anything else (pycodestyle E/W) is LOW."""
 
 
-async def lint(workspace: Workspace, report: ChecksReport, timeout_seconds: float) -> None:
+def ruff_version() -> str:
+    try:
+        return version("ruff")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def lint(
+    workspace: Workspace,
+    report: ChecksReport,
+    timeout_seconds: float,
+    cache: CheckCache | None = None,
+) -> int:
+    """Add ruff's findings on the files in scope to `report`; how many files were reused."""
+    if workspace.scope and not any(in_scope(p, workspace.scope) for p in workspace.written):
+        report.notes.append("no files in the folders asked for: lint did not run")
+        return 0
     targets = lint_targets(workspace)
     if not targets:
-        report.notes.append("no files in the folders asked for: lint did not run")
-        return
-    argv = [
-        *("check", "--isolated", "--no-cache", "--exit-zero", "--output-format", "json"),
-        *("--select", ",".join(RUFF_SELECT), "--ignore", ",".join(RUFF_IGNORE), *targets),
-    ]
-    output = await run_tool("ruff", argv, workspace, report, timeout_seconds)
-    if output is not None:
+        return 0
+    folder = workspace.scratch / "lint"
+
+    async def check(paths: list[str]) -> dict[str, FileResult] | None:
+        written = write_files(folder, paths, workspace.contents)
+        if not written:
+            return {}
+        argv = [
+            *("check", "--isolated", "--no-cache", "--exit-zero", "--force-exclude"),
+            *("--output-format", "json", "--select", ",".join(RUFF_SELECT)),
+            *("--ignore", ",".join(RUFF_IGNORE), "--", *written),
+        ]
+        output = await run_tool("ruff", argv, workspace, report, timeout_seconds, cwd=folder)
+        if output is None:
+            return None
         try:
-            report.findings += ruff_findings(json.loads(output or "[]"), workspace.root)
+            findings = ruff_findings(json.loads(output or "[]"), folder)
         except (ValueError, TypeError, KeyError) as exc:
             report.notes.append(f"ruff output could not be read ({exc}): lint did not count")
+            return None
+        return by_file(findings)
+
+    python = {path: workspace.contents[path] for path in targets}
+    tool = f"ruff {ruff_version()} {argv_rules()}"
+    done = await per_file("lint", python, tool, cache or NoCache(), check)
+    for path in sorted(done.results):
+        report.findings += done.results[path].findings
+    return done.reused
+
+
+def argv_rules() -> str:
+    return f"select={','.join(RUFF_SELECT)} ignore={','.join(RUFF_IGNORE)}"
 
 
 def lint_targets(workspace: Workspace) -> list[str]:
-    """What ruff is given: the workspace, or the scope's paths that hold files (ruff
-    reports a path that does not exist as an E902 error, which would block)."""
-    if not workspace.scope:
-        return ["."]
+    """The Python files ruff looks at: those in scope (all, without a scope)."""
     return [
-        folder.as_posix()
-        for folder in workspace.scope
-        if any(in_scope(path, (folder,)) for path in workspace.written)
+        path.as_posix()
+        for path in workspace.written
+        if path.name.endswith(LINTED_SUFFIXES) and in_scope(path, workspace.scope)
     ]
+
+
+def by_file(findings: Iterable[Finding]) -> dict[str, FileResult]:
+    results: dict[str, FileResult] = {}
+    for finding in findings:
+        results.setdefault(finding.file or "", FileResult()).findings.append(finding)
+    return results
 
 
 def ruff_severity(code: str) -> Severity:

@@ -7,18 +7,24 @@ killed by a sandbox limit, or one that fails without a failing test, is a findin
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import importlib.util
 import os
 import re
 import stat
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pydantic import BaseModel
+
+from checks.cache import CheckCache, NoCache, digest, workspace_digest
 from checks.findings import clip, line_number, tail
 from checks.sandbox import SandboxPathError, SandboxResult, SandboxSession
+from checks.sessions import Sessions, as_sessions
+from checks.warmup import warm_pytest
 from checks.workspace import REQUIREMENTS_FILE, TEST_FILE, Scope, Workspace, in_scope
 from core.contracts import ChecksReport, Finding, Severity
 
@@ -31,45 +37,116 @@ PYTEST_NO_TESTS = 5
 
 async def run_tests(
     workspace: Workspace,
-    session: SandboxSession | None,
+    session: SandboxSession | Sessions | None,
     report: ChecksReport,
     timeout_seconds: float,
-) -> None:
-    """Run every project's tests in the session; without a session nothing runs."""
+    cache: CheckCache | None = None,
+) -> list[str]:
+    """Run every project's tests in the session; without a session nothing runs.
+
+    One project's outcome on the same files, folder and time limit is run once per run
+    (`cache`): the projects reused are returned.
+    """
     projects = find_test_projects(workspace.written, workspace.scope)
     if not projects:
         where = f" in {', '.join(f.as_posix() for f in workspace.scope)}" if workspace.scope else ""
         report.notes.append(f"no test files (test_*.py, *_test.py){where}: no tests were run")
-        return
+        return []
     if importlib.util.find_spec("pytest") is None:
         report.notes.append(f"pytest is not installed for {sys.executable}: no tests were run")
-        return
-    if session is None:
-        return
-    results = []
+        return []
+    sessions = as_sessions(session)
+    store = cache or NoCache()
+    contents = workspace.contents or workspace.files
+    whole = workspace_digest(contents)
+    idle = idle_plugins(contents)
+    outcomes: list[ProjectOutcome] = []
+    reused = []
     for index, project in enumerate(projects):
-        junit = session.output / f"junit-{index}.xml"
-        try:
-            # The whole workspace is the tests' to use: they may read sibling folders.
-            # An earlier project's tests may have replaced this folder with a symlink:
-            # `run` refuses a working directory that resolves outside the workspace.
-            result = await asyncio.to_thread(
-                session.run,
-                _pytest_argv(junit),
-                cwd=session.workspace / project,
-                timeout_seconds=timeout_seconds,
+        key = digest("tests", _pytest_version(), project.as_posix(), whole, f"{timeout_seconds:g}")
+
+        async def run(index: int = index, project: PurePosixPath = project) -> tuple[str, bool]:
+            outcome = await _run_project(
+                sessions, index, project, report.gate, timeout_seconds, idle
             )
-        except (SandboxPathError, FileNotFoundError) as exc:
-            report.findings.append(_workspace_tampered(project, exc))
-            continue
-        record_test_run(project, result, junit, report)
-        results.append(result)
-    report.network_isolated = bool(results) and all(r.network_isolated for r in results)
-    if results and not report.network_isolated:
+            return outcome.model_dump_json(), outcome.keep
+
+        text, was_reused = await store.once("tests", key, run)
+        outcome = ProjectOutcome.model_validate_json(text)
+        if was_reused:
+            reused.append(project.as_posix())
+        outcome.add_to(report)
+        if outcome.ran:
+            outcomes.append(outcome)
+    report.network_isolated = bool(outcomes) and all(o.network_isolated for o in outcomes)
+    if outcomes and not report.network_isolated:
         report.notes.append(
-            f"tests ran without network isolation: {results[0].isolation} "
+            f"tests ran without network isolation: {outcomes[0].isolation} "
             "(unshare is missing or not permitted on this worker)"
         )
+    return reused
+
+
+def _pytest_version() -> str:
+    try:
+        return importlib.metadata.version("pytest")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class ProjectOutcome(BaseModel):
+    """What one project's test run added to the report, as it is stored for reuse."""
+
+    part: ChecksReport
+    ran: bool = False
+    """pytest ran (to its end or to a limit); False: no sandbox, or the folder was gone."""
+    network_isolated: bool = False
+    isolation: str = ""
+    keep: bool = False
+    """It may be reused: it ran to its own end in its own folder (no limit, no tampering)."""
+
+    def add_to(self, report: ChecksReport) -> None:
+        report.findings += self.part.findings
+        report.notes += self.part.notes
+        report.tests_passed += self.part.tests_passed
+        report.tests_failed += self.part.tests_failed
+
+
+async def _run_project(
+    sessions: Sessions,
+    index: int,
+    project: PurePosixPath,
+    gate: str,
+    timeout_seconds: float,
+    idle: Sequence[str] = (),
+) -> ProjectOutcome:
+    part = ChecksReport(gate=gate)
+    session = await sessions.get()
+    if session is None:
+        return ProjectOutcome(part=part)
+    await asyncio.to_thread(warm_pytest)
+    junit = session.output / f"junit-{index}.xml"
+    try:
+        # The whole workspace is the tests' to use: they may read sibling folders.
+        # An earlier project's tests may have replaced this folder with a symlink:
+        # `run` refuses a working directory that resolves outside the workspace.
+        result = await asyncio.to_thread(
+            session.run,
+            _pytest_argv(junit, idle),
+            cwd=session.workspace / project,
+            timeout_seconds=timeout_seconds,
+        )
+    except (SandboxPathError, FileNotFoundError) as exc:
+        part.findings.append(_workspace_tampered(project, exc))
+        return ProjectOutcome(part=part)
+    record_test_run(project, result, junit, part)
+    return ProjectOutcome(
+        part=part,
+        ran=True,
+        network_isolated=result.network_isolated,
+        isolation=result.isolation,
+        keep=result.limit_reason is None,
+    )
 
 
 def find_test_projects(paths: Sequence[PurePosixPath], scope: Scope = ()) -> list[PurePosixPath]:
@@ -112,12 +189,34 @@ def _project_root(test_file: PurePosixPath, present: set[PurePosixPath]) -> Pure
     return test_file.parent
 
 
-def _pytest_argv(junit: Path) -> list[str]:
+def _pytest_argv(junit: Path, idle: Sequence[str] = ()) -> list[str]:
     # xunit1 keeps each test's file and line in the report; a module that fails to import
     # should not hide the results of the others.
     return [
         *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+        *(arg for plugin in idle for arg in ("-p", f"no:{plugin}")),
         *("--continue-on-collection-errors", "-o", "junit_family=xunit1", f"--junitxml={junit}"),
+    ]
+
+
+MENTIONED_PLUGINS: dict[str, tuple[str, ...]] = {
+    "hypothesispytest": ("hypothesis",),
+    "schemathesis": ("schemathesis",),
+    "anyio": ("anyio",),
+}
+"""pytest plugins of the sandbox's stack that act only on tests that name them (a
+`@given` test, a schemathesis schema, an `anyio` marker or fixture), by the words they
+cannot be used without. Importing them is about a third of a small suite's run (0.5 s of
+CPU), so a workspace that never names one runs without it. Other plugins always load:
+one may act on every test (reordering, timeouts)."""
+
+
+def idle_plugins(files: Mapping[str, str]) -> list[str]:
+    """The plugins of `MENTIONED_PLUGINS` no file of the workspace names."""
+    return [
+        plugin
+        for plugin, words in MENTIONED_PLUGINS.items()
+        if not any(word in text for text in files.values() for word in words)
     ]
 
 

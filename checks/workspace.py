@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from core.contracts import ChecksReport, Finding, Severity
@@ -26,10 +26,12 @@ class Workspace:
     files: dict[str, str]
     """Every file of the run by path, as stored (including any that could not be written)."""
     written: list[PurePosixPath]
-    """The files that are under `root`."""
+    """The files that can be checked out: their paths stay inside the workspace."""
     scope: Scope = ()
     """What lint and tests look at (a task's own folders); every file is still checked out,
     since tests may read sibling folders."""
+    contents: dict[str, str] = field(default_factory=dict)
+    """The content of each of `written`, by its path (`as_posix()`)."""
 
 
 def check_scope(paths: Iterable[str]) -> Scope:
@@ -58,6 +60,35 @@ def checkout(
     """Write the files under `root`; a path that would leave it is refused, as a HIGH finding."""
     root.mkdir(parents=True, exist_ok=True)
     written = []
+    contents = {}
+    for path, content in checkable(files, report).items():
+        target = root / path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+        except OSError as exc:
+            report.notes.append(
+                f"could not check out {path.as_posix()!r} ({exc.strerror}): not checked"
+            )
+            continue
+        written.append(path)
+        contents[path.as_posix()] = content
+    return Workspace(root, scratch, files, written, scope, contents)
+
+
+def planned(
+    files: dict[str, str], root: Path, scratch: Path, report: ChecksReport, scope: Scope = ()
+) -> Workspace:
+    """The workspace `checkout` would write, without writing it: each checker writes what
+    it needs, and the sandbox session gets everything when code has to run."""
+    contents = {path.as_posix(): content for path, content in checkable(files, report).items()}
+    return Workspace(root, scratch, files, [PurePosixPath(p) for p in contents], scope, contents)
+
+
+def checkable(files: dict[str, str], report: ChecksReport) -> dict[PurePosixPath, str]:
+    """The files whose paths stay inside the workspace, by path; the others are refused, as
+    HIGH findings."""
+    kept: dict[PurePosixPath, str] = {}
     for name, content in sorted(files.items()):
         path = safe_relative_path(name)
         if path is None:
@@ -71,15 +102,8 @@ def checkout(
                 )
             )
             continue
-        target = root / path
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content, encoding="utf-8")
-        except OSError as exc:
-            report.notes.append(f"could not check out {name!r} ({exc.strerror}): not checked")
-            continue
-        written.append(path)
-    return Workspace(root=root, scratch=scratch, files=files, written=written, scope=scope)
+        kept[path] = content
+    return kept
 
 
 def safe_relative_path(name: str) -> PurePosixPath | None:

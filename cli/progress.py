@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from cli.render import run_table
 from cli.runner import console
-from core.contracts import EventType, RunEvent, RunState
+from core.contracts import PLAN_APPROVAL_GATE, EventType, RunEvent, RunState
 from core.persistence.db import Database
 from core.services.runs import events_after, final_state, goal_handle, query_state
 
@@ -92,6 +92,11 @@ def _decision_requested(task: str, data: Data, run_id: str) -> str:
         answer = f"orchestrator dlq retry|skip|abort {run_id} {task}"
     elif kind == "budget":
         answer = f"orchestrator budget {run_id} raise|abort"
+    elif task == PLAN_APPROVAL_GATE:
+        answer = (
+            f"orchestrator approve|reject|request-changes {run_id} {task}, or "
+            f"orchestrator edit-plan {run_id} breakdown.json (see orchestrator plan {run_id})"
+        )
     else:
         answer = f"orchestrator approve|reject|request-changes {run_id} {task}"
     return (
@@ -122,6 +127,18 @@ def _run_ended(word: str) -> Callable[[str, Data, str], str]:
 
 
 _DESCRIBE: dict[EventType, Callable[[str, Data, str], str]] = {
+    EventType.PLAN_REFUSED: lambda t, d, _r: (
+        f"{t}: work breakdown refused in round {d.get('round')}"
+        + (", back to the planner" if d.get("retry") else "")
+        + f": {_cut('; '.join(d.get('problems', [])))}"
+    ),
+    EventType.STAGE_EXPANDED: lambda t, d, _r: (
+        f"stage {d.get('stage')} expanded by {t} into {', '.join(d.get('packages', []))}"
+    ),
+    EventType.STAGE_FALLBACK: lambda t, d, _r: (
+        f"stage {d.get('stage')} keeps the template's tasks {', '.join(d.get('tasks', []))}: "
+        + (_cut("; ".join(d.get("problems", []))) or f"{t} submitted no work breakdown")
+    ),
     EventType.RUN_STARTED: lambda _t, d, _r: (
         f"run started: {_cut(d.get('goal'))} (template {d.get('template')})"
     ),

@@ -9,6 +9,7 @@ from rich.text import Text
 
 from core.contracts import AgentNote, RunState, RunStatus, TaskStatus
 from core.persistence.db import Run
+from core.services.breakdowns import StageView
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -65,9 +66,13 @@ def run_table(state: RunState) -> Table:
             column,
             justify="right" if column in ("turns", "tokens", "cost", "files") else "left",
         )
+    shown: set[str] = set()
     for task in state.tasks:
+        if task.stage and task.stage not in shown:
+            shown.add(task.stage)
+            table.add_row(Text(stage_heading(task.stage, state), style="bold"))
         table.add_row(
-            task.id,
+            f"  {task.id}" if task.stage else task.id,
             task.role,
             styled(task.status),
             str(task.turns),
@@ -88,6 +93,29 @@ def run_table(state: RunState) -> Table:
         str(len(state.artifacts)),
     )
     return table
+
+
+def stage_heading(stage: str, state: RunState) -> str:
+    """The row above a stage's tasks: which planner shaped it, and how."""
+    expansion = next((e for e in state.expansions if e.stage == stage), None)
+    if expansion is None:
+        return f"stage {stage}"
+    return f"stage {stage} ({expansion.status.value}, planned by {expansion.source_task})"
+
+
+def breakdown_text(stage: StageView) -> str:
+    """`orchestrator plan`: a stage's breakdown as a table and a Mermaid graph."""
+    lines = [
+        f"stage {stage.stage}: {stage.status.value} (planned by {stage.source_task}, "
+        f"{stage.rounds} breakdowns submitted"
+        + (f", decided by {stage.decided_by}" if stage.decided_by else "")
+        + ")",
+        f"tasks: {', '.join(stage.tasks) or '-'}",
+    ]
+    lines += [f"refused: {problem}" for problem in stage.problems]
+    if stage.breakdown is not None:
+        lines += ["", stage.table, "", "```mermaid", stage.mermaid, "```"]
+    return "\n".join(lines) + "\n"
 
 
 def waiting_caption(state: RunState) -> str:

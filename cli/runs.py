@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from dataclasses import dataclass
@@ -14,7 +15,14 @@ from temporalio.client import Client, WorkflowFailureError
 from agents.roles import ROLES
 from cli.estimate_view import based_on, comparison_table, estimate_table
 from cli.progress import follow
-from cli.render import OFFLINE_MODEL_NOTE, failures, run_table, runs_table, tool_lines
+from cli.render import (
+    OFFLINE_MODEL_NOTE,
+    breakdown_text,
+    failures,
+    run_table,
+    runs_table,
+    tool_lines,
+)
 from cli.repositories import GitOutput, deliver_change, import_repository
 from cli.runner import console, errors, run_command
 from cli.stack import temporal_stack
@@ -25,6 +33,7 @@ from core.infrastructure.settings import Settings, get_settings
 from core.infrastructure.temporal import TemporalUnavailable, connect
 from core.persistence import storage
 from core.persistence.db import Database, get_database
+from core.services.breakdowns import stage_views
 from core.services.delivery import DeliveryError, RunHistory, clone_run
 from core.services.escalation import PRESETS, check_escalation, named_policy
 from core.services.estimate import RunNotRecorded, estimate_run, predicted_vs_actual
@@ -103,9 +112,19 @@ def run(
             "its checks and reviewer pass (REQUIRE_HUMAN_APPROVAL does it for every run).",
         ),
     ] = False,
+    approve_plan: Annotated[
+        bool | None,
+        typer.Option(
+            "--approve-plan/--no-approve-plan",
+            help="Wait for a person to approve, edit or reject the planner's work breakdown "
+            "before the stage expands (default: the template stage's `approval`, off in sdlc).",
+        ),
+    ] = None,
 ) -> None:
     """Run GOAL through a template's agent DAG and deliver the repository."""
-    choices = RunChoices(model, validate, response_cache, escalation, require_human, repo, ref)
+    choices = RunChoices(
+        model, validate, response_cache, escalation, require_human, repo, ref, approve_plan
+    )
     run_command(_run_goal(goal, template or default_template(repo), choices, detach, out))
 
 
@@ -120,6 +139,7 @@ class RunChoices:
     require_human: bool = False
     repo: str | None = None
     ref: str = "HEAD"
+    approve_plan: bool | None = None
 
 
 async def _escalation_policy(value: str, settings: Settings) -> EscalationPolicy:
@@ -155,6 +175,7 @@ async def _run_goal(
         escalation=None if escalation is None else await _escalation_policy(escalation, settings),
         require_human=choices.require_human,
         repository=repository,
+        approve_plan=choices.approve_plan,
     )
     if escalation is None:
         await check_escalation(plan.escalation, settings)  # the template's own
@@ -341,6 +362,34 @@ def graph(
         run = await recorded_run(db, run_id)
         view = await load_state(db, await _temporal_if_reachable(settings), run)
         print(run_mermaid(view.state), end="")
+        return 0
+
+    run_command(show())
+
+
+@app.command()
+def plan(
+    run_id: Annotated[str, typer.Argument(help="The run id printed by `orchestrator run`.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the breakdowns as JSON (to edit one).")
+    ] = False,
+) -> None:
+    """Show the work breakdown of each stage the run's planner expands: what became of it,
+    its packages as a table, and their dependencies as a Mermaid graph."""
+
+    async def show() -> int:
+        settings = get_settings()
+        db = get_database(settings.storage.resolved_database_url)
+        run = await recorded_run(db, run_id)
+        view = await load_state(db, await _temporal_if_reachable(settings), run)
+        stages = stage_views(view.state)
+        if as_json:
+            print(json.dumps([s.model_dump(mode="json") for s in stages], indent=2))
+            return 0
+        if not stages:
+            console.print(f"run {run_id} has no stage a planner expands")
+        for stage in stages:
+            print(breakdown_text(stage))
         return 0
 
     run_command(show())

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from temporalio.client import Client
 
 from cli.runner import console, run_command
 from core.contracts import (
     BUDGET_GATE,
+    PLAN_APPROVAL_GATE,
     Decision,
     DecisionKind,
     NewTask,
     TaskModification,
     TaskRemoval,
     TaskState,
+    WorkBreakdown,
 )
 from core.infrastructure.settings import get_settings
 from core.infrastructure.temporal import connect
@@ -42,15 +46,23 @@ def _steer(work: Callable[[Client], Coroutine[Any, Any, int | None]]) -> None:
 # --- decisions ---------------------------------------------------------------------------
 
 
-def _decide(run_id: str, gate: str, kind: DecisionKind, comment: str, by: str) -> None:
-    async def send(client: Client) -> int:
-        taken = await steer.decide(
-            client, run_id, Decision(gate=gate, decision=kind, comment=comment, by=by)
-        )
+def _decide(
+    run_id: str,
+    gate: str,
+    kind: DecisionKind,
+    comment: str,
+    by: str,
+    breakdown: Path | None = None,
+) -> None:
+    async def send() -> int:
+        # The file first: a bad one is refused before anything is asked of Temporal.
+        edited = read_breakdown(breakdown) if breakdown is not None else None
+        decision = Decision(gate=gate, decision=kind, comment=comment, by=by, breakdown=edited)
+        taken = await steer.decide(await connect(get_settings()), run_id, decision)
         console.print(f"{taken.decision.value} accepted by gate {gate} of run {run_id}")
         return 0
 
-    _steer(send)
+    run_command(send())
 
 
 @app.command()
@@ -69,6 +81,33 @@ def reject(run_id: str, gate: str, comment: Comment = "", by: By = "cli") -> Non
 def request_changes(run_id: str, gate: str, comment: Comment = "", by: By = "cli") -> None:
     """Send a waiting gate's findings (and your comment) back to the implementers."""
     _decide(run_id, gate, DecisionKind.REQUEST_CHANGES, comment, by)
+
+
+@app.command("edit-plan")
+def edit_plan(
+    run_id: str,
+    breakdown: Annotated[
+        Path, typer.Argument(help="The edited work breakdown: JSON with its `packages`.")
+    ],
+    comment: Comment = "",
+    by: By = "cli",
+) -> None:
+    """Replace a waiting work breakdown (`plan_approval`) with yours; the run checks it by the
+    same rules as the planner's and expands the stage with it. `orchestrator plan RUN_ID
+    --json` prints the one to start from."""
+    _decide(run_id, PLAN_APPROVAL_GATE, DecisionKind.EDIT, comment, by, breakdown)
+
+
+def read_breakdown(path: Path) -> WorkBreakdown:
+    """A breakdown file, or a ValueError that says in one line what is wrong with it."""
+    try:
+        return WorkBreakdown.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise ValueError(f"{path} is not a work breakdown: {first['msg']} at {where}") from None
 
 
 class BudgetAnswer(StrEnum):

@@ -8,8 +8,9 @@ from typing import Any
 
 from agents.context import parse_goal, parse_review_request, parse_upstream
 from agents.protocol import ContentBlock, ToolUseBlock
-from core.contracts import VALIDATOR_ROLE
+from core.contracts import BREAKDOWN_TOOL, VALIDATOR_ROLE
 from offline.blueprint import Blueprint
+from offline.breakdown import plan_work
 from offline.contract import CONTRACT_SUBJECT, api_contract_note, contract_readers
 from offline.job import Deliverable
 from offline.roster import deliverables
@@ -78,6 +79,13 @@ def write_turn(
         calls.append(("set_outputs", {"outputs": made.outputs}))
     if made.verdict and conversation.offers("submit_verdict"):
         calls.append(("submit_verdict", made.verdict))
+    breakdown = (
+        plan_work(conversation.task_message, parse_goal(conversation.task_message))
+        if conversation.offers(BREAKDOWN_TOOL)
+        else None
+    )
+    if breakdown is not None:
+        calls.append((BREAKDOWN_TOOL, breakdown.model_dump(mode="json")))
     contract_to = contract_readers(conversation)
     if contract_to:
         note = api_contract_note(Blueprint.from_goal(parse_goal(conversation.task_message)))

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from core.infrastructure.local_stack import dev_server_tuning_args
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import data_converter, ensure_search_attributes
 from core.persistence.db import Database
@@ -45,6 +46,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
         data_converter=production_converter(),
+        dev_server_extra_args=dev_server_tuning_args(),
     )
     await ensure_search_attributes(env.client)
     yield env

@@ -7,13 +7,17 @@ scales the orchestration queue and each role's model-call queue apart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.checks import CheckActivities
+from activities.heartbeat import MAX_HEARTBEAT_THROTTLE
 from activities.model_calls import ModelActivities
 from activities.notifications import NotificationActivities
 from activities.runs import RunActivities
@@ -31,6 +35,10 @@ from core.services.providers import make_provider
 from workflows.goal import GoalWorkflow
 
 ALL_QUEUES = (TASK_QUEUE, CHECKS_QUEUE, *(agent_queue(role) for role in ROLES))
+
+STICKY_TIMEOUT = timedelta(seconds=1)
+"""How long a workflow task waits on this worker's sticky queue before any worker may take
+it (the SDK's default is 10 s): after a crash, the runs it held move on within a second."""
 
 log = get_logger(__name__)
 _reported_sandbox: set[str] = set()
@@ -67,6 +75,8 @@ def build_workers(
     runs = RunActivities(db)
     notifications = NotificationActivities(settings.notifications)
     webhooks = WebhookActivities(db, settings.notifications)
+    # On shutdown (SIGTERM) activities get this long to finish before they fail over.
+    grace = timedelta(seconds=settings.temporal.worker_shutdown_seconds)
     workers = []
     for queue in queues:
         if queue == TASK_QUEUE:
@@ -83,8 +93,11 @@ def build_workers(
                         runs.record_run_status,
                         notifications.notify,
                         webhooks.deliver_webhooks,
+                        webhooks.webhook_event_types_wanted,
                     ],
                     max_concurrent_activities=max_concurrent_activities,
+                    sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
+                    graceful_shutdown_timeout=grace,
                 )
             )
         elif queue == CHECKS_QUEUE:
@@ -100,6 +113,7 @@ def build_workers(
                     interceptors=[LogContextInterceptor()],
                     activities=[checks.run_checks, commands.run_tool_calls],
                     max_concurrent_activities=settings.sandbox.max_concurrent_checks,
+                    graceful_shutdown_timeout=grace,
                 )
             )
         else:
@@ -114,6 +128,8 @@ def build_workers(
                     max_concurrent_activities=settings.provider.agent_max_concurrent_activities
                     or max_concurrent_activities,
                     max_task_queue_activities_per_second=settings.provider.agent_activities_per_second,
+                    max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
+                    graceful_shutdown_timeout=grace,
                 )
             )
     return workers
@@ -154,12 +170,49 @@ async def run_workers(
     queues: Iterable[str] = ALL_QUEUES,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve the queues until `stop` is set (or forever)."""
+    """Serve the queues until `stop` is set, or without one until SIGTERM.
+
+    Then every worker shuts down at once, gracefully: it stops polling, tells the server
+    its sticky queue is gone (its runs' next workflow tasks go to any worker), lets running
+    activities finish for ORCHESTRATOR_WORKER_SHUTDOWN_SECONDS and fails the rest over to
+    other workers, so a deploy never waits for a heartbeat timeout.
+    """
     if settings.storage.database_url is None:
         private_data_dir(settings.storage.data_dir)
     db = get_database(settings.storage.resolved_database_url)
     await db.ensure_schema()
-    async with serving(
-        client, db=db, provider=make_provider(settings.provider), settings=settings, queues=queues
-    ):
-        await (stop or asyncio.Event()).wait()
+    stopped_by_signal = stop is None
+    stop = stop or asyncio.Event()
+    with _stopping_on(signal.SIGTERM, stop, enabled=stopped_by_signal):
+        async with serving(
+            client,
+            db=db,
+            provider=make_provider(settings.provider),
+            settings=settings,
+            queues=queues,
+        ) as workers:
+            await stop.wait()
+            log.info(
+                "worker stopping",
+                grace_seconds=settings.temporal.worker_shutdown_seconds,
+            )
+            await asyncio.gather(*(worker.shutdown() for worker in workers))
+    log.info("worker stopped")
+
+
+@contextlib.contextmanager
+def _stopping_on(signum: int, stop: asyncio.Event, *, enabled: bool) -> Iterator[None]:
+    """`stop` set by the signal while the block runs (on the main thread's event loop)."""
+    loop = asyncio.get_running_loop()
+    installed = False
+    if enabled:
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signum)

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         CALL_MODEL,
         RUN_TOOL_CALLS,
         ArtifactRef,
+        BreakdownRequest,
         Decision,
         DecisionKind,
         EventType,
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         TurnKey,
         agent_queue,
     )
+    from workflows import expansion
     from workflows import notes as agent_notes
     from workflows.dag import upstream_ids
     from workflows.gates import POLICY_BY
@@ -223,7 +225,15 @@ class AgentLoop:
             followups=list(task_state.followups),
             repository=plan.repository.snapshot_id if plan.repository else None,
             test_command=self._run.test_command,
+            work_breakdown=self._breakdown_request(job),
         )
+
+    def _breakdown_request(self, job: Assignment) -> BreakdownRequest | None:
+        """A stage's planning task is asked for its work breakdown (reviews of it are not)."""
+        stage = expansion.stage_planned_by(self._run.plan.stages, job.task.id)
+        if stage is None or job.review_of is not None:
+            return None
+        return expansion.breakdown_request(self._run.plan.tasks, stage)
 
     async def _run_tools(
         self, job: Assignment, task_state: TaskState, key: TurnKey, call: ModelCallResult
@@ -238,6 +248,7 @@ class AgentLoop:
             recipients=agent_notes.recipients(self._run.plan.tasks) if job.notes_on else [],
             command_timeout_seconds=task.command_timeout_seconds,
             command_seconds_left=max(task.command_budget_seconds - task_state.command_seconds, 0),
+            plans_work=self._breakdown_request(job) is not None,
         )
         summary = f"{job.label}: tools of turn {key.turn + 1}"
         tools: ToolCallsResult

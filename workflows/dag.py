@@ -58,6 +58,7 @@ def keep_shape(tasks: list[TaskPlan], states: list[TaskState]) -> None:
         task = by_id.get(state.id)
         if task is not None:
             state.depends_on, state.gate = list(task.depends_on), task.gate
+            state.stage = task.stage
 
 
 def upstream_ids(tasks: list[TaskPlan], task_id: str) -> list[str]:

@@ -17,15 +17,21 @@ from typing import Any
 
 from core.contracts import (
     BUDGET_GATE,
+    PLAN_APPROVAL_GATE,
     PendingDecision,
     RunAddresses,
     RunPlan,
     RunState,
     RunStatus,
+    TaskState,
     TaskStatus,
     workflow_id_for,
 )
+from workflows.expansion import plan_mermaid, plan_table
 from workflows.gates import automatic_resolution, escalation_tiers
+
+EDITED_PLACEHOLDER = {"packages": ["...the edited work packages..."]}
+"""Where the answer lines of an `edit` put the edited breakdown (`WorkBreakdown` JSON)."""
 
 _HEADLINES = {
     RunStatus.RUNNING: "Running",
@@ -46,7 +52,12 @@ _TASK_LINES = (
 )
 
 _CLI_VERBS = {
-    "gate": {"approve": "approve", "reject": "reject", "request_changes": "request-changes"},
+    "gate": {
+        "approve": "approve",
+        "reject": "reject",
+        "request_changes": "request-changes",
+        "edit": "edit-plan",
+    },
     "dead_letter": {"retry": "dlq retry", "skip": "dlq skip", "abort": "dlq abort"},
 }
 
@@ -56,7 +67,27 @@ def current_details(plan: RunPlan, state: RunState, waits: Iterable[PendingDecis
     lines = _progress(state)
     for pending in waits:
         lines += ["", *_question(plan, pending)]
+        if pending.key == PLAN_APPROVAL_GATE:
+            lines += _breakdown_section(state)
     return "\n".join(lines)
+
+
+def _breakdown_section(state: RunState) -> list[str]:
+    """The breakdown waiting for approval, as a table and a mermaid graph."""
+    waiting = [e for e in state.expansions if e.breakdown is not None]
+    if not waiting or waiting[-1].breakdown is None:
+        return []
+    breakdown = waiting[-1].breakdown
+    return [
+        "",
+        f"#### Work breakdown of stage `{waiting[-1].stage}`",
+        *([breakdown.rationale, ""] if breakdown.rationale else []),
+        plan_table(breakdown),
+        "",
+        "```mermaid",
+        plan_mermaid(breakdown),
+        "```",
+    ]
 
 
 def _progress(state: RunState) -> list[str]:
@@ -69,7 +100,20 @@ def _progress(state: RunState) -> list[str]:
         lines.append(f"Error: {state.error}")
     lines.append("")
     lines += [f"- {label}: {', '.join(ids[s])}" for s, label in _TASK_LINES if s in ids]
+    for stage, members in stage_groups(state).items():
+        lines.append(
+            f"- stage {stage}: " + ", ".join(f"{t.id} ({t.status.value})" for t in members)
+        )
     return lines
+
+
+def stage_groups(state: RunState) -> dict[str, list[TaskState]]:
+    """The tasks of each stage (its work packages, or its template tasks), in plan order."""
+    groups: dict[str, list[TaskState]] = {}
+    for task in state.tasks:
+        if task.stage:
+            groups.setdefault(task.stage, []).append(task)
+    return groups
 
 
 def _question(plan: RunPlan, pending: PendingDecision) -> list[str]:
@@ -128,6 +172,8 @@ def answer_commands(
     where = plan.addresses
     run_id = plan.run_id
     cli, temporal, rest = [], [], []
+    payload: dict[str, Any]
+    body: dict[str, Any]
     for option in pending.options:
         if pending.kind == "dead_letter":
             verb = _CLI_VERBS["dead_letter"][option]
@@ -139,9 +185,12 @@ def answer_commands(
                 cli.append(f"orchestrator budget {run_id} {option}")
             else:
                 verb = _CLI_VERBS["gate"][option]
-                cli.append(f"orchestrator {verb} {run_id} {shlex.quote(pending.key)}")
+                target = "breakdown.json" if option == "edit" else shlex.quote(pending.key)
+                cli.append(f"orchestrator {verb} {run_id} {target}")
             signal, payload = "decide", {"gate": pending.key, "decision": option}
             path, body = f"/runs/{run_id}/decisions/{pending.key}", {"decision": option}
+            if option == "edit":
+                payload["breakdown"] = body["breakdown"] = EDITED_PLACEHOLDER
         temporal.append(_signal_line(where, run_id, signal, payload))
         rest.append(_curl_line(where, path, body))
     if pending.key == BUDGET_GATE:

@@ -16,13 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.contracts import (
     BUDGET_GATE,
+    DEFAULT_MAX_PACKAGES,
     MAX_DESCRIPTION_CHARS,
     MAX_MODEL_NAME_CHARS,
     MAX_PLAN_TASKS,
     MAX_TASK_ID_CHARS,
+    WORK_PACKAGES_OUTPUT,
     EscalationPolicy,
     GateKind,
     RunPlan,
+    StagePlan,
     TaskPlan,
 )
 from workflows.conditions import ConditionError, parse_condition
@@ -93,6 +96,25 @@ class TemplateSettings(BaseModel):
     """A change run's test command; None: the one detected in its repository."""
 
 
+class StageSpec(BaseModel):
+    """A stage a planner's work breakdown expands: `expand: architecture.work_packages`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z_][\w-]*$", max_length=MAX_TASK_ID_CHARS)
+    expand: str = Field(pattern=r"^[A-Za-z_][\w-]*\.[A-Za-z_]\w*$", max_length=200)
+    """`<planning task>.work_packages`: whose breakdown replaces the stage's tasks."""
+    tasks: TaskIds = Field(min_length=1)
+    """The stage's fixed tasks: they run when no valid breakdown comes."""
+    roles: list[str] | None = None
+    """The roles a package may take; default: the roles of the stage's tasks."""
+    max_packages: int = Field(default=DEFAULT_MAX_PACKAGES, ge=1, le=MAX_PLAN_TASKS)
+    max_plan_rounds: int = Field(default=2, ge=0, le=5)
+    """Times a refused breakdown goes back to the planner before the fixed tasks run."""
+    approval: bool = False
+    """Wait for a person to approve, edit or reject the breakdown (`plan_approval`)."""
+
+
 class Template(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -100,6 +122,8 @@ class Template(BaseModel):
     description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     settings: TemplateSettings = Field(default_factory=TemplateSettings)
     tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_PLAN_TASKS)
+    stages: list[StageSpec] = Field(default_factory=list, max_length=1)
+    """At most one: its approval waits under the one key `plan_approval`."""
 
 
 def ancestors(edges: dict[str, list[str]], task_id: str) -> set[str]:
@@ -144,6 +168,8 @@ def validate(template: Template, roles: Collection[str], source: str = "template
     else:
         for task in template.tasks:
             problems.extend(_check_task_references(task, by_id, ancestors(edges, task.id)))
+        for stage in template.stages:
+            problems.extend(_check_stage(stage, template.tasks, edges, roles))
     if problems:
         raise TemplateError(source, problems)
 
@@ -180,6 +206,40 @@ def _check_task_references(
     return problems
 
 
+def _check_stage(
+    stage: StageSpec, tasks: list[TaskSpec], edges: dict[str, list[str]], roles: Collection[str]
+) -> list[str]:
+    """A stage expands from an upstream planner's `work_packages` into unconditional tasks."""
+    by_id = {t.id: t for t in tasks}
+    source, _, output = stage.expand.partition(".")
+    problems = []
+    if output != WORK_PACKAGES_OUTPUT:
+        problems.append(
+            f"stage {stage.id!r} expands from {stage.expand!r}: use {source}.{WORK_PACKAGES_OUTPUT}"
+        )
+    if stage.id in by_id:
+        problems.append(f"stage {stage.id!r} has the id of a task")
+    if source not in by_id:
+        return [*problems, f"stage {stage.id!r} expands from unknown task {source!r}"]
+    for task_id in stage.tasks:
+        task = by_id.get(task_id)
+        if task is None:
+            problems.append(f"stage {stage.id!r} names unknown task {task_id!r}")
+        elif task.gate or task.when:
+            problems.append(f"stage {stage.id!r}: task {task_id!r} is a gate or conditional")
+        elif source not in ancestors(edges, task_id):
+            problems.append(f"stage {stage.id!r}: task {task_id!r} does not come after {source!r}")
+    for task in tasks:
+        if task.when and task.when.split(".", 1)[0].strip() in stage.tasks:
+            problems.append(
+                f"task {task.id!r} has a condition on stage {stage.id!r}, which may expand"
+            )
+    for role in stage.roles or []:
+        if role not in roles:
+            problems.append(f"stage {stage.id!r} has unknown role {role!r}")
+    return problems
+
+
 IMPLEMENTER_ROLES = ("backend_engineer", "frontend_engineer", "database_engineer", "data_scientist")
 
 
@@ -204,13 +264,17 @@ def compile_plan(
     validate: bool | None = None,
     validation_model: str | None = None,
     response_cache: bool | None = None,
+    approve_plan: bool | None = None,
 ) -> RunPlan:
-    """`validate` None follows the template's setting; True or False is the run's own choice."""
+    """`validate` None follows the template's setting; True or False is the run's own choice
+    (so is `approve_plan`, for the approval of a stage's work breakdown)."""
     goal = goal.strip()
     if not goal:
         raise ValueError("the goal is empty: say what to build, e.g. 'Build a todo API'")
     by_id = {t.id: t for t in template.tasks}
     edges = {t.id: list(t.depends_on) for t in template.tasks}
+    stages = [_stage_plan(stage, by_id, approve_plan) for stage in template.stages]
+    stage_of = {task_id: stage.id for stage in stages for task_id in stage.tasks}
     return RunPlan(
         run_id=run_id,
         goal=goal,
@@ -226,6 +290,7 @@ def compile_plan(
         response_cache=template.settings.response_cache
         if response_cache is None
         else response_cache,
+        stages=stages,
         tasks=[
             TaskPlan(
                 id=t.id,
@@ -239,6 +304,7 @@ def compile_plan(
                 model=t.model,
                 max_turns=t.max_turns or template.settings.max_turns,
                 description=t.description,
+                stage=stage_of.get(t.id),
                 command_timeout_seconds=t.command_timeout_seconds
                 or template.settings.command_timeout_seconds,
                 command_budget_seconds=t.command_budget_seconds
@@ -249,4 +315,17 @@ def compile_plan(
             )
             for t in template.tasks
         ],
+    )
+
+
+def _stage_plan(stage: StageSpec, by_id: dict[str, TaskSpec], approve: bool | None) -> StagePlan:
+    roles = stage.roles or list(dict.fromkeys(by_id[t].role for t in stage.tasks))
+    return StagePlan(
+        id=stage.id,
+        source_task=stage.expand.partition(".")[0],
+        tasks=list(stage.tasks),
+        roles=roles,
+        max_packages=stage.max_packages,
+        max_plan_rounds=stage.max_plan_rounds,
+        approval=stage.approval if approve is None else approve,
     )

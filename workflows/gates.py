@@ -21,6 +21,7 @@ from core.contracts import (
     StoredEscalationPolicy,
     TaskResolution,
 )
+from workflows.expansion import owns
 
 
 def submitted_review(outputs: dict[str, Any]) -> ReviewVerdict | None:
@@ -63,10 +64,21 @@ def gate_verdict(
 
 
 def offending_tasks(
-    findings: list[Finding], revisable: list[str], files_by_task: dict[str, set[str]]
+    findings: list[Finding],
+    revisable: list[str],
+    files_by_task: dict[str, set[str]],
+    owned_by_task: dict[str, list[str]] | None = None,
 ) -> list[str]:
-    """The revisable tasks that wrote a file a blocking finding names; all of them if none match."""
+    """The revisable tasks a blocking finding's file belongs to: the work package that owns
+    it, else the task that wrote it; all of them if no file matches."""
     named = {f.file for f in findings if f.file}
+    owners = [
+        task
+        for task, owned in (owned_by_task or {}).items()
+        if task in revisable and any(owns(owned, name.lstrip("./")) for name in named)
+    ]
+    if owners:
+        return owners
     offenders = [
         task
         for task in revisable

@@ -47,6 +47,7 @@ from workflows.agent_loop import AgentLoop
 from workflows.humans import Humans, WaitKind
 from workflows.review import Review
 from workflows.run_context import PATCH_WEBHOOKS, RUN_STATUS, RunContext
+from workflows.stages import Stages
 
 TEMPLATE = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_TEMPLATE)
 TENANT = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTE_TENANT)
@@ -82,6 +83,7 @@ class GoalWorkflow:
         self._humans = Humans(self._run)
         self._agents = AgentLoop(self._run, self._humans)
         self._review = Review(self._run, self._agents, self._humans)
+        self._stages = Stages(self._run, self._agents, self._humans)
         self._plan_changed = False
         """An update changed the plan: the DAG looks again for tasks to start."""
 
@@ -318,6 +320,7 @@ class GoalWorkflow:
                 await self._agents.work(task, task_state)
                 and await self._review.validate(task, task_state)
                 and await self._review.supervise(task, task_state)
+                and await self._stages.settle(task, task_state)
             )
         if done:
             task_state.status = TaskStatus.COMPLETED

@@ -10,6 +10,7 @@ lets the run's escalation policy answer by itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal
 
@@ -60,6 +61,12 @@ class Humans:
     def __init__(self, run: RunContext) -> None:
         self._run = run
         self._answers: dict[str, Decision | TaskResolution] = {}
+        self._checks: dict[str, Callable[[Decision], str | None]] = {}
+
+    def check_answers(self, key: str, check: Callable[[Decision], str | None]) -> None:
+        """Also refuse a decision on `key` that `check` finds a problem with (e.g. an
+        edited work breakdown that fails the plan's rules)."""
+        self._checks[key] = check
 
     @property
     def pending(self) -> dict[str, PendingDecision]:
@@ -97,7 +104,8 @@ class Humans:
             return (
                 f"{choice!r} is not an option for {key!r} (options: {', '.join(pending.options)})"
             )
-        return None
+        check = self._checks.get(key)
+        return check(answer) if check is not None and isinstance(answer, Decision) else None
 
     async def decision(
         self, kind: Literal["gate", "budget"], key: str, reason: str, options: list[str]

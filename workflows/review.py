@@ -151,7 +151,8 @@ class Review:
         ).add(1, {"gate": _kind(gate)})
         plan, state = self._run.plan, self._run.state
         files = {tid: {a.path for a in state.task(tid).artifacts} for tid in gate.revises}
-        targets = offending_tasks(findings, gate.revises, files)
+        owned = {t.id: t.owns for t in plan.tasks if t.owns}
+        targets = offending_tasks(findings, gate.revises, files, owned)
         feedback = "\n".join(
             [
                 render_findings(

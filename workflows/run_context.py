@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         SEARCH_ATTRIBUTE_RUN_STATUS,
         TASK_QUEUE,
         WEBHOOK_EVENT_TYPES,
+        WEBHOOK_EVENT_TYPES_WANTED,
         EventType,
         PendingDecision,
         RunEvent,
@@ -51,6 +52,9 @@ at most, instead of for hours of retries."""
 # workflow.patched ids: histories recorded before each change replay the old path.
 PATCH_WEBHOOKS = "webhook-deliveries"
 PATCH_STATUS_ROW = "status-row"
+PATCH_WEBHOOKS_WANTED = "webhooks-when-subscribed"
+"""Deliveries only of the event types the tenant's subscriptions want, asked once per
+execution; the events of one workflow task go in one delivery."""
 
 T = TypeVar("T")
 
@@ -70,6 +74,11 @@ class RunContext:
         self._row_status = RunStatus.RUNNING
         """The status the run's database row has: it starts `running`."""
         self._row_writes = asyncio.Lock()
+        self._hooks_want: asyncio.Task[frozenset[str]] | None = None
+        """The event types the tenant's webhook subscriptions want, asked at the first
+        webhook event of this execution (so at the run's start) and kept."""
+        self._unsent: list[RunEvent] = []
+        """Webhook events waiting for the delivery that takes them together."""
 
     def publish_status(self, status: RunStatus) -> None:
         """The run's status, in its state, in the search attribute the Web UI filters by and,
@@ -122,7 +131,53 @@ class RunContext:
         state.events.append(event)
         self.show_progress()
         if type_ in WEBHOOK_EVENT_TYPES and workflow.patched(PATCH_WEBHOOKS):
-            self.spawn(self._deliver(event))
+            if not workflow.patched(PATCH_WEBHOOKS_WANTED):
+                self.spawn(self._deliver(event))
+                return
+            self._unsent.append(event)
+            if len(self._unsent) == 1:
+                self.spawn(self._deliver_unsent())
+
+    async def _deliver_unsent(self) -> None:
+        """The webhook events emitted meanwhile, in one delivery, if the tenant wants them.
+
+        Whether it does is asked once, at the run's first webhook event: a tenant without
+        subscriptions gets no delivery activities at all. A subscription added while the
+        run is open is not asked about again; it hears from the runs started after it (and
+        from this one after a continue-as-new, which asks again).
+        """
+        if self._hooks_want is None:
+            self._hooks_want = asyncio.create_task(self._wanted_event_types())
+        wanted = await self._hooks_want
+        # A condition is checked once every coroutine woken by this workflow task has run:
+        # the events they emit join the batch (a task's completion and the run's, say).
+        await workflow.wait_condition(lambda: True)
+        batch = [e for e in self._unsent if e.type.value in wanted]
+        self._unsent = []
+        if not batch:
+            return
+        await deliver(
+            DELIVER_WEBHOOKS,
+            WebhookDeliveryInput(
+                tenant=self.plan.tenant,
+                run_id=self.plan.run_id,
+                event=batch[0],
+                more_events=batch[1:],
+            ),
+            what="webhook delivery",
+            retry_policy=WEBHOOK_RETRY,
+            give_up=DELIVERY_GIVE_UP,
+            summary=f"webhooks: {', '.join(e.type.value for e in batch)}"[:200],
+        )
+
+    async def _wanted_event_types(self) -> frozenset[str]:
+        wanted = await self.storage(
+            WEBHOOK_EVENT_TYPES_WANTED,
+            self.plan.tenant,
+            result_type=list[str],
+            summary="webhook subscriptions",
+        )
+        return frozenset(wanted)
 
     async def _deliver(self, event: RunEvent) -> None:
         await deliver(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import UNAUTHORIZED_HEADERS, AdminDep, CallerDep
-from api.deps import ApiSettingsDep, DatabaseDep
+from api.deps import ApiSettingsDep, DatabaseDep, KeyCacheDep
 from api.rate_limit import (
     count_failed_authentication,
     enforce_rate_limit,
@@ -170,12 +170,13 @@ async def list_keys(caller: AdminDep, db: DatabaseDep) -> list[Key]:
 
 
 @keys.delete("/{key_id}")
-async def revoke_key(key_id: Text, caller: AdminDep, db: DatabaseDep) -> Key:
+async def revoke_key(key_id: Text, caller: AdminDep, db: DatabaseDep, keys: KeyCacheDep) -> Key:
     """Revoke a key: from now on it answers 401. Revoking twice is harmless."""
     try:
         row = await tenancy.revoke_key(db, key_id, caller.org_id)
     except TenancyNotFound as exc:
         raise not_found(exc) from None
+    keys.forget(key_id)
     return Key.model_validate(row, from_attributes=True)
 
 

@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payloads
 
 from api.auth import api_key_header, bearer, get_principal, unauthorized
-from api.deps import ApiSettingsDep, DatabaseDep, TemporalSettingsDep
+from api.deps import ApiSettingsDep, TemporalSettingsDep
 from api.rate_limit import refuse_guessing_client
 from api.schemas.codec import CodecPayloads
 from core.infrastructure.codec import (
@@ -97,7 +97,7 @@ class CodecCORSMiddleware:
             await self.app(scope, receive, send)
 
 
-def get_codec(request: Request) -> OrchestratorCodec:
+async def get_codec(request: Request) -> OrchestratorCodec:
     """The app's codec, built from its settings on first use."""
     state = request.app.state
     codec: OrchestratorCodec | None = getattr(state, "codec", None)
@@ -127,7 +127,6 @@ async def codec_caller(
     request: Request,
     api_settings: ApiSettingsDep,
     temporal_settings: TemporalSettingsDep,
-    db: DatabaseDep,
     codec: CodecDep,
     api_key: Annotated[str | None, Security(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
@@ -142,7 +141,7 @@ async def codec_caller(
             presented.encode(), operator.get_secret_value().encode()
         ):
             return "operator"
-        principal = await get_principal(request, api_settings, db, api_key, credentials)
+        principal = await get_principal(request, api_key, credentials)
         if codec.keys:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,

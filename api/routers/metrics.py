@@ -31,7 +31,7 @@ from temporalio.client import Client
 
 from api.deps import ApiSettingsDep, DatabaseDep, TemporalDep
 from api.rate_limit import count_failed_authentication, refuse_guessing_client
-from core.contracts import PendingDecision, RunStatus
+from core.contracts import PendingDecision, RunState, RunStatus
 from core.infrastructure.metrics import REGISTRY
 from core.infrastructure.settings import ApiSettings
 from core.persistence import tenancy
@@ -83,7 +83,7 @@ async def _waiting(temporal: Client) -> list[GaugeMetricFamily]:
     async def pending_of(workflow_id: str) -> list[PendingDecision]:
         async with limit:
             try:
-                handle = temporal.get_workflow_handle_for(GoalWorkflow.run, workflow_id)
+                handle = temporal.get_workflow_handle(workflow_id, result_type=RunState)
                 return await handle.query(GoalWorkflow.pending_decisions, rpc_timeout=QUERY_TIMEOUT)
             except Exception:  # closed since listed, or no worker answered in time
                 return []

@@ -25,13 +25,16 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
     TemporalSettingsDep,
+    app_db,
+    app_statuses,
+    get_optional_temporal,
     get_temporal,
 )
-from api.ownership import RUN_NOT_FOUND, OwnedRunDep
+from api.ownership import RUN_NOT_FOUND, OwnedRunDep, run_not_found
 from api.paging import decode_cursor, encode_cursor, first_page, next_link
 from api.routers.repositories import run_repository
 from api.run_requests import check_request_escalation, request_plan
-from api.schemas.fields import ShortText, Storable, UtcDateTime
+from api.schemas.fields import ShortText, Storable, Text, UtcDateTime
 from api.schemas.runs import (
     BudgetRefusal,
     CancelAccepted,
@@ -57,6 +60,9 @@ from core.services.estimate import Estimate, estimate_run, predicted_vs_actual
 from core.services.graph import run_mermaid
 
 router = APIRouter(tags=["runs"])
+polled = APIRouter(tags=["runs"])
+"""`GET /runs/{id}/status` alone, matched before every other route (`api/app.py`): clients
+poll it, and each route tried before the one that matches costs a little."""
 
 EVENTS_POLL_SECONDS = 0.5
 
@@ -241,28 +247,27 @@ async def get_run(run: OwnedRunDep, settings: TemporalSettingsDep, db: DatabaseD
     return await _summary(db, settings, run)
 
 
-@router.get(
+@polled.get(
     "/runs/{run_id}/status",
+    response_model=RunProgress,
     responses={
         **RUN_NOT_FOUND,
         503: {"description": "The run is open and Temporal does not answer."},
     },
 )
-async def run_status(
-    run: OwnedRunDep, db: DatabaseDep, temporal: OptionalTemporalDep
-) -> RunProgress:
+async def run_status(run_id: Text, caller: CallerDep, request: Request) -> Response:
     """Task by task: the workflow's live `status` query while it runs, the recorded final
-    state once it is closed (`source` says which)."""
+    state once it is closed (`source` says which). An answer may be up to a second old
+    (docs/api.md)."""
+    # The app's parts read directly, not as dependencies: this is the route clients poll.
+    temporal = await get_optional_temporal(request)
     try:
-        view = await runs.load_state(db, temporal, run)
+        body = await app_statuses(request).body(app_db(request), temporal, run_id, caller.org_id)
     except runs.StateUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    state = view.state
-    return RunProgress(
-        **state.model_dump(exclude={"events"}),
-        last_event_seq=state.events[-1].seq if state.events else 0,
-        source=view.source,
-    )
+    if body is None:
+        raise run_not_found(run_id)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from api.schemas.common import Accepted
 from api.schemas.fields import Tokens, Usd
-from core.contracts import DecisionKind, ResolutionAction, TaskChanges
+from core.contracts import DecisionKind, ResolutionAction, TaskChanges, WorkBreakdown
 
 
 class DecisionRequest(BaseModel):
@@ -16,6 +16,8 @@ class DecisionRequest(BaseModel):
     """Budget gate with `raise`: the run's new token limit."""
     budget_usd: Usd | None = None
     """Budget gate with `raise`: the run's new cost limit."""
+    breakdown: WorkBreakdown | None = None
+    """`plan_approval` with `edit`: the work packages to run instead of the planner's."""
 
 
 class ResolutionRequest(BaseModel):

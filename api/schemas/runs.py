@@ -89,6 +89,12 @@ class RunCreate(EstimateRequest):
         "after its checks and reviewer pass (the server's REQUIRE_HUMAN_APPROVAL does it for "
         "every run; `false` cannot lift it).",
     )
+    approve_plan: bool | None = Field(
+        default=None,
+        description="A person approves, edits or rejects the planner's work breakdown before "
+        "the stage expands (`POST /runs/{id}/decisions/plan_approval`; default: the "
+        "template stage's `approval`, off in `sdlc`).",
+    )
     repository: RunRepository | None = Field(
         default=None,
         description="Start from a repository: the run changes it (default template `change`) "

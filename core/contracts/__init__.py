@@ -6,6 +6,51 @@ everything here must stay free of side effects at import. Import names from here
 (`from core.contracts import RunPlan`); the submodules only group them.
 """
 
+from core.contracts.breakdown import (
+    BREAKDOWN_TAG as BREAKDOWN_TAG,
+)
+from core.contracts.breakdown import (
+    BREAKDOWN_TOOL as BREAKDOWN_TOOL,
+)
+from core.contracts.breakdown import (
+    DEFAULT_MAX_PACKAGES as DEFAULT_MAX_PACKAGES,
+)
+from core.contracts.breakdown import (
+    OWNS_TAG as OWNS_TAG,
+)
+from core.contracts.breakdown import (
+    PLAN_APPROVAL_GATE as PLAN_APPROVAL_GATE,
+)
+from core.contracts.breakdown import (
+    WORK_PACKAGES_OUTPUT as WORK_PACKAGES_OUTPUT,
+)
+from core.contracts.breakdown import (
+    BreakdownRequest as BreakdownRequest,
+)
+from core.contracts.breakdown import (
+    ExpansionStatus as ExpansionStatus,
+)
+from core.contracts.breakdown import (
+    StageExpansion as StageExpansion,
+)
+from core.contracts.breakdown import (
+    StagePlan as StagePlan,
+)
+from core.contracts.breakdown import (
+    WorkBreakdown as WorkBreakdown,
+)
+from core.contracts.breakdown import (
+    WorkPackage as WorkPackage,
+)
+from core.contracts.breakdown import (
+    breakdown_block as breakdown_block,
+)
+from core.contracts.breakdown import (
+    owned_paths as owned_paths,
+)
+from core.contracts.breakdown import (
+    package_description as package_description,
+)
 from core.contracts.calls import (
     ModelCallInput as ModelCallInput,
 )
@@ -182,6 +227,9 @@ from core.contracts.names import (
 )
 from core.contracts.names import (
     VERDICT_OUTPUT as VERDICT_OUTPUT,
+)
+from core.contracts.names import (
+    WEBHOOK_EVENT_TYPES_WANTED as WEBHOOK_EVENT_TYPES_WANTED,
 )
 from core.contracts.names import (
     agent_queue as agent_queue,

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from core.contracts.breakdown import BreakdownRequest
 from core.contracts.notes import DeliveredNote, NoteDraft, NoteWait
 from core.contracts.runs import ArtifactRef, CommandRun, FollowUp, Usage
 
@@ -49,6 +50,8 @@ class ModelCallInput(BaseModel):
     """A change run's repository snapshot: the agent gets its map, ranked for its task."""
     test_command: str | None = None
     """A change run's repository's own test command, which the agent is told."""
+    work_breakdown: BreakdownRequest | None = None
+    """Set for a stage's planning task: it may submit a work breakdown, within these limits."""
 
 
 class ModelCallResult(BaseModel):
@@ -83,6 +86,8 @@ class ToolCallsInput(BaseModel):
     """Wall clock of one command the agent runs in the sandbox."""
     command_seconds_left: float | None = None
     """What is left of the task's total time for commands; None: no total."""
+    plans_work: bool = False
+    """The task plans a stage: it may also submit a work breakdown."""
 
 
 class ToolCallsResult(BaseModel):

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.contracts.breakdown import WorkBreakdown
+
 
 class GateKind(StrEnum):
     """The kinds of gate a template may put in a run; the one list every room uses."""
@@ -106,6 +108,8 @@ class DecisionKind(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     REQUEST_CHANGES = "request_changes"
+    EDIT = "edit"
+    """The plan approval only: the decision's `breakdown` replaces the planner's."""
     RAISE = "raise"
     """Budget pause only: go on spending (with the new limits given, if any)."""
     ABORT = "abort"
@@ -123,6 +127,8 @@ class Decision(BaseModel):
     """With `raise` on the budget gate: the run's new token limit."""
     budget_usd: float | None = Field(default=None, ge=0)
     """With `raise` on the budget gate: the run's new cost limit."""
+    breakdown: WorkBreakdown | None = None
+    """With `edit` on `plan_approval`: the work packages to run instead of the planner's."""
 
 
 class AutoDecision(StrEnum):

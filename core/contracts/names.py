@@ -70,6 +70,11 @@ RECORD_RUN_STATUS = "record_run_status"
 DELIVER_WEBHOOKS = "deliver_webhooks"
 
 
+WEBHOOK_EVENT_TYPES_WANTED = "webhook_event_types_wanted"
+"""Local activity: the event types the tenant's active webhook subscriptions want, asked
+once per run (execution); a run delivers only those, and none when there are none."""
+
+
 BUDGET_EXCEEDED_ERROR = "BudgetExceeded"
 """ApplicationError type `call_model` raises, before calling the provider, when a limit is spent."""
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from core.contracts.breakdown import StageExpansion, StagePlan
 from core.contracts.gates import (
     EscalationPolicy,
     Finding,
@@ -82,6 +83,11 @@ class TaskPlan(BaseModel):
     require_human: bool = False
     """A checked gate: after its checks and reviewer pass, it still waits for a human
     (`--require-human`, REQUIRE_HUMAN_APPROVAL)."""
+    stage: str | None = None
+    """The stage of the template this task belongs to; set on a stage's fixed tasks and on
+    the work packages that replaced them."""
+    owns: list[str] = Field(default_factory=list)
+    """A work package's files and folders: blocking findings on them come back to it."""
     skip_reason: str | None = None
     """Set where the plan is built for a gate the deployment turned off (REQUIRE_CODE_REVIEW,
     REQUIRE_SECURITY_REVIEW): the task is skipped with this as its summary."""
@@ -132,6 +138,12 @@ class EventType(StrEnum):
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
     NOTE_POSTED = "note.posted"
+    PLAN_REFUSED = "plan.refused"
+    """A planner's work breakdown failed validation; it goes back to the planner."""
+    STAGE_EXPANDED = "stage.expanded"
+    """A stage became the tasks of its work breakdown."""
+    STAGE_FALLBACK = "stage.fallback"
+    """No valid breakdown came in time: the stage runs the template's fixed tasks."""
 
 
 WEBHOOK_EVENT_TYPES = frozenset(
@@ -167,6 +179,12 @@ class WebhookDeliveryInput(BaseModel):
     tenant: str
     run_id: str
     event: RunEvent
+    more_events: list[RunEvent] = Field(default_factory=list)
+    """Events of the same run delivered in the same activity after `event` (a batch)."""
+
+    @property
+    def events(self) -> list[RunEvent]:
+        return [self.event, *self.more_events]
 
 
 class FollowUp(BaseModel):
@@ -197,6 +215,8 @@ class TaskState(BaseModel):
     """The plan's dependencies of the task, kept in step with plan changes, so a run's
     recorded state still draws its graph (empty in states recorded before they were kept)."""
     gate: GateKind | None = None
+    stage: str | None = None
+    """The stage that spawned the task (a work package) or whose template task it is."""
     status: TaskStatus = TaskStatus.PENDING
     attempt: int = 0
     """0 for the first run of the task, then one more per revision."""
@@ -246,6 +266,8 @@ class RunState(BaseModel):
     """Everything that happened, oldest first (the `events` query pages through it)."""
     notes: list[AgentNote] = Field(default_factory=list)
     """Notes the agents posted to each other with `post_note`, oldest first."""
+    expansions: list[StageExpansion] = Field(default_factory=list)
+    """What each expandable stage became: the breakdown, its approval, or the fallback."""
 
     def task(self, task_id: str) -> TaskState:
         for task in self.tasks:
@@ -314,6 +336,8 @@ class RunPlan(BaseModel):
     """Reruns of a task whose work failed validation; after them it completes, issues recorded."""
     validation_model: str | None = None
     """The validator's model; None: the run's model, else the provider's default."""
+    stages: list[StagePlan] = Field(default_factory=list)
+    """Stages a planner's work breakdown may expand (the template's `stages:`)."""
     resume: RunState | None = None
     """State carried over by continue-as-new; None when the run starts."""
     addresses: RunAddresses = Field(default_factory=RunAddresses)

@@ -55,6 +55,25 @@ def is_listening(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+DEV_SERVER_TUNING = (
+    # One worker fleet on one node: a task queue in one partition is never polled on the
+    # wrong one.
+    "matching.numTaskqueueReadPartitions=1",
+    "matching.numTaskqueueWritePartitions=1",
+    # The history service reads new transfer tasks (a workflow or activity task to dispatch)
+    # at most 20 times a second by default: under a steady stream of tasks each one waits up
+    # to 50 ms (the "~30 ms dispatch mode" of issue 17). Timer tasks (timeouts, retries) too.
+    "history.transferProcessorMaxPollRPS=10000",
+    "history.timerProcessorMaxPollRPS=10000",
+)
+"""Dynamic config of every dev server this project starts: `orchestrator up`, the
+embedded stack of `orchestrator run`, the tests' and the benchmarks'."""
+
+
+def dev_server_tuning_args() -> list[str]:
+    return [arg for value in DEV_SERVER_TUNING for arg in ("--dynamic-config-value", value)]
+
+
 @dataclass
 class DevServer:
     settings: Settings
@@ -84,6 +103,7 @@ class DevServer:
         ]
         for name in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{name}=Keyword"]
+        args += dev_server_tuning_args()
         if self.settings.temporal.ui_codec_endpoint:
             # The Web UI decodes payloads in the browser through the API's codec server.
             args += ["--ui-codec-endpoint", self.settings.temporal.ui_codec_endpoint.rstrip("/")]

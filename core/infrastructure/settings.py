@@ -80,6 +80,13 @@ class TemporalSettings(BaseSettings):
         description="Loopback port of the codec server the embedded stack serves its Web UI "
         "when the codec is on and ORCHESTRATOR_UI_CODEC_ENDPOINT is unset.",
     )
+    worker_shutdown_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        validation_alias="ORCHESTRATOR_WORKER_SHUTDOWN_SECONDS",
+        description="On SIGTERM a worker stops polling and lets its running activities "
+        "finish for this long; one still running then fails over to another worker at once.",
+    )
 
     @property
     def encodes_payloads(self) -> bool:
@@ -218,7 +225,12 @@ class ProviderSettings(BaseSettings):
         description="Model calls per second per agent queue, across all workers (Temporal-enforced).",
     )
     model_heartbeat_timeout_seconds: float = Field(
-        default=60.0, validation_alias="ORCHESTRATOR_MODEL_HEARTBEAT_TIMEOUT"
+        default=2.0,
+        gt=0,
+        validation_alias="ORCHESTRATOR_MODEL_HEARTBEAT_TIMEOUT",
+        description="Seconds without a heartbeat before a model call counts as lost (its "
+        "worker killed) and is retried elsewhere; a call beats 4 times per timeout and a "
+        "worker sends at most one beat a second per call.",
     )
 
     @property

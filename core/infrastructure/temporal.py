@@ -189,6 +189,10 @@ async def start_run(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A closed run is never run a second time: that would pay for its goal again.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # Where this client also serves the orchestrator queue (`orchestrator up`, the
+            # API with its in-process worker), the run's first workflow task comes back in
+            # the start's answer instead of through the task queue; elsewhere a no-op.
+            request_eager_start=True,
         )
     except WorkflowAlreadyStartedError:
         # No run id: the latest execution is the run (a reset continues it in a new one).

@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel import Field, SQLModel
 
+from core.persistence.check_results import CheckResult as CheckResult  # registers check_results
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 

@@ -10,42 +10,30 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, update
+from sqlalchemy import and_, case, func, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import SQLModel, col, select
+from sqlmodel import col, select
 
-from core.contracts import ArtifactRef, RunPlan, RunState, TurnKey, Usage
-from core.persistence.db import Artifact, Database, LedgerEntry, Run, ToolResultsEntry, utcnow
+from core.contracts import ArtifactRef, RunPlan, RunState, TurnKey
+from core.persistence.db import Artifact, Database, Run, ToolResultsEntry, utcnow
+from core.persistence.ledger import TurnContext as TurnContext
+from core.persistence.ledger import entry_usage as entry_usage
+from core.persistence.ledger import ledger_entries as ledger_entries
+from core.persistence.ledger import ledger_totals as ledger_totals
+from core.persistence.ledger import model_call_of_turn as model_call_of_turn
+from core.persistence.ledger import read_artifacts
+from core.persistence.ledger import record_model_call as record_model_call
+from core.persistence.ledger import turn_context as turn_context
+from core.persistence.rows import insert_ignore as insert_ignore
+from core.persistence.rows import insert_ignoring
+from core.persistence.rows import key_filter as key_filter
 
-
-async def insert_ignore(
-    session: AsyncSession, model: type[SQLModel], values: dict[str, Any]
-) -> None:
-    """Insert unless a row with the same unique key exists: the first write wins."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(model).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(model).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two supported databases reach here
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    await session.execute(stmt)
-
-
-def key_filter(model: Any, key: TurnKey) -> list[Any]:
-    return [
-        model.workflow_id == key.workflow_id,
-        model.execution_id == key.execution_id,
-        model.task_id == key.task_id,
-        model.attempt == key.attempt,
-        model.turn == key.turn,
-    ]
-
+FLUSH_ROWS = 200
+"""Artifact rows per INSERT when a turn is stored (13 bound values each, far below SQLite's
+limit of 32766 per statement)."""
 
 # --- runs -------------------------------------------------------------------------------
 
@@ -123,169 +111,6 @@ async def list_runs(db: Database, limit: int = 20) -> list[Run]:
         return list(result.scalars())
 
 
-# --- ledger -----------------------------------------------------------------------------
-
-
-async def model_call_of_turn(db: Database, key: TurnKey) -> LedgerEntry | None:
-    """The turn's ledger row; after a reset, the one of an earlier execution if need be.
-
-    A reset replays the history before its reset point under a new execution id: a model
-    call answered there comes from history, so its row carries the old execution's id.
-    """
-    async with db.session() as session:
-        entry: LedgerEntry | None = await _first(session, LedgerEntry, key)
-        if entry is not None:
-            return entry
-        result = await session.execute(
-            select(LedgerEntry)
-            .where(
-                LedgerEntry.workflow_id == key.workflow_id,
-                LedgerEntry.task_id == key.task_id,
-                LedgerEntry.attempt == key.attempt,
-                LedgerEntry.turn == key.turn,
-            )
-            .order_by(col(LedgerEntry.id).desc())
-        )
-        return result.scalars().first()
-
-
-async def record_model_call(
-    db: Database,
-    key: TurnKey,
-    *,
-    tenant: str,
-    role: str,
-    provider: str,
-    model: str,
-    usage: Usage,
-    cost_usd: float,
-    stop_reason: str,
-    response_json: str,
-    response_cache_hit: bool = False,
-) -> LedgerEntry:
-    """Insert the call's ledger row unless this turn already has one; return the stored row."""
-    async with db.session() as session:
-        await insert_ignore(
-            session,
-            LedgerEntry,
-            {
-                "workflow_id": key.workflow_id,
-                "execution_id": key.execution_id,
-                "run_id": key.run_id,
-                "tenant": tenant,
-                "task_id": key.task_id,
-                "attempt": key.attempt,
-                "turn": key.turn,
-                "role": role,
-                "provider": provider,
-                "model": model,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cache_read_tokens": usage.cache_read_input_tokens,
-                "cache_write_tokens": usage.cache_creation_input_tokens,
-                "cost_usd": cost_usd,
-                "response_cache_hit": response_cache_hit,
-                "stop_reason": stop_reason,
-                "response": response_json,
-                "created_at": utcnow(),
-            },
-        )
-        await session.commit()
-        entry: LedgerEntry = await _first(session, LedgerEntry, key)
-        return entry
-
-
-def entry_usage(entry: LedgerEntry) -> Usage:
-    return Usage(
-        input_tokens=entry.input_tokens,
-        output_tokens=entry.output_tokens,
-        cache_read_input_tokens=entry.cache_read_tokens,
-        cache_creation_input_tokens=entry.cache_write_tokens,
-    )
-
-
-async def ledger_totals(session: AsyncSession, workflow_id: str) -> tuple[Usage, float]:
-    result = await session.execute(
-        sa_select(
-            func.coalesce(func.sum(LedgerEntry.input_tokens), 0),
-            func.coalesce(func.sum(LedgerEntry.output_tokens), 0),
-            func.coalesce(func.sum(LedgerEntry.cache_read_tokens), 0),
-            func.coalesce(func.sum(LedgerEntry.cache_write_tokens), 0),
-            func.coalesce(func.sum(LedgerEntry.cost_usd), 0.0),
-        ).where(col(LedgerEntry.workflow_id) == workflow_id)
-    )
-    inp, out, cache_read, cache_write, cost = result.one()
-    usage = Usage(
-        input_tokens=int(inp),
-        output_tokens=int(out),
-        cache_read_input_tokens=int(cache_read),
-        cache_creation_input_tokens=int(cache_write),
-    )
-    return usage, float(cost)
-
-
-async def ledger_entries(db: Database, workflow_id: str) -> list[LedgerEntry]:
-    async with db.session() as session:
-        result = await session.execute(
-            select(LedgerEntry)
-            .where(LedgerEntry.workflow_id == workflow_id)
-            .order_by(col(LedgerEntry.id))
-        )
-        return list(result.scalars())
-
-
-@dataclass
-class TurnContext:
-    """Everything a model call needs from storage, read in one session."""
-
-    recorded: LedgerEntry | None
-    upstream: list[Artifact] = field(default_factory=list)
-    earlier_calls: list[LedgerEntry] = field(default_factory=list)
-    earlier_results: list[ToolResultsEntry] = field(default_factory=list)
-
-
-async def turn_context(db: Database, key: TurnKey, upstream_ids: Sequence[int]) -> TurnContext:
-    """The turn's ledger row if it already ran; else upstream files and the earlier turns."""
-    async with db.session() as session:
-        recorded = await _first(session, LedgerEntry, key)
-        if recorded is not None:
-            return TurnContext(recorded=recorded)
-        return TurnContext(
-            recorded=None,
-            upstream=await _artifacts_by_id(session, upstream_ids),
-            earlier_calls=await _earlier_turns(session, LedgerEntry, key),
-            earlier_results=await _earlier_turns(session, ToolResultsEntry, key),
-        )
-
-
-async def _first(session: AsyncSession, model: Any, key: TurnKey) -> Any:
-    result = await session.execute(select(model).where(*key_filter(model, key)))
-    return result.scalars().first()
-
-
-async def _earlier_turns(session: AsyncSession, model: Any, key: TurnKey) -> list[Any]:
-    """Rows of the task attempt's earlier turns, one per turn.
-
-    This execution's row of a turn wins; a turn it has no row for was answered from
-    history replayed by a reset, and its row is the latest earlier execution's.
-    """
-    result = await session.execute(
-        select(model)
-        .where(
-            model.workflow_id == key.workflow_id,
-            model.task_id == key.task_id,
-            model.attempt == key.attempt,
-            model.turn < key.turn,
-        )
-        .order_by(col(model.id))
-    )
-    by_turn: dict[int, Any] = {}
-    for row in result.scalars():
-        if by_turn.get(row.turn) is None or by_turn[row.turn].execution_id != key.execution_id:
-            by_turn[row.turn] = row
-    return [by_turn[turn] for turn in sorted(by_turn)]
-
-
 # --- artifacts (the run's workspace) ----------------------------------------------------
 
 
@@ -349,35 +174,49 @@ class RunWorkspace:
         return stored | self._content
 
     async def flush(self) -> dict[str, ArtifactRef]:
-        """Store the turn's writes; each written path's stored reference."""
-        for path, ref in self._pending.items():
-            await insert_ignore(
-                self.session,
-                Artifact,
-                {
-                    "run_id": self.key.run_id,
-                    "execution_id": self.key.execution_id,
-                    "task_id": self.key.task_id,
-                    "attempt": self.key.attempt,
-                    "turn": self.key.turn,
-                    "path": path,
-                    "version": ref.version,
-                    "sha256": ref.sha256,
-                    "size": ref.size,
-                    "content": self._content[path],
-                    "role": self.role,
-                    "model": self.model,
-                    "created_at": utcnow(),
-                },
+        """Store the turn's writes in one statement; each written path's stored reference.
+
+        A path an earlier try of this turn stored keeps that row (the first write wins);
+        only then are those rows read back, in one more statement.
+        """
+        stored: dict[str, ArtifactRef] = {}
+        paths = list(self._pending)
+        for start in range(0, len(paths), FLUSH_ROWS):
+            rows = [self._row(path) for path in paths[start : start + FLUSH_ROWS]]
+            inserted = await self.session.execute(
+                insert_ignoring(self.session, Artifact, rows).returning(
+                    col(Artifact.id), col(Artifact.path)
+                )
             )
-        stored = {}
-        for path in self._pending:
-            row = await self._written(path)
-            if row is None:
+            for new_id, path in inserted.all():
+                stored[path] = self._pending[path].model_copy(update={"id": new_id})
+        missing = [path for path in paths if path not in stored]
+        if missing:
+            for row in await self._written(missing):
+                stored[row.path] = artifact_ref(row)
+        for path in paths:
+            if path not in stored:
                 raise RuntimeError(f"artifact {path!r} of {self.key} was not stored")
-            stored[path] = artifact_ref(row)
         self._pending, self._content = {}, {}
-        return stored
+        return {path: stored[path] for path in paths}
+
+    def _row(self, path: str) -> dict[str, Any]:
+        ref = self._pending[path]
+        return {
+            "run_id": self.key.run_id,
+            "execution_id": self.key.execution_id,
+            "task_id": self.key.task_id,
+            "attempt": self.key.attempt,
+            "turn": self.key.turn,
+            "path": path,
+            "version": ref.version,
+            "sha256": ref.sha256,
+            "size": ref.size,
+            "content": self._content[path],
+            "role": self.role,
+            "model": self.model,
+            "created_at": utcnow(),
+        }
 
     async def recorded_outcome(self) -> str | None:
         """The outcome JSON of this turn's calls if an earlier try stored them."""
@@ -404,18 +243,25 @@ class RunWorkspace:
         )
 
     async def _next(self, path: str) -> int:
-        """The version this turn's write of `path` gets (its own, if a try stored it)."""
-        written = await self._written(path)
-        if written is not None:
-            return written.version
-        previous = await self.session.execute(
-            select(func.coalesce(func.max(Artifact.version), 0)).where(
-                Artifact.run_id == self.key.run_id, Artifact.path == path
-            )
+        """The version this turn's write of `path` gets: its own if a try stored it, else one
+        past the newest (one statement)."""
+        this_turn = and_(
+            col(Artifact.execution_id) == self.key.execution_id,
+            col(Artifact.task_id) == self.key.task_id,
+            col(Artifact.attempt) == self.key.attempt,
+            col(Artifact.turn) == self.key.turn,
         )
-        return int(previous.scalar_one()) + 1
+        newest, written = (
+            await self.session.execute(
+                sa_select(
+                    func.max(Artifact.version), func.max(case((this_turn, Artifact.version)))
+                ).where(col(Artifact.run_id) == self.key.run_id, col(Artifact.path) == path)
+            )
+        ).one()
+        return int(written) if written is not None else int(newest or 0) + 1
 
-    async def _written(self, path: str) -> Artifact | None:
+    async def _written(self, paths: Sequence[str]) -> Sequence[Artifact]:
+        """This turn's stored rows of `paths`."""
         result = await self.session.execute(
             select(Artifact).where(
                 Artifact.run_id == self.key.run_id,
@@ -423,10 +269,10 @@ class RunWorkspace:
                 Artifact.task_id == self.key.task_id,
                 Artifact.attempt == self.key.attempt,
                 Artifact.turn == self.key.turn,
-                Artifact.path == path,
+                col(Artifact.path).in_(paths),
             )
         )
-        return result.scalars().first()
+        return result.scalars().all()
 
 
 @asynccontextmanager
@@ -451,15 +297,7 @@ async def write_artifact(
 
 async def artifacts_by_id(db: Database, ids: Sequence[int]) -> list[Artifact]:
     async with db.session() as session:
-        return await _artifacts_by_id(session, ids)
-
-
-async def _artifacts_by_id(session: AsyncSession, ids: Sequence[int]) -> list[Artifact]:
-    if not ids:
-        return []
-    result = await session.execute(select(Artifact).where(col(Artifact.id).in_(list(ids))))
-    by_id = {a.id: a for a in result.scalars()}
-    return [by_id[i] for i in ids if i in by_id]
+        return await read_artifacts(session, ids)
 
 
 async def latest_artifacts(db: Database, run_id: str, prefix: str = "") -> list[Artifact]:

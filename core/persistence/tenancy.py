@@ -2,6 +2,9 @@
 
 API keys look like `orch_<prefix>_<secret>`. Only the SHA-256 of the whole key is stored
 (the key is 256 random bits, so a slow hash would add nothing); the prefix finds the row.
+
+The API verifies keys through `core.persistence.key_cache.KeyCache`, which reads a key's
+row once every few seconds and writes its `last_used_at` at most once a minute.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The API shows the month to the organization (`GET /orgs/me`) and refuses a run whose
 estimate does not fit in what is left (`POST /runs` answers 402). Once a run has started,
-`call_model` guards the same limits call by call (`tenancy.budget_problem`).
+`call_model` guards the same limits call by call (`core.persistence.spending_guard`, which
+keeps each organization's limits for a few seconds and confirms a spent budget afresh).
 """
 
 from __future__ import annotations

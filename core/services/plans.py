@@ -46,6 +46,7 @@ def build_plan(
     escalation: EscalationPolicy | None = None,
     require_human: bool = False,
     repository: RepositoryRef | None = None,
+    approve_plan: bool | None = None,
 ) -> RunPlan:
     """The validated plan for `goal`; raises ValueError for an empty goal.
 
@@ -53,7 +54,8 @@ def build_plan(
     template, then the deployment (`LLM_MODEL`, `VALIDATION_MODEL`). `escalation` replaces
     the template's policy. `gates` None keeps every gate and asks no human; `require_human`
     adds a human sign-off to every checked gate, as REQUIRE_HUMAN_APPROVAL does for all runs.
-    `repository` makes a change run: its workspace starts as the repository, and the
+    `approve_plan` makes a person approve the work breakdown of the template's stage (None:
+    the stage's `approval`). `repository` makes a change run: its workspace starts as the repository, and the
     template's `test_command`, if it sets one, replaces the detected one.
     """
     plan = compile_plan(
@@ -67,6 +69,7 @@ def build_plan(
         validate=validate,
         validation_model=provider.resolved_validation_model,
         response_cache=response_cache,
+        approve_plan=approve_plan,
     )
     plan.budget_tokens, plan.budget_usd = budget_tokens, budget_usd
     if repository is not None:

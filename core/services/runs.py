@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, bindparam, or_
+from sqlalchemy import select as select_columns
 from sqlmodel import col, select
 from temporalio.client import (
     Client,
@@ -180,6 +181,57 @@ async def load_state(db: Database, client: Client | None, run: Run) -> StateView
         ),
         "database",
     )
+
+
+# --- the status of one run, read lightly (GET /runs/{id}/status) --------------------------
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """What the status of a run needs of its row, without its final state."""
+
+    id: str
+    tenant: str
+    goal: str
+    template: str
+    updated_at: datetime
+    completed_at: datetime | None
+    recorded_final: bool
+    """The row holds the final state (`stored_final_state` reads it)."""
+
+
+_STATUS_ROW = select_columns(
+    col(Run.id),
+    col(Run.tenant),
+    col(Run.goal),
+    col(Run.template),
+    col(Run.updated_at),
+    col(Run.completed_at),
+    col(Run.final_state).is_not(None),
+).where(col(Run.id) == bindparam("run_id"))
+
+
+async def status_row(db: Database, run_id: str) -> StatusRow | None:
+    async with db.session() as session:
+        found = (await session.execute(_STATUS_ROW, {"run_id": run_id})).first()
+    if found is None:
+        return None
+    run_id, tenant, goal, template, updated_at, completed_at, recorded = found
+    return StatusRow(run_id, tenant, goal, template, updated_at, completed_at, bool(recorded))
+
+
+_FINAL_STATE = select_columns(col(Run.final_state), col(Run.updated_at)).where(
+    col(Run.id) == bindparam("run_id")
+)
+
+
+async def stored_final_state(db: Database, run_id: str) -> tuple[str, datetime] | None:
+    """The run's final state as stored (JSON) and when its row was last written."""
+    async with db.session() as session:
+        found = (await session.execute(_FINAL_STATE, {"run_id": run_id})).first()
+    if found is None or found[0] is None:
+        return None
+    return found[0], found[1]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ workflow (queried, and its history) and the organization's records must be uncha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from agents.providers.anthropic import AnthropicProvider
 from api.app import create_app
 from core.contracts import PendingDecision, RunState
+from core.persistence.spending_guard import LIMITS_TTL_SECONDS
 from core.persistence.tenancy import OrgRole
 from tests.api_harness import (
     ApiHarness,
@@ -187,6 +189,9 @@ async def waiting_everywhere(api: ApiHarness, template: Path) -> Steered:
     # A spent month pauses the next model call: the added task's. Lifting the limit again
     # leaves the pause waiting for its decision, and lets a member start runs.
     assert (await http.patch("/orgs/me/budget", json={"monthly_token_limit": 1})).is_success
+    # The agent worker keeps limits it read for LIMITS_TTL_SECONDS (a limit set counts
+    # within that time): the added task's call comes after it.
+    await asyncio.sleep(LIMITS_TTL_SECONDS + 0.5)
     added = await http.post(f"/runs/{run_id}/tasks", json={"id": "docs", "role": "tech_lead"})
     assert added.status_code == 201, added.text
     await wait_until(lambda: waiting_for("design", "approval", "budget"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -113,6 +114,24 @@ def test_run_with_the_embedded_stack_then_status_and_artifacts(
 
     status = cli("status", run_id, env=isolated, cwd=tmp_path)
     assert status.returncode == 0 and "completed" in status.stdout and "backend" in status.stdout
+    assert "stage implementation (expanded, planned by architecture)" in status.stdout
+    plan = cli("plan", run_id, env=isolated, cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert "stage implementation: expanded (planned by architecture" in plan.stdout
+    assert "| backend | backend_engineer | - | backend/ |" in plan.stdout
+    assert "```mermaid\ngraph TD" in plan.stdout
+    as_json = json.loads(cli("plan", run_id, "--json", env=isolated, cwd=tmp_path).stdout)
+    assert [p["id"] for p in as_json[0]["breakdown"]["packages"]] == ["backend", "frontend"]
+    bad = tmp_path / "breakdown.json"
+    bad.write_text('{"packages": []}')
+    assert_one_line_error(
+        cli("edit-plan", run_id, str(bad), env=isolated, cwd=tmp_path),
+        "is not a work breakdown",
+    )
+    assert_one_line_error(
+        cli("edit-plan", run_id, str(tmp_path / "none.json"), env=isolated, cwd=tmp_path),
+        "cannot read",
+    )
 
     out = tmp_path / "x"
     exported = cli("artifacts", run_id, "--out", str(out), env=isolated, cwd=tmp_path)

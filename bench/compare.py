@@ -1,0 +1,204 @@
+"""The project against the ideal, side by side: makespan, overhead per call, N-goal throughput.
+
+    .venv/bin/python -m bench.compare [--quick]
+
+One table, one row per measure, each from a real run on this machine:
+
+- makespan: one offline `sdlc` run with every model call sleeping `--latency` (1 s), against
+  its critical path (the longest chain of model time through the tasks the run ran);
+- overhead per model call: one `sdlc` run at zero model latency, its wall time divided by
+  its model calls. Ideally zero; beside it the engine floor (a workflow running one no-op
+  activity on the same server: what one workflow step costs in Temporal itself);
+- throughput: `--runs` (50) goals started at once against one `orchestrator worker`
+  process on the dev server `orchestrator up` runs, every call sleeping 0.2 s, against
+  the ideal: N independent runs finish as fast as one, in its critical path. Each goal
+  differs, so no two runs share a workspace (nor gate-check results).
+
+`--quick` measures the same at a fraction of the cost (0.2 s makespan latency, 10 goals),
+for a first look; `make bench` prints the full table. The goal column is issue 17's.
+Other processes on the machine share its cores: the figures are as loaded as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import WorkflowFailureError
+from temporalio.worker import Worker
+
+from bench.common import (
+    GOAL,
+    FileDevServer,
+    WorkerProcess,
+    become_subreaper,
+    dev_server,
+    kill_orphans,
+    scratch_directory,
+    sdlc_plan,
+    sqlite_database,
+    timed_sdlc_run,
+    worker_env,
+)
+from bench.floor import FloorWorkflow, noop
+from core.contracts import RunState, RunStatus, TaskPlan
+from core.infrastructure.temporal import start_run
+from core.persistence.db import Database
+from offline import OfflineProvider
+from workflows.dag import critical_path
+
+FLOOR_QUEUE = "bench-compare-floor"
+
+
+@dataclass(frozen=True)
+class Row:
+    measure: str
+    project: str
+    ideal: str
+    ratio: str
+    goal: str
+
+
+def ideal_seconds(state: RunState, latency: float) -> float:
+    """The critical path of the run's own tasks (packages included), weighted by model time."""
+    shape = [TaskPlan(id=t.id, role=t.role, depends_on=list(t.depends_on)) for t in state.tasks]
+    return critical_path(shape, {t.id: t.turns * latency for t in state.tasks})
+
+
+async def makespan(latency: float) -> Row:
+    async with dev_server() as env:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = sqlite_database(Path(tmp))
+            wall, state = await timed_sdlc_run(env, db, OfflineProvider(latency_seconds=latency))
+            await db.dispose()
+    ideal = ideal_seconds(state, latency)
+    return Row(
+        f"makespan of one sdlc run, {latency:g} s per call",
+        f"{wall:.2f} s",
+        f"{ideal:.2f} s",
+        f"{wall / ideal:.3f}",
+        "<= 1.03",
+    )
+
+
+async def overhead(floor_runs: int) -> Row:
+    async with dev_server() as env:
+        floors = []
+        async with Worker(
+            env.client, task_queue=FLOOR_QUEUE, workflows=[FloorWorkflow], activities=[noop]
+        ):
+            for _ in range(floor_runs + 2):
+                started = time.perf_counter()
+                await env.client.execute_workflow(
+                    FloorWorkflow.run, id=f"floor-{uuid.uuid4().hex}", task_queue=FLOOR_QUEUE
+                )
+                floors.append(time.perf_counter() - started)
+        floor = statistics.median(floors[2:])  # the first ones warm connections and caches
+        with tempfile.TemporaryDirectory() as tmp:
+            db = sqlite_database(Path(tmp))
+            await timed_sdlc_run(env, db, OfflineProvider())  # warm-up
+            wall, state = await timed_sdlc_run(env, db, OfflineProvider())
+            await db.dispose()
+    calls = sum(t.turns for t in state.tasks)
+    return Row(
+        "overhead per model call, zero latency",
+        f"{wall / calls * 1000:.1f} ms",
+        "0 ms",
+        f"floor {floor * 1000:.0f} ms",
+        "<= 30 ms",
+    )
+
+
+async def throughput(runs: int, latency: float) -> Row:
+    """`runs` goals at once against one worker process, after one alone to warm it up."""
+    become_subreaper()
+    with scratch_directory("bench-compare-") as tmp:
+        url = f"sqlite+aiosqlite:///{tmp / 'orchestrator.db'}"
+        server = FileDevServer(tmp / "temporal")
+        worker = WorkerProcess(
+            worker_env(server.address, url, tmp / "worker", OFFLINE_LATENCY_SECONDS=str(latency)),
+            tmp / "worker.log",
+        )
+        db = Database(url)
+        try:
+            await db.ensure_schema()
+            await server.start()
+            client = await server.client()
+            worker.start()
+            await worker.ready()
+
+            async def one(i: int) -> RunState | None:
+                plan = sdlc_plan(goal=f"{GOAL} (compare run {i})")  # its own workspace
+                try:
+                    return await (await start_run(client, plan)).result()
+                except WorkflowFailureError:
+                    return None
+
+            first = await one(0)  # warms the worker up; its plan gives the ideal
+            if first is None or first.status != RunStatus.COMPLETED:
+                raise RuntimeError(f"the first run failed; see {worker.log}")
+            started = time.perf_counter()
+            states = await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
+            wall = time.perf_counter() - started
+        finally:
+            worker.stop()
+            server.kill()
+            kill_orphans()
+            await db.dispose()
+    completed = sum(s is not None and s.status == RunStatus.COMPLETED for s in states)
+    ideal = ideal_seconds(first, latency)
+    return Row(
+        f"{runs} concurrent goals, {latency:g} s per call ({completed}/{runs} completed)",
+        f"{wall:.1f} s",
+        f"{ideal:.1f} s",
+        f"{wall / ideal:.2f}",
+        "<= 4" if runs >= 50 else "<= 1.5" if runs <= 10 else "-",
+    )
+
+
+def table(rows: list[Row]) -> list[str]:
+    header = Row("measure", "project", "ideal", "project/ideal", "goal")
+    widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in Row.__dataclass_fields__]
+    return [
+        "  ".join(
+            value.ljust(width) if n == 0 else value.rjust(width)
+            for n, (value, width) in enumerate(
+                zip([r.measure, r.project, r.ideal, r.ratio, r.goal], widths, strict=True)
+            )
+        )
+        for r in [header, *rows]
+    ]
+
+
+async def main(quick: bool) -> int:
+    latency = 0.2 if quick else 1.0
+    rows = [await makespan(latency), await overhead(5 if quick else 20)]
+    rows.append(await throughput(10 if quick else 50, 0.2))
+    print(
+        f"bench.compare{' --quick' if quick else ''}: project vs ideal on {os.cpu_count()} cores, "
+        "offline model, SQLite; other processes on the machine share its cores"
+    )
+    for line in table(rows):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smaller runs, for a first look")
+    try:
+        code = asyncio.run(main(parser.parse_args().quick))
+    except (OSError, RuntimeError, TimeoutError) as exc:  # a server or worker that failed
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    # Leave without interpreter teardown: the Temporal runtime can abort it (sdk-python#300).
+    sys.stdout.flush()
+    os._exit(code)

@@ -292,29 +292,39 @@ def compile_plan(
         else response_cache,
         stages=stages,
         tasks=[
-            TaskPlan(
-                id=t.id,
-                role=t.role,
-                depends_on=list(t.depends_on),
-                gate=t.gate,
-                revises=revisable_tasks(t, by_id, ancestors(edges, t.id)) if t.gate else [],
-                when=t.when,
-                review_by=list(t.review_by),
-                max_revisions=t.max_revisions,
-                model=t.model,
-                max_turns=t.max_turns or template.settings.max_turns,
-                description=t.description,
-                stage=stage_of.get(t.id),
-                command_timeout_seconds=t.command_timeout_seconds
-                or template.settings.command_timeout_seconds,
-                command_budget_seconds=t.command_budget_seconds
-                or template.settings.command_budget_seconds,
-                max_check_rounds=template.settings.max_check_rounds
-                if t.max_check_rounds is None
-                else t.max_check_rounds,
+            _task_plan(
+                t,
+                template.settings,
+                revisable_tasks(t, by_id, ancestors(edges, t.id)) if t.gate else [],
+                stage_of.get(t.id),
             )
             for t in template.tasks
         ],
+    )
+
+
+def _task_plan(
+    t: TaskSpec, settings: TemplateSettings, revises: list[str], stage: str | None
+) -> TaskPlan:
+    """One task as the workflow runs it: the template's settings fill what it leaves out."""
+    return TaskPlan(
+        id=t.id,
+        role=t.role,
+        depends_on=list(t.depends_on),
+        gate=t.gate,
+        revises=revises,
+        when=t.when,
+        review_by=list(t.review_by),
+        max_revisions=t.max_revisions,
+        model=t.model,
+        max_turns=t.max_turns or settings.max_turns,
+        description=t.description,
+        stage=stage,
+        command_timeout_seconds=t.command_timeout_seconds or settings.command_timeout_seconds,
+        command_budget_seconds=t.command_budget_seconds or settings.command_budget_seconds,
+        max_check_rounds=settings.max_check_rounds
+        if t.max_check_rounds is None
+        else t.max_check_rounds,
     )
 
 

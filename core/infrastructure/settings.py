@@ -25,11 +25,8 @@ class StorageSettings(BaseSettings):
 
     model_config = SECTION_CONFIG
 
-    data_dir: Path = Field(
-        default=Path(".orchestrator"),
-        validation_alias="ORCHESTRATOR_DATA_DIR",
-        description="Where the embedded stack keeps its SQLite files.",
-    )
+    data_dir: Path = Field(default=Path(".orchestrator"), validation_alias="ORCHESTRATOR_DATA_DIR")
+    """Where the embedded stack keeps its SQLite files."""
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
 
     @property
@@ -81,12 +78,10 @@ class TemporalSettings(BaseSettings):
         "when the codec is on and ORCHESTRATOR_UI_CODEC_ENDPOINT is unset.",
     )
     worker_shutdown_seconds: float = Field(
-        default=10.0,
-        ge=0,
-        validation_alias="ORCHESTRATOR_WORKER_SHUTDOWN_SECONDS",
-        description="On SIGTERM a worker stops polling and lets its running activities "
-        "finish for this long; one still running then fails over to another worker at once.",
+        default=10.0, ge=0, validation_alias="ORCHESTRATOR_WORKER_SHUTDOWN_SECONDS"
     )
+    """On SIGTERM a worker stops polling and lets its running activities finish for this
+    long; one still running then fails over to another worker at once."""
 
     @property
     def encodes_payloads(self) -> bool:
@@ -225,13 +220,10 @@ class ProviderSettings(BaseSettings):
         description="Model calls per second per agent queue, across all workers (Temporal-enforced).",
     )
     model_heartbeat_timeout_seconds: float = Field(
-        default=2.0,
-        gt=0,
-        validation_alias="ORCHESTRATOR_MODEL_HEARTBEAT_TIMEOUT",
-        description="Seconds without a heartbeat before a model call counts as lost (its "
-        "worker killed) and is retried elsewhere; a call beats 4 times per timeout and a "
-        "worker sends at most one beat a second per call.",
+        default=2.0, gt=0, validation_alias="ORCHESTRATOR_MODEL_HEARTBEAT_TIMEOUT"
     )
+    """Seconds without a heartbeat before a model call counts as lost (its worker killed)
+    and moves elsewhere; a call beats 4 times per timeout, at most once a second."""
 
     @property
     def response_cache_enabled(self) -> bool:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agents.commands import COMMAND_TOOL, COMMAND_TOOL_DEFINITION, command_of
 from agents.editor import EDIT_TOOL, EDIT_TOOL_DEFINITION, edit
@@ -41,6 +41,8 @@ MAX_NOTE_CHARS = 20_000
 """Notes live in the workflow's state (and history): a contract, not a whole file."""
 DEFAULT_NOTE_WAIT_SECONDS = 600.0
 MAX_NOTE_WAIT_SECONDS = 3600.0
+
+M = TypeVar("M", bound=BaseModel)
 
 TOOL_DEFINITIONS: dict[str, ToolDefinition] = {
     tool.name: tool
@@ -329,12 +331,7 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
             content=f"recorded outputs: {', '.join(sorted(outputs))}", outputs=outputs
         )
     if name == "submit_verdict":
-        try:
-            verdict = ReviewVerdict.model_validate(args)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ToolInputError(f"submit_verdict: {first['msg']} at {where}") from None
+        verdict = _validated(ReviewVerdict, args, name)
         return ToolOutcome(
             content=f"verdict recorded: {verdict.verdict} with {len(verdict.findings)} findings",
             outputs={VERDICT_OUTPUT: verdict.model_dump(mode="json")},
@@ -347,12 +344,7 @@ async def _dispatch(workspace: Workspace, name: str, args: dict[str, Any]) -> To
 
 
 def _submit_validation(args: dict[str, Any]) -> ToolOutcome:
-    try:
-        result = ValidationResult.model_validate(args)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ToolInputError(f"submit_validation: {first['msg']} at {where}") from None
+    result = _validated(ValidationResult, args, "submit_validation")
     if not result.passed and not any(issue.strip() for issue in result.issues):
         # A failure without issues gives the rerun nothing to fix.
         raise ToolInputError("submit_validation: passed is false, so name at least one issue")
@@ -366,14 +358,19 @@ def _submit_validation(args: dict[str, Any]) -> ToolOutcome:
 def _submit_breakdown(args: dict[str, Any]) -> ToolOutcome:
     """The breakdown's shape is checked here; its fit to the plan (roles, dependencies,
     owned paths) by the workflow, which sends the problems back to the planner."""
-    try:
-        breakdown = WorkBreakdown.model_validate(args)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ToolInputError(f"{BREAKDOWN_TOOL}: {first['msg']} at {where}") from None
+    breakdown = _validated(WorkBreakdown, args, BREAKDOWN_TOOL)
     ids = ", ".join(p.id for p in breakdown.packages)
     return ToolOutcome(
         content=f"work breakdown recorded: {len(breakdown.packages)} packages ({ids})",
         outputs={WORK_PACKAGES_OUTPUT: breakdown.model_dump(mode="json")},
     )
+
+
+def _validated(model: type[M], args: dict[str, Any], tool: str) -> M:
+    """A structured tool's input as its model, or the first problem as the agent's error."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ToolInputError(f"{tool}: {first['msg']} at {where}") from None

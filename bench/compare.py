@@ -24,38 +24,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from temporalio.client import WorkflowFailureError
-from temporalio.worker import Worker
 
 from bench.common import (
     GOAL,
     FileDevServer,
     WorkerProcess,
     become_subreaper,
-    dev_server,
     kill_orphans,
     scratch_directory,
     sdlc_plan,
-    sqlite_database,
-    timed_sdlc_run,
     worker_env,
 )
-from bench.floor import FloorWorkflow, noop
-from core.contracts import RunState, RunStatus, TaskPlan
+from bench.makespan import ideal_seconds, timed
+from bench.overhead import measure
+from core.contracts import RunState, RunStatus
 from core.infrastructure.temporal import start_run
 from core.persistence.db import Database
-from offline import OfflineProvider
-from workflows.dag import critical_path
-
-FLOOR_QUEUE = "bench-compare-floor"
 
 
 @dataclass(frozen=True)
@@ -67,18 +56,8 @@ class Row:
     goal: str
 
 
-def ideal_seconds(state: RunState, latency: float) -> float:
-    """The critical path of the run's own tasks (packages included), weighted by model time."""
-    shape = [TaskPlan(id=t.id, role=t.role, depends_on=list(t.depends_on)) for t in state.tasks]
-    return critical_path(shape, {t.id: t.turns * latency for t in state.tasks})
-
-
 async def makespan(latency: float) -> Row:
-    async with dev_server() as env:
-        with tempfile.TemporaryDirectory() as tmp:
-            db = sqlite_database(Path(tmp))
-            wall, state = await timed_sdlc_run(env, db, OfflineProvider(latency_seconds=latency))
-            await db.dispose()
+    wall, state = await timed(latency, fixed=False, goal=GOAL)
     ideal = ideal_seconds(state, latency)
     return Row(
         f"makespan of one sdlc run, {latency:g} s per call",
@@ -90,23 +69,7 @@ async def makespan(latency: float) -> Row:
 
 
 async def overhead(floor_runs: int) -> Row:
-    async with dev_server() as env:
-        floors = []
-        async with Worker(
-            env.client, task_queue=FLOOR_QUEUE, workflows=[FloorWorkflow], activities=[noop]
-        ):
-            for _ in range(floor_runs + 2):
-                started = time.perf_counter()
-                await env.client.execute_workflow(
-                    FloorWorkflow.run, id=f"floor-{uuid.uuid4().hex}", task_queue=FLOOR_QUEUE
-                )
-                floors.append(time.perf_counter() - started)
-        floor = statistics.median(floors[2:])  # the first ones warm connections and caches
-        with tempfile.TemporaryDirectory() as tmp:
-            db = sqlite_database(Path(tmp))
-            await timed_sdlc_run(env, db, OfflineProvider())  # warm-up
-            wall, state = await timed_sdlc_run(env, db, OfflineProvider())
-            await db.dispose()
+    floor, wall, state = await measure(floor_runs)
     calls = sum(t.turns for t in state.tasks)
     return Row(
         "overhead per model call, zero latency",

@@ -48,9 +48,14 @@ async def timed(latency: float, fixed: bool, goal: str) -> tuple[float, RunState
     return result
 
 
+def ideal_seconds(state: RunState, latency: float) -> float:
+    """The critical path of the run's own tasks (packages included), weighted by model time."""
+    return critical_path(expanded_shape(state), {t.id: t.turns * latency for t in state.tasks})
+
+
 def row(name: str, latency: float, makespan: float, state: RunState) -> tuple[str, float]:
     model_time = {t.id: t.turns * latency for t in state.tasks}
-    ideal = critical_path(expanded_shape(state), model_time)
+    ideal = ideal_seconds(state, latency)
     calls = sum(t.turns for t in state.tasks)
     tokens = state.usage.input_tokens + state.usage.output_tokens
     implementation = ", ".join(t.id for t in state.tasks if t.stage) or "-"

@@ -23,12 +23,14 @@ from temporalio.worker import Worker
 
 from bench.common import dev_server, sqlite_database, timed_sdlc_run
 from bench.floor import FloorWorkflow, noop
+from core.contracts import RunState
 from offline import OfflineProvider
 
 FLOOR_QUEUE = "bench-floor"
 
 
-async def main(floor_runs: int) -> None:
+async def measure(floor_runs: int) -> tuple[float, float, RunState]:
+    """(engine floor, wall time of a zero-latency sdlc run, its state), in seconds."""
     async with dev_server() as env:
         floors = []
         async with Worker(
@@ -47,7 +49,11 @@ async def main(floor_runs: int) -> None:
             await timed_sdlc_run(env, db, OfflineProvider())  # warm-up
             wall, state = await timed_sdlc_run(env, db, OfflineProvider())
             await db.dispose()
+    return floor, wall, state
 
+
+async def main(floor_runs: int) -> None:
+    floor, wall, state = await measure(floor_runs)
     calls = sum(t.turns for t in state.tasks)
     per_call = wall / calls
     print(

@@ -9,16 +9,15 @@ replica) still works on this one; the process that revokes it forgets it at once
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import col
 
 from core.persistence.db import ApiKey, Database, utcnow
-from core.persistence.tenancy import KEY_SCHEME, hash_key
+from core.persistence.tenancy import hash_key, live_key_row
 
 KEY_CACHE_SECONDS = 5.0
 """How long an API process trusts a key it verified without reading its row again: a key
@@ -135,15 +134,9 @@ class KeyCache:
 
 async def _live_key(db: Database, presented: str) -> VerifiedKey | None:
     """The key row's identity if `presented` is a live key; no write."""
-    parts = presented.split("_")
-    if len(parts) < 3 or parts[0] != KEY_SCHEME:
-        return None
     async with db.session() as session:
-        found = await session.execute(select(ApiKey).where(ApiKey.prefix == parts[1]))
-        row = found.scalars().first()
-    if row is None or row.revoked_at is not None:
-        return None
-    if not hmac.compare_digest(row.key_hash, hash_key(presented)):
+        row = await live_key_row(session, presented)
+    if row is None:
         return None
     return VerifiedKey(id=row.id, org_id=row.org_id, role=row.role)
 

@@ -107,17 +107,23 @@ async def create_key(db: Database, org_id: str, name: str, role: OrgRole) -> Iss
     return IssuedKey(row=row, secret=secret)
 
 
-async def verify_key(db: Database, presented: str) -> ApiKey | None:
-    """The live key row for a presented key, with its last-used time updated; else None."""
+async def live_key_row(session: AsyncSession, presented: str) -> ApiKey | None:
+    """The key row a presented key matches, if it is not revoked; else None (no write)."""
     parts = presented.split("_")
     if len(parts) < 3 or parts[0] != KEY_SCHEME:
         return None
+    found = await session.execute(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    row = found.scalars().first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return row if hmac.compare_digest(row.key_hash, hash_key(presented)) else None
+
+
+async def verify_key(db: Database, presented: str) -> ApiKey | None:
+    """The live key row for a presented key, with its last-used time updated; else None."""
     async with db.session() as session:
-        found = await session.execute(select(ApiKey).where(ApiKey.prefix == parts[1]))
-        row = found.scalars().first()
-        if row is None or row.revoked_at is not None:
-            return None
-        if not hmac.compare_digest(row.key_hash, hash_key(presented)):
+        row = await live_key_row(session, presented)
+        if row is None:
             return None
         row.last_used_at = utcnow()
         session.add(row)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from pathlib import Path
 
 from temporalio import activity
@@ -52,6 +53,12 @@ class CheckActivities:
         `network_isolated` is True only when generated tests ran and every run of them had
         no network; the security review executes nothing, so it stays False there.
         """
+        started = time.perf_counter()
+        report = await self._checked(request)
+        report.seconds = round(time.perf_counter() - started, 3)
+        return report
+
+    async def _checked(self, request: ChecksInput) -> ChecksReport:
         gate = _checked_gate(request.gate)
         latest = await storage.latest_artifacts(self.db, request.run_id)
         files = {a.path: a.content for a in latest}

@@ -73,6 +73,7 @@ async def timed_sdlc_run(
     """An `sdlc` run and its wall time; `fixed` keeps the template's implementation tasks
     (no work breakdown expands the stage)."""
     plan = sdlc_plan(fixed=fixed, goal=goal)
+    await db.ensure_schema()  # as `orchestrator worker` does before it serves
     async with serving(env.client, db=db, provider=provider, settings=Settings()):
         started = time.perf_counter()
         handle = await start_run(env.client, plan)

@@ -4,9 +4,13 @@ the planner's expanded plan next to the template's fixed one.
     .venv/bin/python -m bench.makespan [--latency 1.0] [--goal TEXT] [--no-tokens]
 
 Every offline model call sleeps `--latency` seconds. The critical path is the longest
-chain of tasks weighted by (turns x latency), read from the run's own final state, so
-for the expanded plan it is the chain through the tech lead's work packages. A scheduler
-that truly runs independent tasks together gets a makespan within a few percent of it.
+chain of tasks, read from the run's own final state (so for the expanded plan it is the
+chain through the tech lead's work packages), each task weighted by its work: its model
+time (turns x latency), the commands its agent ran in the sandbox (the engineers run their
+tests) and the checks run on its work (its own checks; a gate's checks). What is left of
+the makespan is what the orchestrator adds; a scheduler that truly runs independent tasks
+together gets within a few percent of that path. The model-time-only path (what a run
+whose agents run nothing would take) is printed beside it.
 
 The same goal runs twice: with the implementation stage expanded from the tech lead's
 work breakdown (what `make run` does), and with the template's fixed backend and
@@ -25,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import GOAL, dev_server, sqlite_database, timed_sdlc_run
-from core.contracts import RunState, TaskPlan
+from core.contracts import RunState, TaskPlan, TaskState
 from offline import OfflineProvider
 from workflows.dag import critical_path
 
@@ -48,23 +52,32 @@ async def timed(latency: float, fixed: bool, goal: str) -> tuple[float, RunState
     return result
 
 
-def ideal_seconds(state: RunState, latency: float) -> float:
-    """The critical path of the run's own tasks (packages included), weighted by model time."""
-    return critical_path(expanded_shape(state), {t.id: t.turns * latency for t in state.tasks})
+def work_seconds(task: TaskState, latency: float, *, model_only: bool = False) -> float:
+    """A task's weight on the critical path: its model time, and unless `model_only` the
+    wall clock of its sandboxed commands and of the checks run on its work."""
+    model = task.turns * latency
+    return model if model_only else model + task.command_seconds + task.check_seconds
+
+
+def ideal_seconds(state: RunState, latency: float, *, model_only: bool = False) -> float:
+    """The critical path of the run's own tasks (packages included), weighted by work."""
+    weights = {t.id: work_seconds(t, latency, model_only=model_only) for t in state.tasks}
+    return critical_path(expanded_shape(state), weights)
 
 
 def row(name: str, latency: float, makespan: float, state: RunState) -> tuple[str, float]:
-    model_time = {t.id: t.turns * latency for t in state.tasks}
-    ideal = ideal_seconds(state, latency)
+    model_path = ideal_seconds(state, latency, model_only=True)
+    work_path = ideal_seconds(state, latency)
     calls = sum(t.turns for t in state.tasks)
     tokens = state.usage.input_tokens + state.usage.output_tokens
     implementation = ", ".join(t.id for t in state.tasks if t.stage) or "-"
     line = (
         f"{name:<9} {state.status.value:<10} {len(state.tasks):>5} {calls:>6} "
-        f"{sum(model_time.values()):>9.2f} {ideal:>9.2f} {makespan:>9.2f} "
-        f"{makespan / ideal:>6.3f} {tokens:>9,}  {implementation}"
+        f"{model_path:>8.2f} {work_path:>8.2f} {makespan:>9.2f} "
+        f"{makespan / work_path:>6.3f} {makespan / model_path:>7.3f} {tokens:>9,}  "
+        f"{implementation}"
     )
-    return line, makespan / ideal
+    return line, makespan / work_path
 
 
 async def main(latency: float, tokens: bool, goal: str) -> None:
@@ -73,13 +86,18 @@ async def main(latency: float, tokens: bool, goal: str) -> None:
     lines = [row("expanded", latency, *expanded), row("fixed", latency, *fixed)]
     print(f"goal: {goal}")
     print(f"simulated model latency per call: {latency:.2f} s")
+    print("critical paths: model = model time only; work = model time + sandboxed commands")
+    print("and checks of each task; ratio = makespan / work path (model: / model path)")
     print(
-        f"{'plan':<9} {'status':<10} {'tasks':>5} {'calls':>6} {'serial s':>9} "
-        f"{'crit s':>9} {'makespan':>9} {'ratio':>6} {'tokens':>9}  implementation stage"
+        f"{'plan':<9} {'status':<10} {'tasks':>5} {'calls':>6} {'model s':>8} {'work s':>8} "
+        f"{'makespan':>9} {'ratio':>6} {'(model)':>7} {'tokens':>9}  implementation stage"
     )
     for line, _ in lines:
         print(line)
-    print(f"makespan / critical path of the expanded plan: {lines[0][1]:.3f} (target <= {TARGET})")
+    print(
+        f"makespan / work critical path of the expanded plan: {lines[0][1]:.3f} "
+        f"(target <= {TARGET})"
+    )
     if tokens:
         await wire_tokens(goal)
 

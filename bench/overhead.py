@@ -3,8 +3,10 @@
     .venv/bin/python -m bench.overhead [--floor-runs 20]
 
 Prints: the engine floor (median wall time of a workflow running one no-op
-activity), the wall time of a whole offline `sdlc` run at zero model latency, and
-the overhead per model call divided by the floor (target: within 2x).
+activity), the wall time of a whole offline `sdlc` run at zero model latency, the work
+on its critical path that is not orchestration (the sandboxed commands the engineers
+run, and the checks on their work: `bench.makespan`'s work path at zero latency), and
+what is left per model call, also divided by the floor.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from temporalio.worker import Worker
 
 from bench.common import dev_server, sqlite_database, timed_sdlc_run
 from bench.floor import FloorWorkflow, noop
+from bench.makespan import ideal_seconds
 from core.contracts import RunState
 from offline import OfflineProvider
 
@@ -52,16 +55,28 @@ async def measure(floor_runs: int) -> tuple[float, float, RunState]:
     return floor, wall, state
 
 
+def overhead_per_call(wall: float, state: RunState) -> float:
+    """What the orchestrator adds per model call: the wall time less the work on the
+    critical path (at zero latency, its sandboxed commands and checks)."""
+    calls = sum(t.turns for t in state.tasks)
+    return (wall - ideal_seconds(state, 0.0)) / calls
+
+
 async def main(floor_runs: int) -> None:
     floor, wall, state = await measure(floor_runs)
     calls = sum(t.turns for t in state.tasks)
-    per_call = wall / calls
+    work = ideal_seconds(state, 0.0)
+    per_call = overhead_per_call(wall, state)
     print(
         f"engine floor (1 no-op activity workflow, median of {floor_runs}): {floor * 1000:.1f} ms"
     )
     print(f"sdlc run, offline model at zero latency: {wall * 1000:.0f} ms for {calls} model calls")
-    print(f"orchestration overhead per model call: {per_call * 1000:.1f} ms")
-    print(f"overhead per model call / engine floor: {per_call / floor:.2f}x (target <= 2x)")
+    print(f"sandboxed commands and checks on its critical path: {work * 1000:.0f} ms")
+    print(
+        f"orchestration overhead per model call: {per_call * 1000:.1f} ms "
+        f"(wall / calls: {wall / calls * 1000:.1f} ms; target <= 30 ms)"
+    )
+    print(f"overhead per model call / engine floor: {per_call / floor:.2f}x")
 
 
 if __name__ == "__main__":

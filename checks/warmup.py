@@ -29,6 +29,12 @@ _lock = threading.Lock()
 _done = False
 
 
+def warm_in_background() -> None:
+    """Start the warm-up on a worker that runs checks and commands, off every run's path:
+    the first test run waits for it only if it comes before the warm-up is done."""
+    threading.Thread(target=warm_pytest, name="pytest-warmup", daemon=True).start()
+
+
 def warm_pytest() -> None:
     """Run once per process; later calls return at once. Blocks: call it from a thread."""
     global _done

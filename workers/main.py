@@ -26,6 +26,7 @@ from activities.workspace import WorkspaceActivities
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
 from checks.sandbox import sandbox_report
+from checks.warmup import warm_in_background
 from core.contracts import CHECKS_QUEUE, TASK_QUEUE, agent_queue
 from core.infrastructure.local_stack import private_data_dir
 from core.infrastructure.logs import LogContextInterceptor, get_logger
@@ -104,6 +105,7 @@ def build_workers(
             # Checks and agents' commands run untrusted generated code: few at a time,
             # each in its own sandbox.
             report_sandbox(settings.sandbox.backend)
+            warm_in_background()
             checks = CheckActivities(db, settings.sandbox)
             commands = WorkspaceActivities(db, settings.sandbox)
             workers.append(

@@ -179,6 +179,7 @@ class OwnChecks:
                 summary=f"{label}: own checks, round {round_}",
             )
             blocking = report.blocking
+            task_state.check_seconds += report.seconds
         except ActivityError as exc:
             if is_cancelled_exception(exc):
                 raise

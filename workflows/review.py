@@ -79,6 +79,7 @@ class Review:
         while True:
             round_ = len(gate_state.verdicts) + 1
             report = await self._checks(gate, round_)
+            gate_state.check_seconds += report.seconds if report else 0.0
             gate_state.attempt, gate_state.next_turn = round_ - 1, 0
             gate_state.outputs.pop(VERDICT_OUTPUT, None)
             upstream = [

@@ -62,6 +62,9 @@ class ChecksReport(BaseModel):
     network_isolated: bool = False
     notes: list[str] = Field(default_factory=list)
     """What a human should know about how the checks ran (e.g. no network isolation)."""
+    seconds: float = 0.0
+    """Wall clock the checks took on the worker (results reused from earlier checks of the
+    run cost only their lookup)."""
 
     @property
     def blocking(self) -> list[Finding]:

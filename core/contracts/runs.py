@@ -240,6 +240,8 @@ class TaskState(BaseModel):
     """Commands the agent ran in the sandbox (this and earlier attempts), oldest first."""
     command_seconds: float = 0.0
     """Wall clock its commands used, against the task's total."""
+    check_seconds: float = 0.0
+    """Wall clock of the checks run on its work: its own checks, or a gate's checks."""
     tool_counts: dict[str, int] = Field(default_factory=dict)
     """Tool calls of the agent by tool name, every attempt."""
     check_rounds: int = 0

@@ -134,6 +134,11 @@ async def test_the_offline_tech_lead_expands_the_sdlc_implementation_stage(
     expanded = [e for e in final.events if e.type == EventType.STAGE_EXPANDED]
     assert expanded[0].task == "architecture" and expanded[0].data["packages"] == stage.tasks
     assert final.task("code_review").depends_on[:2] == ["backend", "frontend"]
+    # The checks' wall clock stays with the work they judged: the engineer's own checks, a
+    # gate's checks; a task whose work has no code is not checked.
+    backend, security = final.task("backend"), final.task("security_review")
+    assert backend.check_seconds > 0 and backend.command_seconds > 0
+    assert security.check_seconds > 0 and final.task("requirements").check_seconds == 0
 
 
 async def test_a_small_goal_is_one_package_and_no_frontend(

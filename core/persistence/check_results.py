@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Text, UniqueConstraint
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel, col, delete, select
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from core.persistence.db import Database
 
 LOOKUP_CHUNK = 500
@@ -83,6 +85,12 @@ async def store_results(db: Database, run_id: str, kind: str, results: Mapping[s
                 )
             )
         await session.commit()
+
+
+async def drop_results(session: AsyncSession, run_id: str) -> None:
+    """Forget a finished run's results: they serve only its own later checks. A closed run
+    checked again (`reset --to`) runs its checks again."""
+    await session.execute(delete(CheckResult).where(col(CheckResult.run_id) == run_id))
 
 
 async def count_results(db: Database, run_id: str, kind: str | None = None) -> int:

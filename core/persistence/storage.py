@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from core.contracts import ArtifactRef, RunPlan, RunState, TurnKey
+from core.persistence import check_results
 from core.persistence.db import Artifact, Database, Run, ToolResultsEntry, utcnow
 from core.persistence.ledger import TurnContext as TurnContext
 from core.persistence.ledger import entry_usage as entry_usage
@@ -80,6 +81,7 @@ async def record_run_finished(db: Database, state: RunState, workflow_id: str) -
         run.cost_usd = cost
         run.updated_at = run.completed_at = utcnow()
         session.add(run)
+        await check_results.drop_results(session, state.run_id)
         await session.commit()
 
 

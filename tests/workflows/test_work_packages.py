@@ -26,6 +26,7 @@ from core.contracts import (
     WorkBreakdown,
     WorkPackage,
 )
+from core.persistence import check_results
 from core.persistence.db import Database
 from core.services.runs import final_state
 from core.services.steering import reset_to_task
@@ -139,6 +140,8 @@ async def test_the_offline_tech_lead_expands_the_sdlc_implementation_stage(
     backend, security = final.task("backend"), final.task("security_review")
     assert backend.check_seconds > 0 and backend.command_seconds > 0
     assert security.check_seconds > 0 and final.task("requirements").check_seconds == 0
+    # The checks' stored results served the run's own later checks; it finished, they go.
+    assert await check_results.count_results(sqlite_db, final.run_id) == 0
 
 
 async def test_a_small_goal_is_one_package_and_no_frontend(

@@ -14,14 +14,14 @@ dev server: when the cores are busy, that, not the ideal, bounds the throughput.
 
 One run alone goes first (it also warms the worker up), then N runs start at once.
 
-The ideal: model calls are the only thing that has to take time, and N independent runs
-do not wait for each other, so N concurrent runs ideally finish as fast as one: in the
-critical path of the DAG weighted by model time (calls per task x latency). It is
-computed from the plan and the calls each task made, not from a measured makespan,
-because a measured run already contains the costs this benchmark is after (orchestration,
-the gate checks, the database). The one-run makespan is printed beside it: the gap
-between the two is the per-run cost of orchestration and checks, and N runs / one run
-shows how much N runs slow each other down on this machine.
+The ideal: N independent runs do not wait for each other, so N concurrent runs ideally
+finish as fast as one: in the critical path of the first run's tasks, each weighted by
+its work (model time, the commands its agent ran in the sandbox, the checks on its work:
+`bench.makespan.ideal_seconds`), not by a measured makespan, which already contains the
+costs this benchmark is after (orchestration, the database, waiting for a core). The path
+of model time alone is printed beside it, and the one-run makespan: the gap between it
+and the ideal is the per-run cost of orchestration, and N runs / one run shows how much
+N runs slow each other down on this machine.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ from bench.common import (
     scratch_directory,
     worker_env,
 )
+from bench.makespan import ideal_seconds
 from core.contracts import RunState, RunStatus
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
 from core.persistence.db import Database
 from core.services.templates import load_template
-from workflows.dag import critical_path
 from workflows.dsl import compile_plan
 
 # Worker defaults in workers/main.py and the Temporal SDK, printed with the run.
@@ -130,9 +130,7 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
     states = [state for _, state in results]
     completed = sum(state is not None and state.status == RunStatus.COMPLETED for state in states)
     calls = sum(t.turns for state in states if state is not None for t in state.tasks)
-    plan = compile_plan(load_template("sdlc", ROLES), goal=first.goal, run_id=first.run_id)
-    model_time = {t.id: t.turns * latency for t in first.tasks}
-    ideal = critical_path(plan.tasks, model_time)
+    ideal = ideal_seconds(first, latency)
     per_run = sorted(seconds for seconds, _ in results)
     settings = Settings()  # the workers inherit this environment
 
@@ -145,7 +143,10 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
         print(f"  {line}")
     print(f"completed runs: {completed}/{runs}")
     print(f"model calls: {calls} ({calls / runs:g} per run)")
-    print(f"ideal (critical path of model time, one run): {ideal:.2f} s")
+    print(
+        f"ideal (critical path of work, one run): {ideal:.2f} s; "
+        f"of model time alone: {ideal_seconds(first, latency, model_only=True):.2f} s"
+    )
     print(f"one run alone: {alone:.2f} s ({alone / ideal:.2f}x ideal)")
     print(
         f"total wall time for {runs} runs: {wall:.2f} s "

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeat_throughout
 from activities.summaries import Spent, Summarizer
+from activities.workspace import WorkspaceActivities
 from agents.commands import COMMAND_TOOL
 from agents.context import TEST_COMMAND_LINE
 from agents.context_window import TokenEstimator
@@ -49,11 +50,18 @@ log = get_logger(__name__)
 
 class ModelActivities:
     def __init__(
-        self, db: Database, provider: LLMProvider, settings: ProviderSettings | None = None
+        self,
+        db: Database,
+        provider: LLMProvider,
+        settings: ProviderSettings | None = None,
+        *,
+        tools: WorkspaceActivities | None = None,
     ) -> None:
         self.db = db
         self.provider = provider
         self.settings = settings or ProviderSettings()
+        self.tools = tools
+        """Runs an answer's tool calls here when the call asks and none is a command."""
         self.estimator = TokenEstimator()
         self.outlines: dict[str, RepoOutline] = {}
         self.contexts = TurnContexts()
@@ -75,7 +83,11 @@ class ModelActivities:
         """One turn, heartbeating from start to end (a killed worker's call moves on within
         the plan's heartbeat timeout; a stopping worker's fails over at once)."""
         async with heartbeat_throughout():
-            return await self._call(call)
+            result = await self._call(call)
+            if call.tools and self.tools and result.tool_calls and not result.commands:
+                batch = call.tools.model_copy(update={"model": result.model})
+                result.tool_results = await self.tools.run_turn_tools(batch)
+            return result
 
     async def _call(self, call: ModelCallInput) -> ModelCallResult:
         context = await self.contexts.get(self.db, call.key, [ref.id for ref in call.upstream])

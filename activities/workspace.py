@@ -1,7 +1,9 @@
 """The tool-call activity: run one turn's tool calls against the run's workspace.
 
-It runs on the orchestrator queue, or, for a turn whose calls include commands, on the
-checks queue, where the sandbox is. A retry after the turn committed returns the recorded
+It runs on the checks queue, where the sandbox is, for a turn whose calls include commands.
+A turn without commands has its calls run by the model-call activity right after the
+answer (`run_turn_tools`), or, on a worker that does not, by this activity on the
+orchestrator queue. A retry after the turn committed returns the recorded
 outcome; a retry before that replays the calls, whose writes and commands are keyed.
 """
 
@@ -38,6 +40,11 @@ class WorkspaceActivities:
 
     @activity.defn(name=RUN_TOOL_CALLS)
     async def run_tool_calls(self, batch: ToolCallsInput) -> ToolCallsResult:
+        return await self.run_turn_tools(batch)
+
+    async def run_turn_tools(self, batch: ToolCallsInput) -> ToolCallsResult:
+        """The turn's tool calls, once: in this activity, or in the model call's
+        (`ModelActivities`), which runs them right after an answer without commands."""
         role = ROLES.get(batch.role)
         if role is None:
             # A retry cannot make the role known: fail the turn, let the task dead-letter.

@@ -71,8 +71,8 @@ def build_workers(
     queues: Iterable[str] = ALL_QUEUES,
     max_concurrent_activities: int = 100,
 ) -> list[Worker]:
-    models = ModelActivities(db, provider, settings.provider)
     workspace = WorkspaceActivities(db)
+    models = ModelActivities(db, provider, settings.provider, tools=workspace)
     runs = RunActivities(db)
     notifications = NotificationActivities(settings.notifications)
     webhooks = WebhookActivities(db, settings.notifications)

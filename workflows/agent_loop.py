@@ -184,7 +184,9 @@ class AgentLoop:
                 self._request(job, task_state, key), summary=f"{job.label}: turn {turn + 1}"
             )
             self._account(task_state, call)
-            if call.tool_calls:
+            if call.tool_results is not None:  # they ran with the model call
+                await self._settle_tools(job, task_state, key.turn, call.tool_results)
+            elif call.tool_calls:
                 await self._run_tools(job, task_state, key, call)
             task_state.next_turn = turn + 1
             if call.stop_reason != "tool_use":
@@ -226,6 +228,7 @@ class AgentLoop:
             repository=plan.repository.snapshot_id if plan.repository else None,
             test_command=self._run.test_command,
             work_breakdown=self._breakdown_request(job),
+            tools=self._tool_batch(job, task_state, key),
         )
 
     def _breakdown_request(self, job: Assignment) -> BreakdownRequest | None:
@@ -235,21 +238,27 @@ class AgentLoop:
             return None
         return expansion.breakdown_request(self._run.plan.tasks, stage)
 
-    async def _run_tools(
-        self, job: Assignment, task_state: TaskState, key: TurnKey, call: ModelCallResult
-    ) -> None:
-        """The turn's tool calls, in one local activity; then its notes."""
+    def _tool_batch(self, job: Assignment, task_state: TaskState, key: TurnKey) -> ToolCallsInput:
+        """How the turn's tool calls run, wherever they run; `model` is the answer's."""
         task = job.task
-        batch = ToolCallsInput(
+        return ToolCallsInput(
             key=key,
             role=task.role,
-            model=call.model,
+            model="",
             review_of=job.review_of,
             recipients=agent_notes.recipients(self._run.plan.tasks) if job.notes_on else [],
             command_timeout_seconds=task.command_timeout_seconds,
             command_seconds_left=max(task.command_budget_seconds - task_state.command_seconds, 0),
             plans_work=self._breakdown_request(job) is not None,
         )
+
+    async def _run_tools(
+        self, job: Assignment, task_state: TaskState, key: TurnKey, call: ModelCallResult
+    ) -> None:
+        """The turn's tool calls as a step of their own: in the sandbox when they run
+        commands, else in one local activity (a worker that did not run them with the call)."""
+        batch = self._tool_batch(job, task_state, key)
+        batch.model = call.model
         summary = f"{job.label}: tools of turn {key.turn + 1}"
         tools: ToolCallsResult
         if call.commands:
@@ -261,6 +270,12 @@ class AgentLoop:
             tools = await self._run.storage(
                 RUN_TOOL_CALLS, batch, result_type=ToolCallsResult, summary=summary
             )
+        await self._settle_tools(job, task_state, key.turn, tools)
+
+    async def _settle_tools(
+        self, job: Assignment, task_state: TaskState, turn: int, tools: ToolCallsResult
+    ) -> None:
+        """What the turn's tool calls did goes into the task's state; then its notes."""
         task_state.commands += tools.commands
         task_state.command_seconds += sum(c.duration_seconds for c in tools.commands)
         for name, count in tools.tool_counts.items():
@@ -268,7 +283,7 @@ class AgentLoop:
         task_state.artifacts = merge_artifacts(task_state.artifacts, tools.written)
         task_state.outputs.update(tools.outputs)
         if job.notes_on:
-            await self._take_notes(task, task_state, key.turn, tools)
+            await self._take_notes(job.task, task_state, turn, tools)
 
     async def _take_notes(
         self, task: TaskPlan, task_state: TaskState, turn: int, tools: ToolCallsResult

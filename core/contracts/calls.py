@@ -23,6 +23,36 @@ class TurnKey(BaseModel):
     turn: int
 
 
+class ToolCallsInput(BaseModel):
+    key: TurnKey
+    role: str
+    """Its tools in the role registry are the only ones the calls may use."""
+    model: str
+    review_of: str | None = None
+    """Set when the agent reviews another task's work: it may also submit a verdict."""
+    recipients: list[str] = Field(default_factory=list)
+    """Task ids, roles and `all`: what `post_note` may address; empty: no notes in this run."""
+    command_timeout_seconds: float = 120.0
+    """Wall clock of one command the agent runs in the sandbox."""
+    command_seconds_left: float | None = None
+    """What is left of the task's total time for commands; None: no total."""
+    plans_work: bool = False
+    """The task plans a stage: it may also submit a work breakdown."""
+
+
+class ToolCallsResult(BaseModel):
+    written: list[ArtifactRef] = Field(default_factory=list)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    errors: int = 0
+    notes: list[NoteDraft] = Field(default_factory=list)
+    """Notes the agent posted in this turn, in call order."""
+    wait_for_note: NoteWait | None = None
+    commands: list[CommandRun] = Field(default_factory=list)
+    """Commands run in this turn, in call order."""
+    tool_counts: dict[str, int] = Field(default_factory=dict)
+    """Calls per tool name in this turn (refused ones included)."""
+
+
 class ModelCallInput(BaseModel):
     key: TurnKey
     role: str
@@ -52,6 +82,10 @@ class ModelCallInput(BaseModel):
     """A change run's repository's own test command, which the agent is told."""
     work_breakdown: BreakdownRequest | None = None
     """Set for a stage's planning task: it may submit a work breakdown, within these limits."""
+    tools: ToolCallsInput | None = None
+    """How to run the answer's tool calls, in this activity right after the answer, when
+    none of them is a command (one step instead of a model call and a tool step; the
+    ledger keeps both idempotent). `model` is set from the answer."""
 
 
 class ModelCallResult(BaseModel):
@@ -71,33 +105,6 @@ class ModelCallResult(BaseModel):
     commands: int = 0
     """Tool calls in the answer that run commands: the turn's tools then run in the sandbox,
     on the checks queue."""
-
-
-class ToolCallsInput(BaseModel):
-    key: TurnKey
-    role: str
-    """Its tools in the role registry are the only ones the calls may use."""
-    model: str
-    review_of: str | None = None
-    """Set when the agent reviews another task's work: it may also submit a verdict."""
-    recipients: list[str] = Field(default_factory=list)
-    """Task ids, roles and `all`: what `post_note` may address; empty: no notes in this run."""
-    command_timeout_seconds: float = 120.0
-    """Wall clock of one command the agent runs in the sandbox."""
-    command_seconds_left: float | None = None
-    """What is left of the task's total time for commands; None: no total."""
-    plans_work: bool = False
-    """The task plans a stage: it may also submit a work breakdown."""
-
-
-class ToolCallsResult(BaseModel):
-    written: list[ArtifactRef] = Field(default_factory=list)
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    errors: int = 0
-    notes: list[NoteDraft] = Field(default_factory=list)
-    """Notes the agent posted in this turn, in call order."""
-    wait_for_note: NoteWait | None = None
-    commands: list[CommandRun] = Field(default_factory=list)
-    """Commands run in this turn, in call order."""
-    tool_counts: dict[str, int] = Field(default_factory=dict)
-    """Calls per tool name in this turn (refused ones included)."""
+    tool_results: ToolCallsResult | None = None
+    """The answer's tool calls' outcome when they ran in the model-call activity; None: the
+    workflow runs them (commands, or a worker that runs no tools with its model calls)."""

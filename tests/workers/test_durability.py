@@ -13,8 +13,9 @@ import pytest
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.model_calls import ModelActivities
+from activities.workspace import WorkspaceActivities
 from agents.providers.anthropic import AnthropicProvider
-from core.contracts import ModelCallInput, RunStatus, TurnKey
+from core.contracts import ModelCallInput, RunStatus, ToolCallsInput, TurnKey
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
 from core.persistence import storage
@@ -125,3 +126,42 @@ async def test_a_retried_model_call_does_not_pay_the_provider_again(
     assert again.replayed and not first.replayed
     [entry] = await storage.ledger_entries(any_db, "run-r1")
     assert (storage.entry_usage(entry), entry.cost_usd) == (first.usage, first.cost_usd)
+
+
+async def test_tool_calls_run_with_the_model_call_once_and_a_retry_repeats_nothing(
+    any_db: Database,
+) -> None:
+    """An answer without commands has its tool calls run in the model-call activity: one
+    step. A retry of that activity (its worker died before reporting) pays nothing and
+    writes nothing again: the ledger holds the call, the turn's record holds the outcome."""
+    key = TurnKey(run_id="r2", workflow_id="run-r2", task_id="requirements", turn=0)
+    call = ModelCallInput(
+        key=key,
+        role="business_analyst",
+        goal="Build a todo API",
+        tools=ToolCallsInput(key=key, role="business_analyst", model=""),
+    )
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    with FakeMessagesAPI() as api:
+        api.enqueue_tool_use("write_file", {"path": "docs/requirements.md", "content": "# R\n"})
+        provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
+        workspace = WorkspaceActivities(any_db)
+        activities = ModelActivities(any_db, provider, Settings().provider, tools=workspace)
+        first = await ActivityEnvironment().run(activities.call_model, call)
+        again = await retry.run(activities.call_model, call)
+        # A worker that runs no tools with its calls leaves them to the workflow.
+        alone = ModelActivities(any_db, provider, Settings().provider)
+        left = await retry.run(alone.call_model, call)
+        await provider.aclose()
+
+    assert first.tool_results is not None and again.tool_results == first.tool_results
+    [written] = first.tool_results.written
+    assert (written.path, written.version, first.tool_results.tool_counts) == (
+        "docs/requirements.md",
+        1,
+        {"write_file": 1},
+    )
+    assert left.tool_results is None and left.tool_calls == 1
+    versions = await storage.latest_artifacts(any_db, "r2")
+    assert [(a.path, a.version) for a in versions] == [("docs/requirements.md", 1)]

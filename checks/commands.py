@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from checks.sandbox import SandboxLimits, sandbox
+from checks.tests import idle_plugins
 from checks.warmup import warm_pytest
 from checks.workspace import safe_relative_path
 
@@ -65,7 +67,9 @@ def execute(
     warm_pytest()  # once per process: agents run the project's tests with it
     with sandbox(limits, backend=backend) as session:
         before = _check_out(files, session.workspace)
-        result = session.run([SHELL, "-c", command], timeout_seconds=timeout_seconds)
+        result = session.run(
+            [SHELL, "-c", command], timeout_seconds=timeout_seconds, env=command_env(files)
+        )
         after = _scan(session.workspace)
         changes = [
             _changed(path, full)
@@ -87,6 +91,14 @@ def execute(
         ],
         deleted=sorted(set(before) - set(after)),
     )
+
+
+def command_env(files: Mapping[str, str]) -> dict[str, str]:
+    """What a command's environment adds: the pytest plugins of the sandbox's stack that no
+    file names stay unloaded, as in the checks (`checks.tests.idle_plugins`), so the tests
+    an agent runs start as fast as the gate's."""
+    idle = idle_plugins(files)
+    return {"PYTEST_ADDOPTS": " ".join(f"-p no:{plugin}" for plugin in idle)} if idle else {}
 
 
 def _check_out(files: dict[str, str], root: Path) -> dict[str, str]:

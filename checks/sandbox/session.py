@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +99,10 @@ class SandboxSession:
         *,
         cwd: Path | None = None,
         timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
     ) -> SandboxResult:
-        """Run `argv` in `cwd` (default: the workspace) and wait, at most `timeout_seconds`.
+        """Run `argv` in `cwd` (default: the workspace) and wait, at most `timeout_seconds`;
+        `env` adds variables to the sandbox's minimal environment.
 
         Blocks: call it from a thread (`asyncio.to_thread`). Raises `SandboxPathError` when
         `cwd` resolves outside the workspace (generated code may have planted a symlink).
@@ -122,12 +124,13 @@ class SandboxSession:
             "argv": list(argv),
         }
         private_tmp = self.backend.name == "bubblewrap" or bool(launch.mounts)
-        env = minimal_env(self.home, Path("/tmp") if private_tmp else None)
+        environment = {**minimal_env(self.home, Path("/tmp") if private_tmp else None)}
+        environment.update(env or {})
         started = time.monotonic()
         returncode, exited, out_of_memory = self._spawn_and_wait(
             [*launch.prefix, sys.executable, "-S", "-I", launch.launcher],
             spec,
-            env,
+            environment,
             started + timeout_seconds,
         )
         duration = time.monotonic() - started

@@ -221,3 +221,32 @@ async def test_a_dependency_the_sandbox_lacks_is_a_warning_in_the_tool_result(
     assert str(created["content"]).startswith("File created successfully: backend/requirements.txt")
     assert "`no-such-package-here==1.0` (line 2)" in str(created["content"])
     assert "not installed in the sandbox" in str(created["content"]) and not created["is_error"]
+
+
+async def test_the_tests_an_agent_runs_load_only_the_plugins_its_files_name(
+    sqlite_db: Database,
+) -> None:
+    """As in the checks: a stack plugin no file names (hypothesis here) is not loaded by the
+    pytest an agent runs; one a file names (anyio) is."""
+    await seed(sqlite_db)
+    await storage.write_artifact(
+        sqlite_db,
+        KEY.model_copy(update={"turn": 0}),
+        path="backend/test_async.py",
+        content="import pytest\n\npytestmark = pytest.mark.anyio\n",
+        role="backend_engineer",
+        model="m",
+    )
+    await record_turn(
+        sqlite_db,
+        KEY,
+        (COMMAND_TOOL, {"command": 'echo "addopts=[$PYTEST_ADDOPTS]"'}),
+        (COMMAND_TOOL, {"command": f"{PYTEST} --co"}),
+    )
+    await run_tools(sqlite_db)
+
+    [addopts, collected] = [str(r["content"]) for r in await results_of_turn(sqlite_db)]
+    assert "-p no:hypothesispytest" in addopts and "-p no:schemathesis" in addopts
+    assert "no:anyio" not in addopts
+    # pytest takes the options: the project's test is collected, the run exits cleanly.
+    assert "test_app.py::test_add" in collected and "[exit code 0]" in collected

@@ -8,7 +8,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from core.contracts import ExpansionStatus, RunState, RunStatus
+from core.contracts import CALL_MODEL, RUN_TOOL_CALLS, ExpansionStatus, RunState, RunStatus
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import data_converter
 from tests.helpers import HISTORIES
@@ -40,3 +40,22 @@ async def test_a_recorded_history_expands_the_implementation_stage() -> None:
     [stage] = state.expansions
     assert (stage.stage, stage.status) == ("implementation", ExpansionStatus.EXPANDED)
     assert {t.id for t in state.tasks if t.stage == "implementation"} == set(stage.tasks)
+
+
+async def test_a_recorded_history_runs_tool_calls_with_the_model_calls() -> None:
+    """v5 was recorded with each turn's tool calls run in its model call: the only tool-call
+    activities are the backend's two turns with commands, and no local activity runs them."""
+    path = next(p for p in HISTORIES if p.stem == "sdlc_offline_v5")
+    history = WorkflowHistory.from_json(f"run-{path.stem}", path.read_text())
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    markers = [
+        e.marker_recorded_event_attributes.details["data"].payloads[0].data
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    assert scheduled.count(RUN_TOOL_CALLS) == 2 and scheduled.count(CALL_MODEL) == 40
+    assert markers and not any(RUN_TOOL_CALLS.encode() in data for data in markers)

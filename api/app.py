@@ -37,6 +37,7 @@ from core.infrastructure.settings import Settings, get_settings
 from core.infrastructure.tracing import configured_provider
 from core.persistence.db import Database, get_database
 from core.persistence.key_cache import KeyCache
+from core.services.estimate import HistoryCache
 
 DOCS_ASSETS = "/docs-assets"
 """Where Swagger UI's and ReDoc's scripts and styles are served."""
@@ -116,6 +117,7 @@ def _prepare(
     app.state.db = db or get_database(settings.storage.resolved_database_url)
     app.state.api_keys = KeyCache()
     app.state.run_statuses = StatusCache()
+    app.state.estimate_history = HistoryCache()
     app.state.temporal = temporal
     app.state.temporal_lock = asyncio.Lock()
     install_error_handlers(app)

@@ -26,6 +26,7 @@ from core.infrastructure.temporal import TemporalUnavailable, connect
 from core.persistence.db import Database
 from core.persistence.key_cache import KeyCache
 from core.persistence.tenancy import OrgRole
+from core.services.estimate import HistoryCache
 from core.services.providers import make_provider
 
 
@@ -105,6 +106,12 @@ async def get_status_cache(request: Request) -> StatusCache:
     return app_statuses(request)
 
 
+async def get_history_cache(request: Request) -> HistoryCache:
+    """The template histories this process's estimates read lately."""
+    history: HistoryCache = request.app.state.estimate_history
+    return history
+
+
 async def get_temporal(request: Request) -> Client:
     """The app's Temporal client, connected on first use (the API starts without Temporal)."""
     state = request.app.state
@@ -148,6 +155,7 @@ NotificationSettingsDep = Annotated[NotificationSettings, Depends(get_notificati
 DatabaseDep = Annotated[Database, Depends(get_db)]
 KeyCacheDep = Annotated[KeyCache, Depends(get_key_cache)]
 StatusCacheDep = Annotated[StatusCache, Depends(get_status_cache)]
+HistoryCacheDep = Annotated[HistoryCache, Depends(get_history_cache)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 OptionalTemporalDep = Annotated[Client | None, Depends(get_optional_temporal)]
 PricingDep = Annotated[LLMProvider, Depends(get_pricing_provider)]

@@ -20,6 +20,7 @@ from agents.protocol import LLMProvider
 from api.auth import CallerDep, WriterDep
 from api.deps import (
     DatabaseDep,
+    HistoryCacheDep,
     OptionalTemporalDep,
     PricingDep,
     SettingsDep,
@@ -56,7 +57,7 @@ from core.infrastructure.temporal import start_run
 from core.persistence import storage
 from core.persistence.db import Database, Run
 from core.services import budgets, runs, steering
-from core.services.estimate import Estimate, estimate_run, predicted_vs_actual
+from core.services.estimate import Estimate, HistoryCache, estimate_run, predicted_vs_actual
 from core.services.graph import run_mermaid
 
 router = APIRouter(tags=["runs"])
@@ -69,9 +70,11 @@ EVENTS_POLL_SECONDS = 0.5
 # --- helpers -----------------------------------------------------------------------------
 
 
-async def _estimate(db: Database, plan: RunPlan, provider: LLMProvider) -> Estimate:
+async def _estimate(
+    db: Database, plan: RunPlan, provider: LLMProvider, history: HistoryCache
+) -> Estimate:
     return await estimate_run(
-        db, plan, default_model=provider.default_model, price=provider.cost_usd
+        db, plan, default_model=provider.default_model, price=provider.cost_usd, history=history
     )
 
 
@@ -151,6 +154,7 @@ async def create_run(
     settings: SettingsDep,
     db: DatabaseDep,
     provider: PricingDep,
+    history: HistoryCacheDep,
 ) -> RunAccepted | JSONResponse:
     """Start a goal: compile the template, check the month's budget, start `GoalWorkflow`.
 
@@ -161,7 +165,7 @@ async def create_run(
         body, caller.org_id, settings, run_id=uuid.uuid4().hex, repository=repository
     )
     await check_request_escalation(body, plan, settings)
-    estimate = await _estimate(db, plan, provider)
+    estimate = await _estimate(db, plan, provider, history)
     shortfall = await budgets.run_shortfall(db, caller.org_id, estimate)
     if shortfall is not None:
         return _refusal(shortfall, estimate)
@@ -197,6 +201,7 @@ async def estimate(
     settings: SettingsDep,
     db: DatabaseDep,
     provider: PricingDep,
+    history: HistoryCacheDep,
 ) -> Estimate:
     """Predicted tokens and cost per role and in total (mean and p90).
 
@@ -204,7 +209,7 @@ async def estimate(
     per-role defaults (`basis: defaults`, with a `note`).
     """
     plan = await request_plan(body, caller.org_id, settings, run_id="estimate")
-    return await _estimate(db, plan, provider)
+    return await _estimate(db, plan, provider, history)
 
 
 # --- reading runs ------------------------------------------------------------------------

@@ -24,11 +24,33 @@ def insert_ignoring(
     raise RuntimeError(f"unsupported database dialect {dialect!r}")  # pragma: no cover
 
 
+_INSERTS: dict[tuple[str, type[Any], bool], Any] = {}
+"""One INSERT ... ON CONFLICT DO NOTHING per (dialect, model, returning id), built once: the
+values go in as parameters, so a write builds no statement (building one, with its values,
+cost more than running it)."""
+
+
+def _insert_statement(session: AsyncSession, model: type[Any], returning: bool) -> Any:
+    dialect = session.get_bind().dialect.name
+    statement = _INSERTS.get((dialect, model, returning))
+    if statement is None:
+        if dialect == "postgresql":
+            statement = postgresql.insert(model).on_conflict_do_nothing()
+        elif dialect == "sqlite":
+            statement = sqlite.insert(model).on_conflict_do_nothing()
+        else:  # pragma: no cover
+            raise RuntimeError(f"unsupported database dialect {dialect!r}")
+        if returning:
+            statement = statement.returning(model.id)
+        _INSERTS[(dialect, model, returning)] = statement
+    return statement
+
+
 async def insert_ignore(
     session: AsyncSession, model: type[SQLModel], values: dict[str, Any]
 ) -> None:
     """Insert unless a row with the same unique key exists: the first write wins."""
-    await session.execute(insert_ignoring(session, model, values))
+    await session.execute(_insert_statement(session, model, False), values)
 
 
 async def insert_ignore_returning_id(
@@ -36,7 +58,7 @@ async def insert_ignore_returning_id(
 ) -> int | None:
     """`insert_ignore` in one statement that also answers the new row's id; None when a row
     with the same key was there first."""
-    result = await session.execute(insert_ignoring(session, model, values).returning(model.id))
+    result = await session.execute(_insert_statement(session, model, True), values)
     found: int | None = result.scalar_one_or_none()
     return found
 

@@ -49,6 +49,7 @@ from core.services.estimate.figures import (
     RoleEstimate,
     percentile,
 )
+from core.services.estimate.history_cache import HistoryCache
 from core.services.estimate.ledger import HISTORY_RUNS, TaskSample, task_history
 from core.services.estimate.prediction import (
     DEFAULT_P90_FACTOR,
@@ -65,6 +66,7 @@ __all__ = [
     "Basis",
     "Estimate",
     "Figure",
+    "HistoryCache",
     "PredictedVsActual",
     "Pricing",
     "RoleComparison",

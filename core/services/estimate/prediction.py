@@ -18,6 +18,7 @@ from core.services.estimate.figures import (
     RoleEstimate,
     figure,
 )
+from core.services.estimate.history_cache import HistoryCache
 from core.services.estimate.ledger import HISTORY_RUNS, TaskSample, task_history
 
 DEFAULT_P90_FACTOR = 2.0
@@ -245,9 +246,14 @@ async def estimate_run(
     price: Pricing,
     history_runs: int = HISTORY_RUNS,
     finished_before: datetime | None = None,
+    history: HistoryCache | None = None,
 ) -> Estimate:
-    """The estimate of `plan` from its tenant's history of the plan's template."""
-    samples = await task_history(
-        db, plan.tenant, plan.template, runs=history_runs, finished_before=finished_before
-    )
+    """The estimate of `plan` from its tenant's history of the plan's template (read through
+    `history` when given: an API process's recent reads)."""
+    if history is not None and finished_before is None:
+        samples = await history.samples(db, plan.tenant, plan.template, runs=history_runs)
+    else:
+        samples = await task_history(
+            db, plan.tenant, plan.template, runs=history_runs, finished_before=finished_before
+        )
     return estimate_plan(plan, samples, default_model=default_model, price=price)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from functools import partial
 
 import pytest
+from sqlalchemy import event
 from temporalio.client import Client
 
 from agents.roles import ROLES
@@ -28,6 +30,7 @@ from core.services.estimate import (
     DEFAULT_P90_FACTOR,
     DEFAULT_TASK_USAGE,
     Figure,
+    HistoryCache,
     RunNotRecorded,
     estimate_run,
     percentile,
@@ -174,6 +177,44 @@ async def test_history_sums_each_task_of_the_tenants_completed_runs_of_the_templ
     latest = await task_history(any_db, "acme", "shop", runs=1)
     assert {s.workflow_id for s in latest} == {"run-r2"}
     assert await task_history(any_db, "initech", "shop") == []
+
+
+def ledger_aggregates(db: Database) -> list[str]:
+    """The statements that sum the ledger (the history read) this engine runs, as they run."""
+    seen: list[str] = []
+
+    def listen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        text = statement.lower()
+        if "sum(" in text and "from ledger" in text and "group by" in text:
+            seen.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", listen)
+    return seen
+
+
+async def test_the_history_cache_reads_again_only_after_another_run_completed(
+    any_db: Database,
+) -> None:
+    await history(any_db)
+    cache, reads = HistoryCache(), ledger_aggregates(any_db)
+    estimate = partial(estimate_run, default_model="m-default", price=price, history=cache)
+
+    first = await estimate(any_db, plan_for("acme", "next"))
+    together = await asyncio.gather(*(estimate(any_db, plan_for("acme", "n")) for _ in range(5)))
+    assert len(reads) == 1 and all(e == first for e in together)
+    assert first.runs_seen == 2
+
+    # A run still going, or one of another tenant, changes nothing; a completed one does.
+    await recorded_run(any_db, "acme", "r3-running", FIRST, status=None)
+    await recorded_run(any_db, "globex", "r3-theirs", FIRST)
+    assert await estimate(any_db, plan_for("acme", "next")) == first and len(reads) == 1
+    await recorded_run(any_db, "acme", "r3", SECOND)
+    later = await estimate(any_db, plan_for("acme", "next"))
+    assert later.runs_seen == 3 and len(reads) == 2
+    fresh = await estimate_run(
+        any_db, plan_for("acme", "x"), default_model="m-default", price=price
+    )
+    assert fresh == later
 
 
 async def test_estimate_from_history_per_role_and_in_total(any_db: Database) -> None:

@@ -1,0 +1,71 @@
+"""The history an API process's estimates read, kept until the tenant completes another run.
+
+Every `POST /runs` is estimated (and budget-checked) from the tenant's latest completed
+runs of the template: one aggregate over their ledger rows, most of the cost of starting a
+run. It only changes when a run of that tenant and template completes, so each estimate
+asks for the newest completion (one indexed lookup) and reads the aggregate again only
+when that changed; concurrent starts share one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlmodel import col
+
+from core.contracts import RunStatus
+from core.persistence.db import Database, Run
+from core.services.estimate.ledger import HISTORY_RUNS, TaskSample, task_history
+
+_Key = tuple[str, str, int]
+_Mark = tuple[int, datetime | None]
+"""The tenant's completed runs of the template: how many, and the newest completion."""
+
+
+class HistoryCache:
+    """`task_history` per (tenant, template, runs), read again once that tenant's completed
+    runs of the template changed."""
+
+    def __init__(self, *, max_entries: int = 1_000) -> None:
+        self.max_entries = max_entries
+        self._kept: dict[_Key, tuple[_Mark, list[TaskSample]]] = {}
+        self._reads: dict[tuple[_Key, _Mark], asyncio.Task[list[TaskSample]]] = {}
+
+    async def samples(
+        self, db: Database, tenant: str, template: str, *, runs: int = HISTORY_RUNS
+    ) -> list[TaskSample]:
+        key = (tenant, template, runs)
+        mark = await _completed(db, tenant, template)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == mark:
+            return kept[1]
+        read = self._reads.get((key, mark))
+        if read is None:
+            read = asyncio.create_task(self._read(db, key, mark))
+            self._reads[(key, mark)] = read
+        return await asyncio.shield(read)
+
+    async def _read(self, db: Database, key: _Key, mark: _Mark) -> list[TaskSample]:
+        tenant, template, runs = key
+        try:
+            samples = await task_history(db, tenant, template, runs=runs)
+            if len(self._kept) >= self.max_entries:
+                self._kept.clear()  # many tenants: start over rather than grow
+            self._kept[key] = (mark, samples)
+            return samples
+        finally:
+            del self._reads[(key, mark)]
+
+
+async def _completed(db: Database, tenant: str, template: str) -> _Mark:
+    query = sa_select(func.count(col(Run.id)), func.max(col(Run.completed_at))).where(
+        col(Run.tenant) == tenant,
+        col(Run.template) == template,
+        col(Run.status) == RunStatus.COMPLETED.value,
+    )
+    async with db.session() as session:
+        count, newest = (await session.execute(query)).one()
+    return int(count or 0), newest

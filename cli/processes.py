@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
-from cli.runner import console, run_command
+from cli.runner import console, fast_event_loop, run_command
 from cli.stack import dev_server, listening_socket
 from core.infrastructure.logs import configure_logging, settings_secrets
 from core.infrastructure.metrics import metrics_runtime, serve_worker_metrics
@@ -72,7 +72,7 @@ def worker(
         await run_workers(client, settings, selected)
         return 0
 
-    run_command(serve())
+    run_command(serve(), loop_factory=fast_event_loop())
 
 
 @workers_app.command()

@@ -387,6 +387,7 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._ready = False
         self._lock = asyncio.Lock()
+        self._writers = asyncio.Lock() if is_sqlite else None
 
     async def ensure_schema(self) -> None:
         if self._ready:
@@ -407,6 +408,18 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         await self.ensure_schema()
         async with self.sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def write_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for a short write transaction. On SQLite this process's writers take
+        turns: many writers at once on one file wait in SQLite's busy handler, whose growing
+        sleeps let some of them starve for a second or more."""
+        if self._writers is None:
+            async with self.session() as session:
+                yield session
+            return
+        async with self._writers, self.session() as session:
             yield session
 
     async def dispose(self) -> None:

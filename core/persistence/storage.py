@@ -40,7 +40,7 @@ limit of 32766 per statement)."""
 
 
 async def record_run_started(db: Database, plan: RunPlan, workflow_id: str) -> None:
-    async with db.session() as session:
+    async with db.write_session() as session:
         await insert_ignore(
             session,
             Run,

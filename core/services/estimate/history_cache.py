@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 
@@ -60,12 +60,16 @@ class HistoryCache:
             del self._reads[(key, mark)]
 
 
+_COMPLETED = sa_select(func.count(col(Run.id)), func.max(col(Run.completed_at))).where(
+    col(Run.tenant) == bindparam("tenant"),
+    col(Run.template) == bindparam("template"),
+    col(Run.status) == RunStatus.COMPLETED.value,
+)
+"""Built once: each request only binds its tenant and template."""
+
+
 async def _completed(db: Database, tenant: str, template: str) -> _Mark:
-    query = sa_select(func.count(col(Run.id)), func.max(col(Run.completed_at))).where(
-        col(Run.tenant) == tenant,
-        col(Run.template) == template,
-        col(Run.status) == RunStatus.COMPLETED.value,
-    )
     async with db.session() as session:
-        count, newest = (await session.execute(query)).one()
+        result = await session.execute(_COMPLETED, {"tenant": tenant, "template": template})
+        count, newest = result.one()
     return int(count or 0), newest

@@ -193,6 +193,47 @@ async def assert_current_details_name_the_gate(page: Page, gate: str, run_id: st
         assert await frame.get_by_text(command).count(), f"current details lack {command!r}"
 
 
+PLAN_SCREENSHOT = "web-ui-plan-approval.png"
+
+
+async def test_the_web_ui_shows_a_work_breakdown_waiting_for_approval_as_a_table(
+    tmp_path: Path, isolated: dict[str, str]
+) -> None:
+    """`run --approve-plan` on `sdlc`: the tech lead's breakdown waits at `plan_approval`,
+    and the run's current details in the Web UI show it as a table, with a mermaid graph
+    and the commands that answer, edit included."""
+    goal = "Build a task management API with user authentication"
+    log = tmp_path / "up.log"
+    with orchestrator_process(["up"], clean_environ(isolated), log) as up:
+        client = await stack_client(isolated, up, log)
+        started = await asyncio.to_thread(
+            cli, "run", goal, "--approve-plan", "--detach", env=isolated, cwd=tmp_path
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        run_id = started.stdout.split("Run ", 1)[1].split()[0]
+        await wait_until(lambda: waits_for(client, run_id, "plan_approval"), timeout=120)
+        async with browser_page(tmp_path / "chromium", height=1600) as page:
+            await open_run(page, isolated, run_id)
+            await page.get_by_text(goal).first.wait_for(timeout=60_000)
+            await page.get_by_test_id("user-metadata-tab").click()
+            frame = page.locator(
+                "xpath=//h3[normalize-space()='Current Details']/following::iframe[1]"
+            ).content_frame
+            heading = frame.get_by_role("heading", name="Work breakdown of stage implementation")
+            await heading.wait_for(timeout=30_000)
+            # The markdown table is rendered as one: a header cell per column, a row per
+            # package (the service owns backend/, the pages frontend/).
+            table = frame.locator("table").first
+            headers = [h.strip() for h in await table.locator("th").all_inner_texts()]
+            assert headers == ["package", "role", "depends on", "owns"]
+            owned = await table.locator("td").all_inner_texts()
+            assert "backend/" in owned and "frontend/" in owned, owned
+            assert await frame.get_by_text("graph TD").count()
+            assert await frame.get_by_text(f"orchestrator edit-plan {run_id}").count()
+            await page.screenshot(path=tmp_path / PLAN_SCREENSHOT, full_page=True)
+    assert (tmp_path / PLAN_SCREENSHOT).read_bytes().startswith(b"\x89PNG")
+
+
 async def test_up_with_a_key_serves_its_codec_and_the_web_ui_decodes_through_it(
     tmp_path: Path, isolated: dict[str, str]
 ) -> None:

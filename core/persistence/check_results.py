@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, Text, UniqueConstraint
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel, col, delete, select
+
+from core.persistence.rows import insert_ignoring
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,9 +81,7 @@ async def store_results(db: Database, run_id: str, kind: str, results: Mapping[s
     async with db.session() as session:
         for start in range(0, len(rows), LOOKUP_CHUNK // 5):
             await session.execute(
-                _insert_ignoring(
-                    session.get_bind().dialect.name, rows[start : start + LOOKUP_CHUNK // 5]
-                )
+                insert_ignoring(session, CheckResult, rows[start : start + LOOKUP_CHUNK // 5])
             )
         await session.commit()
 
@@ -100,11 +99,3 @@ async def count_results(db: Database, run_id: str, kind: str | None = None) -> i
         if kind is not None:
             query = query.where(CheckResult.kind == kind)
         return len((await session.execute(query)).all())
-
-
-def _insert_ignoring(dialect: str, rows: list[dict[str, Any]]) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(CheckResult).values(rows).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(CheckResult).values(rows).on_conflict_do_nothing()
-    raise RuntimeError(f"unsupported database dialect {dialect!r}")  # pragma: no cover

@@ -10,20 +10,6 @@ from sqlmodel import SQLModel, select
 
 from core.contracts import TurnKey
 
-
-def insert_ignoring(
-    session: AsyncSession, model: type[SQLModel], values: dict[str, Any] | list[dict[str, Any]]
-) -> Any:
-    """The INSERT ... ON CONFLICT DO NOTHING statement of this session's dialect (one row or
-    several), to run as it is or with a RETURNING clause added."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model).values(values).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(model).values(values).on_conflict_do_nothing()
-    raise RuntimeError(f"unsupported database dialect {dialect!r}")  # pragma: no cover
-
-
 _INSERTS: dict[tuple[str, type[Any], bool], Any] = {}
 """One INSERT ... ON CONFLICT DO NOTHING per (dialect, model, returning id), built once: the
 values go in as parameters, so a write builds no statement (building one, with its values,
@@ -44,6 +30,14 @@ def _insert_statement(session: AsyncSession, model: type[Any], returning: bool) 
             statement = statement.returning(model.id)
         _INSERTS[(dialect, model, returning)] = statement
     return statement
+
+
+def insert_ignoring(
+    session: AsyncSession, model: type[SQLModel], values: dict[str, Any] | list[dict[str, Any]]
+) -> Any:
+    """The INSERT ... ON CONFLICT DO NOTHING statement of this session's dialect with its
+    values (one row or several), to run as it is or with a RETURNING clause added."""
+    return _insert_statement(session, model, False).values(values)
 
 
 async def insert_ignore(

@@ -25,6 +25,7 @@ from agents.context_window import TokenEstimator
 from agents.conversation import response_from_json, response_json
 from agents.llm import cheap_model
 from agents.protocol import LLMProvider, ModelRequest, ModelResponse, ProviderError
+from agents.providers.errors import provider_retry_delay
 from agents.repomap import RepoOutline, render_map
 from agents.request import RequestBuilder
 from agents.roles import Sandbox
@@ -218,7 +219,11 @@ class ModelActivities:
                 str(exc),
                 type="ProviderError",
                 non_retryable=not exc.retryable,
-                next_retry_delay=timedelta(seconds=exc.retry_after) if exc.retry_after else None,
+                # The workflow retries a dead worker's call at once; a provider's failure
+                # waits as the provider asked, or backs off.
+                next_retry_delay=timedelta(
+                    seconds=provider_retry_delay(activity.info().attempt, exc.retry_after)
+                ),
             ) from exc
 
 

@@ -96,7 +96,7 @@ def up() -> None:
             await run_workers(client, settings)
         return 0
 
-    run_command(serve())
+    run_command(serve(), loop_factory=fast_event_loop())
 
 
 @api_app.command("api")
@@ -128,4 +128,4 @@ def serve_api(
             sock.close()
         return 0
 
-    run_command(serve())
+    run_command(serve(), loop_factory=fast_event_loop())

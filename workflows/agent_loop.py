@@ -47,6 +47,11 @@ from workflows import own_checks
 from workflows.humans import Humans
 from workflows.run_context import RunContext, describe_failure
 
+MODEL_CALL_FIRST_RETRY = timedelta(milliseconds=200)
+"""How soon a model call cut by its worker's death (a heartbeat timeout) runs again. A
+provider's failure backs off by itself: the activity gives it a `next_retry_delay`
+(`agents.providers.errors.provider_retry_delay`), so this short interval never hammers an API."""
+
 # workflow.patched ids: histories recorded before each change replay the old path.
 PATCH_NOTES = "agent-notes"
 
@@ -342,6 +347,7 @@ class AgentLoop:
                     start_to_close_timeout=timedelta(seconds=plan.model_call_timeout_seconds),
                     heartbeat_timeout=timedelta(seconds=plan.model_heartbeat_timeout_seconds),
                     retry_policy=RetryPolicy(
+                        initial_interval=MODEL_CALL_FIRST_RETRY,
                         maximum_attempts=plan.model_max_attempts,
                         maximum_interval=timedelta(seconds=60),
                     ),

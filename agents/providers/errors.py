@@ -17,6 +17,7 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "describe",
     "excerpt",
+    "provider_retry_delay",
     "retry_after_seconds",
     "retryable_status",
     "should_retry_header",
@@ -64,6 +65,14 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are UTC by definition
         when = when.replace(tzinfo=UTC)
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def provider_retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Seconds before attempt `attempt + 1` of a call the provider failed: what the server
+    asked for, else 1 s doubling per attempt up to a minute (Temporal's default backoff)."""
+    if retry_after is not None:
+        return retry_after
+    return float(min(2 ** (attempt - 1), 60))
 
 
 def describe(exc: BaseException) -> str:

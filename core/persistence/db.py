@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlmodel import Field, SQLModel
 
 from core.persistence.check_results import CheckResult as CheckResult  # registers check_results
+from core.persistence.grouped import GroupedInserts
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -388,6 +389,8 @@ class Database:
         self._ready = False
         self._lock = asyncio.Lock()
         self._writers = asyncio.Lock() if is_sqlite else None
+        self.grouped = GroupedInserts(self.write_session)
+        """Inserts from concurrent callers that may share one commit (`record_run_started`)."""
 
     async def ensure_schema(self) -> None:
         if self._ready:

@@ -47,6 +47,13 @@ async def insert_ignore(
     await session.execute(_insert_statement(session, model, False), values)
 
 
+async def insert_ignore_many(
+    session: AsyncSession, model: type[SQLModel], rows: list[dict[str, Any]]
+) -> None:
+    """`insert_ignore` of several rows with the same columns in one statement."""
+    await session.execute(_insert_statement(session, model, False), rows)
+
+
 async def insert_ignore_returning_id(
     session: AsyncSession, model: Any, values: dict[str, Any]
 ) -> int | None:

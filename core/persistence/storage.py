@@ -40,23 +40,22 @@ limit of 32766 per statement)."""
 
 
 async def record_run_started(db: Database, plan: RunPlan, workflow_id: str) -> None:
-    async with db.write_session() as session:
-        await insert_ignore(
-            session,
-            Run,
-            {
-                "id": plan.run_id,
-                "workflow_id": workflow_id,
-                "tenant": plan.tenant,
-                "goal": plan.goal,
-                "template": plan.template,
-                "status": "running",
-                "repository_snapshot": plan.repository.snapshot_id if plan.repository else None,
-                "created_at": utcnow(),
-                "updated_at": utcnow(),
-            },
-        )
-        await session.commit()
+    """The run's row, unless it exists (the API and the workflow's first activity both write
+    it). Starts arriving together share one commit."""
+    await db.grouped.insert_ignore(
+        Run,
+        {
+            "id": plan.run_id,
+            "workflow_id": workflow_id,
+            "tenant": plan.tenant,
+            "goal": plan.goal,
+            "template": plan.template,
+            "status": "running",
+            "repository_snapshot": plan.repository.snapshot_id if plan.repository else None,
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        },
+    )
 
 
 async def record_run_finished(db: Database, state: RunState, workflow_id: str) -> None:

@@ -8,12 +8,6 @@ from __future__ import annotations
 
 from agents.llm import ProviderConfigError, check_context_settings, pricing, with_role_overrides
 from agents.protocol import LLMProvider
-from agents.providers.anthropic import AnthropicProvider
-from agents.providers.openai_compat import (
-    DEFAULT_OPENAI_MODEL,
-    OpenAICompatibleProvider,
-    is_openai_platform,
-)
 from core.infrastructure.settings import ProviderSettings
 from offline import OfflineProvider
 
@@ -33,6 +27,10 @@ def make_provider(settings: ProviderSettings) -> LLMProvider:
         )
     provider: LLMProvider
     if name == "anthropic":
+        # The SDKs are imported only by the deployment that uses them: together they take
+        # ~2 s to import, which a restarted offline worker would wait before it serves.
+        from agents.providers.anthropic import AnthropicProvider
+
         if not settings.anthropic_api_key:
             raise ProviderConfigError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
         provider = AnthropicProvider(
@@ -51,6 +49,12 @@ def make_provider(settings: ProviderSettings) -> LLMProvider:
 
 
 def _openai_provider(settings: ProviderSettings) -> LLMProvider:
+    from agents.providers.openai_compat import (
+        DEFAULT_OPENAI_MODEL,
+        OpenAICompatibleProvider,
+        is_openai_platform,
+    )
+
     base_url = settings.openai_base_url
     api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     if is_openai_platform(base_url):

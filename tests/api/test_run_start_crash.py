@@ -8,8 +8,9 @@ inside it:
 
 - the start on its way to Temporal (a proxy in front of Temporal holds it and never
   delivers it): no row may be left behind;
-- the row's insert waiting on PostgreSQL (a table lock holds it): the workflow is
-  started, and its own first activity must write the row;
+- the rows' insert waiting on PostgreSQL (a table lock holds the first commit, the other
+  rows wait to join the next): the workflows are started, and their own first activities
+  must write the rows;
 
 then kills one more API at an arbitrary moment with requests in flight. Workers then
 run every started workflow to its end, and every row must match a workflow, every
@@ -225,7 +226,10 @@ async def test_killing_the_api_mid_start_leaves_every_run_with_its_workflow(
                     posts = await post_runs(http)
 
                     async def all_writes_waiting() -> bool:
-                        return await writes_waiting(lock_holder) == IN_FLIGHT
+                        # Every workflow started; the first row's commit waits on the lock,
+                        # the other rows in the process to join the next one.
+                        started = len(await goal_workflows(temporal)) == IN_FLIGHT
+                        return started and await writes_waiting(lock_holder) >= 1
 
                     await wait_until(all_writes_waiting)
                     await killed(api, posts)

@@ -7,9 +7,11 @@ import dataclasses
 import json
 import signal
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.model_calls import ModelActivities
@@ -23,6 +25,7 @@ from core.persistence.db import Database, LedgerEntry
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.helpers import make_plan
 from tests.processes import clean_environ, orchestrator_process
+from workflows.agent_loop import MODEL_CALL_FIRST_RETRY
 
 
 def invocations(call_log: Path) -> Counter[str]:
@@ -69,6 +72,17 @@ async def test_sigkilled_worker_loses_nothing_and_repeats_no_finished_call(
         state = await asyncio.wait_for(handle.result(), timeout=180)
 
     assert state.status == RunStatus.COMPLETED, state.error
+    # a call the kill cut ran again as soon as its heartbeat timed out, not a backoff later
+    history = await handle.fetch_history()
+    model_calls = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "call_model"
+    ]
+    assert model_calls and all(
+        a.retry_policy.initial_interval.ToTimedelta() == MODEL_CALL_FIRST_RETRY for a in model_calls
+    )
     calls = invocations(call_log)
     ledger = await storage.ledger_entries(db, workflow_id)
     assert len(ledger) == sum(t.turns for t in state.tasks)
@@ -126,6 +140,35 @@ async def test_a_retried_model_call_does_not_pay_the_provider_again(
     assert again.replayed and not first.replayed
     [entry] = await storage.ledger_entries(any_db, "run-r1")
     assert (storage.entry_usage(entry), entry.cost_usd) == (first.usage, first.cost_usd)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "headers", "delay"),
+    [(1, {}, 1.0), (3, {}, 4.0), (9, {}, 60.0), (1, {"retry-after": "3"}, 3.0)],
+)
+async def test_a_providers_failure_backs_off_though_a_dead_workers_call_retries_at_once(
+    any_db: Database, attempt: int, headers: dict[str, str], delay: float
+) -> None:
+    """The model call's retry policy starts at 0.2 s so a call cut by a worker's death runs
+    again at once; a provider's 529 must not be hammered that fast, so the activity sets the
+    delay itself: what the server asked for, else 1 s doubling per attempt up to a minute."""
+    call = ModelCallInput(
+        key=TurnKey(run_id="r1", workflow_id="run-r1", task_id="requirements", turn=0),
+        role="business_analyst",
+        goal="Build a todo API",
+    )
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt)
+    with FakeMessagesAPI() as api:
+        api.enqueue_overloaded(**headers)
+        provider = AnthropicProvider(api_key="test-key", base_url=api.base_url)
+        with pytest.raises(ApplicationError) as failed:
+            await env.run(ModelActivities(any_db, provider, settings.provider).call_model, call)
+        await provider.aclose()
+
+    assert failed.value.type == "ProviderError" and not failed.value.non_retryable
+    assert failed.value.next_retry_delay == timedelta(seconds=delay)
 
 
 async def test_tool_calls_run_with_the_model_call_once_and_a_retry_repeats_nothing(

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 GOAL ?= Build a task management API with user authentication
 
-.PHONY: install run test lint format migration bench clean
+.PHONY: install bytecode run test lint format migration bench clean
 
 # The checks extra too: `make run` serves every queue, the checks worker's included.
 $(STAMP): pyproject.toml
@@ -16,7 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+# The project's own modules as bytecode, brought up to date (0.2 s when nothing changed).
+# Where PYTHONDONTWRITEBYTECODE is set (this machine, CI, containers) nothing else writes it,
+# and every process would compile them from source at start: a worker serves 0.3 s later,
+# and its workflow sandbox compiles them again for every run it starts or replays.
+SOURCES := activities agents api bench checks cli core offline tests workers workflows
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q -j 0 $(SOURCES) > /dev/null
+
+run: bytecode
 	$(BIN)/orchestrator run "$(GOAL)"
 
 lint: $(STAMP)
@@ -24,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint bytecode
 	$(BIN)/pytest
 
 # Lint fixes first: a fix can leave code the formatter then tidies.
@@ -40,7 +48,7 @@ migration: $(STAMP)
 	@test -n "$(MESSAGE)" || { echo 'usage: make migration MESSAGE="what changed" [REV=NNNN]' >&2; exit 2; }
 	$(BIN)/python -m core.persistence.migrations.new_revision "$(or $(REV),$(NEXT_REV))" "$(MESSAGE)"
 
-bench: $(STAMP)
+bench: bytecode
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.makespan
 	$(BIN)/python -m bench.throughput --runs 20

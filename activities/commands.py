@@ -15,6 +15,7 @@ from dataclasses import asdict
 from agents.commands import render_result
 from agents.tool_kit import ToolOutcome
 from checks.commands import ChangedFile, CommandExecution, execute
+from checks.green_runs import keep_green_run
 from checks.sandbox import SandboxLimits, SandboxUnavailable
 from core.contracts import CommandRun, TurnKey
 from core.infrastructure.logs import get_logger
@@ -59,10 +60,11 @@ class SandboxCommands:
                     "you have, or explain what is left",
                     is_error=True,
                 )
+            files = await self.workspace.snapshot()
             try:
                 execution = await asyncio.to_thread(
                     execute,
-                    await self.workspace.snapshot(),
+                    files,
                     command,
                     timeout_seconds=timeout,
                     limits=self.limits,
@@ -73,6 +75,9 @@ class SandboxCommands:
                     content=f"Error: no sandbox on this worker: {exc}", is_error=True
                 )
             recorded = await self._record(tool_use_id, command, execution)
+            if execution.green_run is not None:
+                # Kept for the files it started from: a check of the same files reuses it.
+                await keep_green_run(self.db, self.key.run_id, files, execution.green_run)
             log.info(
                 "command ran in the sandbox",
                 tool_use_id=tool_use_id,

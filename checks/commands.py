@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checks.green_runs import GreenRun, green_run, junit_options, whole_suite_folder
 from checks.sandbox import SandboxLimits, sandbox
 from checks.tests import idle_plugins
 from checks.warmup import warm_pytest
@@ -50,6 +51,8 @@ class CommandExecution:
     duration_seconds: float
     changes: list[ChangedFile] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    green_run: GreenRun | None = None
+    """A whole test suite that passed, for the checks to reuse (`checks.green_runs`)."""
 
 
 def execute(
@@ -65,11 +68,15 @@ def execute(
     Raises `SandboxUnavailable` when this worker cannot sandbox commands.
     """
     warm_pytest()  # once per process: agents run the project's tests with it
+    suite = whole_suite_folder(command)
     with sandbox(limits, backend=backend) as session:
         before = _check_out(files, session.workspace)
-        result = session.run(
-            [SHELL, "-c", command], timeout_seconds=timeout_seconds, env=command_env(files)
-        )
+        env = command_env(files)
+        junit = session.output / "command-junit.xml"
+        if suite is not None:  # the checks may reuse a green run of it: it leaves their report
+            env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} {junit_options(junit)}"
+        result = session.run([SHELL, "-c", command], timeout_seconds=timeout_seconds, env=env)
+        passed = green_run(suite, result, junit) if suite is not None else None
         after = _scan(session.workspace)
         changes = [
             _changed(path, full)
@@ -80,7 +87,7 @@ def execute(
     skipped = [c for c in changes if c not in kept]
     return CommandExecution(
         exit_code=None if result.limit_reason else result.returncode,
-        stdout=result.stdout,
+        stdout=_without_report_line(result.stdout, junit) if suite is not None else result.stdout,
         stderr=result.stderr,
         limit_reason=result.limit_reason,
         duration_seconds=result.duration_seconds,
@@ -90,6 +97,7 @@ def execute(
             for c in skipped
         ],
         deleted=sorted(set(before) - set(after)),
+        green_run=passed,
     )
 
 
@@ -99,6 +107,15 @@ def command_env(files: Mapping[str, str]) -> dict[str, str]:
     an agent runs start as fast as the gate's."""
     idle = idle_plugins(files)
     return {"PYTEST_ADDOPTS": " ".join(f"-p no:{plugin}" for plugin in idle)} if idle else {}
+
+
+def _without_report_line(stdout: str, junit: Path) -> str:
+    """pytest names the report it wrote for the checks (unless -q): the agent asked for none."""
+    return "".join(
+        line
+        for line in stdout.splitlines(keepends=True)
+        if f"generated xml file: {junit}" not in line
+    )
 
 
 def _check_out(files: dict[str, str], root: Path) -> dict[str, str]:

@@ -63,7 +63,7 @@ async def run_tests(
     outcomes: list[ProjectOutcome] = []
     reused = []
     for index, project in enumerate(projects):
-        key = digest("tests", _pytest_version(), project.as_posix(), whole, f"{timeout_seconds:g}")
+        key = tests_unit_key(project, whole, timeout_seconds)
 
         async def run(index: int = index, project: PurePosixPath = project) -> tuple[str, bool]:
             outcome = await _run_project(
@@ -85,6 +85,11 @@ async def run_tests(
             "(unshare is missing or not permitted on this worker)"
         )
     return reused
+
+
+def tests_unit_key(project: PurePosixPath, whole: str, timeout_seconds: float) -> str:
+    """The `tests` unit of one project on one workspace (`whole`: its `workspace_digest`)."""
+    return digest("tests", _pytest_version(), project.as_posix(), whole, f"{timeout_seconds:g}")
 
 
 def _pytest_version() -> str:

@@ -4,9 +4,9 @@
 
 Starts the dev server `orchestrator up` runs (same command line, SQLite file history) and
 `--workers` `orchestrator worker` subprocesses serving every queue, so the memory measured
-is the worker's own: each worker's peak resident set (VmHWM, kept by the kernel) and the
-sampled peak of workers plus their children (the gate checks run ruff, bandit and pytest
-in sandboxed subprocesses). Every offline model call sleeps `--latency` seconds. The
+is the worker's own: each worker's peak resident set (VmHWM, kept by the kernel), the dev
+server's, their sum, and the sampled peak of workers plus their children (the gate checks
+run ruff, bandit and pytest in sandboxed subprocesses). Every offline model call sleeps `--latency` seconds. The
 database is a fresh SQLite file unless `--database-url` names another (PostgreSQL:
 `postgresql+asyncpg://...`). It also prints the concurrency settings the workers run
 with, and the CPU seconds per run of the workers (with their check sandboxes) and of the
@@ -110,7 +110,10 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
                     state = None  # counted as not completed
                 return time.perf_counter() - started, state
 
-            with MemoryWatch([p.pid for p in processes]) as memory:
+            with (
+                MemoryWatch([p.pid for p in processes]) as memory,
+                MemoryWatch([server.pid]) as server_memory,
+            ):
                 alone, first = await one(0)
                 if first is None or first.status != RunStatus.COMPLETED:
                     raise RuntimeError(f"the first run failed; see {processes[0].log}")
@@ -164,6 +167,11 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
     for n, process in enumerate(processes):
         print(f"worker {n} peak RSS (VmHWM): {memory.hwm_kib.get(process.pid, 0) / 1024:.0f} MiB")
     print(f"peak RSS of workers + their children (sampled): {memory.peak_tree_kib / 1024:.0f} MiB")
+    server_peak = max(server_memory.hwm_kib.values(), default=0)
+    print(
+        f"dev server peak RSS (VmHWM): {server_peak / 1024:.0f} MiB; workers + dev server "
+        f"(their own peaks added): {(sum(memory.hwm_kib.values()) + server_peak) / 1024:.0f} MiB"
+    )
     return 0 if completed == runs else 1
 
 

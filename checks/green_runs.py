@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from checks.cache import RunCheckCache, workspace_digest
 from checks.sandbox import SandboxResult
-from checks.tests import TEST_TIMEOUT_SECONDS, ProjectOutcome, record_test_run, tests_unit_key
+from checks.tests import TEST_TIMEOUT_SECONDS, project_outcome, tests_unit_key
 from checks.workspace import checkable, safe_relative_path
 from core.contracts import ChecksReport, GateKind
 from core.persistence.db import Database
@@ -84,17 +84,10 @@ def green_run(folder: PurePosixPath, result: SandboxResult, junit: Path) -> Gree
     exit code 0 and its report counts passed tests and nothing else to report."""
     if result.limit_reason is not None or result.returncode != 0 or not junit.is_file():
         return None
-    part = ChecksReport(gate=GateKind.CODE_REVIEW.value)
-    record_test_run(folder, result, junit, part)
+    outcome = project_outcome(folder, result, junit, ChecksReport(gate=GateKind.CODE_REVIEW.value))
+    part = outcome.part
     if part.tests_failed or not part.tests_passed or part.findings or part.notes:
         return None
-    outcome = ProjectOutcome(
-        part=part,
-        ran=True,
-        network_isolated=result.network_isolated,
-        isolation=result.isolation,
-        keep=True,
-    )
     return GreenRun(folder.as_posix(), outcome.model_dump_json())
 
 

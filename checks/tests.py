@@ -144,6 +144,13 @@ async def _run_project(
     except (SandboxPathError, FileNotFoundError) as exc:
         part.findings.append(_workspace_tampered(project, exc))
         return ProjectOutcome(part=part)
+    return project_outcome(project, result, junit, part)
+
+
+def project_outcome(
+    project: PurePosixPath, result: SandboxResult, junit: Path, part: ChecksReport
+) -> ProjectOutcome:
+    """One sandboxed pytest run of `project` as its check stores it, recorded on `part`."""
     record_test_run(project, result, junit, part)
     return ProjectOutcome(
         part=part,

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
-from core.persistence.rows import insert_ignore_many
+from core.persistence.rows import insert_ignore
 
 WriteSession = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 _Waiting = tuple[type[SQLModel], dict[str, Any], asyncio.Future[None]]
@@ -71,7 +71,7 @@ class GroupedInserts:
             rows.setdefault((model, tuple(sorted(values))), []).append(values)
         async with self._write_session() as session:
             for (model, _), same_columns in rows.items():
-                await insert_ignore_many(session, model, same_columns)
+                await insert_ignore(session, model, same_columns)
             await session.commit()
 
 

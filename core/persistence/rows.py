@@ -41,17 +41,11 @@ def insert_ignoring(
 
 
 async def insert_ignore(
-    session: AsyncSession, model: type[SQLModel], values: dict[str, Any]
+    session: AsyncSession, model: type[SQLModel], values: dict[str, Any] | list[dict[str, Any]]
 ) -> None:
-    """Insert unless a row with the same unique key exists: the first write wins."""
+    """Insert unless a row with the same unique key exists: the first write wins. Several
+    rows with the same columns go in one statement."""
     await session.execute(_insert_statement(session, model, False), values)
-
-
-async def insert_ignore_many(
-    session: AsyncSession, model: type[SQLModel], rows: list[dict[str, Any]]
-) -> None:
-    """`insert_ignore` of several rows with the same columns in one statement."""
-    await session.execute(_insert_statement(session, model, False), rows)
 
 
 async def insert_ignore_returning_id(

@@ -18,11 +18,14 @@ run to finish and prints:
   flight at a worker kill (logged by the killed worker, not in the ledger when it died);
   a turn finished before a kill is answered from the ledger, never called again;
 - per event: calls in flight, seconds until the new worker (or server) was ready, until
-  the first new model call, until the calls in flight were recorded, and until every
-  open run recorded its next model call (p50 and max over runs). A model call cut by a
-  kill is retried after the plan's heartbeat timeout (`--heartbeat-timeout`; production
-  default 60 s); a tool-call activity (60 s start-to-close, no heartbeat) or a gate
-  check (60 s heartbeat timeout) cut by a kill waits a minute, which shows in the max.
+  the first new model call, until the calls in flight were recorded, until every open
+  run recorded its next model call and until it began it (p50 and max over runs; the
+  two differ by a call's latency). The new worker takes the killed one's slot in the data
+  directory and hands back the activities it had in flight (`workers.in_flight`), so
+  the server retries them at once instead of after their timeouts: the plan's heartbeat
+  timeout for a model call (`--heartbeat-timeout`), up to a minute for a tool call or a
+  check. A run whose workflow task was in flight waits for that task's 10 s timeout,
+  which shows in the max.
 
 The exit code is 1 when a run did not complete, a repeated call was not in flight at a
 kill, or a call was never recorded. A kill leaves no process behind: the worker and the
@@ -106,10 +109,14 @@ class Harness:
     worker_exits: list[int] = field(default_factory=list)
 
     async def start_worker(self) -> float:
+        self.launch_worker()
+        assert self.worker is not None
+        return await self.worker.ready()
+
+    def launch_worker(self) -> None:
         self.worker = WorkerProcess(self.env, self.logs / f"worker-{self.workers_started}.log")
         self.workers_started += 1
         self.worker.start()
-        return await self.worker.ready()
 
     async def ledger(self) -> list[Recorded]:
         async with self.db.session() as session:
@@ -175,13 +182,17 @@ async def kill_worker(h: Harness) -> Event:
     at = time.time()  # it is dead (reaped) by now
     # Anything of its tree that survived was adopted by this process (child subreaper).
     escaped = kill_orphans(keep={h.server.pid}, signalled=signalled)
-    # The worker is dead, so the ledger holds everything it will ever write.
-    recorded = {r.response_id for r in await h.ledger()}
+    # Restarted at once, as a supervisor would; the bookkeeping below is the bench's own.
+    h.launch_worker()
+    # The worker is dead: rows written before its death are all it ever wrote (the new
+    # worker's rows come later, a call made again records under the same response id).
+    recorded = {r.response_id for r in await h.ledger() if r.at <= at}
     in_flight = {
         str(c["id"]) for c in h.calls() if c["pid"] == pid and str(c["id"]) not in recorded
     }
     event = Event("worker", at, pid, in_flight, await h.open_runs(), escaped=escaped)
-    event.ready_seconds = await h.start_worker()
+    assert h.worker is not None
+    event.ready_seconds = await h.worker.ready()
     return event
 
 
@@ -321,6 +332,12 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _p50_max(seconds: list[float]) -> str:
+    if not seconds:
+        return "-/-"
+    return f"{statistics.median(seconds):.1f}/{max(seconds):.1f}"
+
+
 def report(
     *,
     runs: int,
@@ -344,6 +361,9 @@ def report(
     for c in calls:
         call_start.setdefault(str(c["id"]), []).append(float(str(c["at"])))
     recorded_at = {r.response_id: r.at for r in ledger}
+    run_calls: dict[str, list[str]] = {}
+    for r in ledger:
+        run_calls.setdefault(r.workflow_id, []).append(r.response_id)
     repeated = {cid: n - 1 for cid, n in made.items() if n > 1}
     cut = set().union(*(e.in_flight for e in events if e.kind == "worker"))
     unexplained = sorted(set(repeated) - cut)
@@ -378,17 +398,20 @@ def report(
     print()
     print(
         "event  at s   killed          in flight  called again  ready s  first call s  "
-        "in flight recorded s  open runs  next call p50/max s"
+        "in flight recorded s  open runs  next call p50/max s  began p50/max s"
     )
     for n, e in enumerate(events, start=1):
         # The first model call started after the kill: calls in flight do not log again.
         first_call = min((t for ts in call_start.values() for t in ts if t > e.at), default=None)
         done = [recorded_at[c] - e.at for c in e.in_flight if c in recorded_at]
-        waits = []
+        waits, began = [], []
         for wf in e.open_runs:
             after = [r.at for r in ledger if r.workflow_id == wf and r.at > e.at]
             if after:
                 waits.append(min(after) - e.at)
+            starts = [t for c in run_calls.get(wf, ()) for t in call_start[c] if t > e.at]
+            if starts:
+                began.append(min(starts) - e.at)
         # Calls in flight at this kill that were made again after it (retries).
         again = sum(1 for c in e.in_flight if any(t > e.at for t in call_start[c]))
         print(
@@ -396,8 +419,7 @@ def report(
             f"{e.kind + ' ' + str(e.killed_pid):<14}  {len(e.in_flight):>9}  {again:>12}  "
             f"{e.ready_seconds:>7.1f}  {_seconds(first_call - e.at if first_call else None):>12}  "
             f"{_seconds(max(done) if done else None):>20}  {len(e.open_runs):>9}  "
-            f"{_seconds(statistics.median(waits) if waits else None)}/"
-            f"{_seconds(max(waits) if waits else None)}"
+            f"{_p50_max(waits):<19}  {_p50_max(began)}"
         )
     ok = completed == runs and not unexplained and not never_recorded
     print()

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.checks import CheckActivities
 from activities.heartbeat import MAX_HEARTBEAT_THROTTLE
@@ -33,6 +34,13 @@ from core.infrastructure.logs import LogContextInterceptor, get_logger
 from core.infrastructure.settings import Settings
 from core.persistence.db import Database, get_database
 from core.services.providers import make_provider
+from workers.in_flight import (
+    InFlightInterceptor,
+    InFlightLog,
+    hand_back,
+    slots_directory,
+    watch_dead_slots,
+)
 from workflows.goal import GoalWorkflow
 
 ALL_QUEUES = (TASK_QUEUE, CHECKS_QUEUE, *(agent_queue(role) for role in ROLES))
@@ -70,6 +78,7 @@ def build_workers(
     settings: Settings,
     queues: Iterable[str] = ALL_QUEUES,
     max_concurrent_activities: int = 100,
+    in_flight: InFlightLog | None = None,
 ) -> list[Worker]:
     workspace = WorkspaceActivities(db)
     models = ModelActivities(db, provider, settings.provider, tools=workspace)
@@ -78,6 +87,9 @@ def build_workers(
     webhooks = WebhookActivities(db, settings.notifications)
     # On shutdown (SIGTERM) activities get this long to finish before they fail over.
     grace = timedelta(seconds=settings.temporal.worker_shutdown_seconds)
+    interceptors: list[Interceptor] = [LogContextInterceptor()]
+    if in_flight is not None:
+        interceptors.append(InFlightInterceptor(in_flight))
     workers = []
     for queue in queues:
         if queue == TASK_QUEUE:
@@ -85,7 +97,7 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
-                    interceptors=[LogContextInterceptor()],
+                    interceptors=interceptors,
                     workflows=[GoalWorkflow],
                     activities=[
                         workspace.run_tool_calls,
@@ -104,7 +116,7 @@ def build_workers(
         elif queue == CHECKS_QUEUE:
             # Checks and agents' commands run untrusted generated code: few at a time,
             # each in its own sandbox.
-            report_sandbox(settings.sandbox.backend)
+            report_sandbox_in_background(settings.sandbox.backend)
             warm_in_background()
             checks = CheckActivities(db, settings.sandbox)
             commands = WorkspaceActivities(db, settings.sandbox)
@@ -112,7 +124,7 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
-                    interceptors=[LogContextInterceptor()],
+                    interceptors=interceptors,
                     activities=[checks.run_checks, commands.run_tool_calls],
                     max_concurrent_activities=settings.sandbox.max_concurrent_checks,
                     graceful_shutdown_timeout=grace,
@@ -125,7 +137,7 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
-                    interceptors=[LogContextInterceptor()],
+                    interceptors=interceptors,
                     activities=[models.call_model],
                     max_concurrent_activities=settings.provider.agent_max_concurrent_activities
                     or max_concurrent_activities,
@@ -135,6 +147,13 @@ def build_workers(
                 )
             )
     return workers
+
+
+def report_sandbox_in_background(backend: str) -> None:
+    """Probe the sandbox off the worker's start (a first check waits for the probe)."""
+    threading.Thread(
+        target=report_sandbox, args=(backend,), name="sandbox-probe", daemon=True
+    ).start()
 
 
 def report_sandbox(backend: str) -> None:
@@ -157,9 +176,12 @@ async def serving(
     provider: LLMProvider,
     settings: Settings,
     queues: Iterable[str] = ALL_QUEUES,
+    in_flight: InFlightLog | None = None,
 ) -> AsyncIterator[list[Worker]]:
     """Poll the queues for as long as the block runs."""
-    workers = build_workers(client, db=db, provider=provider, settings=settings, queues=queues)
+    workers = build_workers(
+        client, db=db, provider=provider, settings=settings, queues=queues, in_flight=in_flight
+    )
     async with AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
@@ -177,29 +199,61 @@ async def run_workers(
     Then every worker shuts down at once, gracefully: it stops polling, tells the server
     its sticky queue is gone (its runs' next workflow tasks go to any worker), lets running
     activities finish for ORCHESTRATOR_WORKER_SHUTDOWN_SECONDS and fails the rest over to
-    other workers, so a deploy never waits for a heartbeat timeout.
+    other workers, so a deploy never waits for a heartbeat timeout. A worker killed instead
+    leaves its activities in flight to the next worker started on its data directory
+    (`workers.in_flight`).
     """
     if settings.storage.database_url is None:
         private_data_dir(settings.storage.data_dir)
-    db = get_database(settings.storage.resolved_database_url)
-    await db.ensure_schema()
     stopped_by_signal = stop is None
     stop = stop or asyncio.Event()
     with _stopping_on(signal.SIGTERM, stop, enabled=stopped_by_signal):
-        async with serving(
-            client,
-            db=db,
-            provider=make_provider(settings.provider),
-            settings=settings,
-            queues=queues,
-        ) as workers:
-            await stop.wait()
-            log.info(
-                "worker stopping",
-                grace_seconds=settings.temporal.worker_shutdown_seconds,
-            )
-            await asyncio.gather(*(worker.shutdown() for worker in workers))
+        async with _slot(client, settings) as in_flight:
+            db = get_database(settings.storage.resolved_database_url)
+            await db.ensure_schema()
+            async with serving(
+                client,
+                db=db,
+                provider=make_provider(settings.provider),
+                settings=settings,
+                queues=queues,
+                in_flight=in_flight,
+            ) as workers:
+                await stop.wait()
+                log.info(
+                    "worker stopping",
+                    grace_seconds=settings.temporal.worker_shutdown_seconds,
+                )
+                await asyncio.gather(*(worker.shutdown() for worker in workers))
     log.info("worker stopped")
+
+
+@asynccontextmanager
+async def _slot(client: Client, settings: Settings) -> AsyncIterator[InFlightLog | None]:
+    """This process's in-flight slot, once what dead workers left in theirs is handed back
+    (first of all: it is retried while this worker starts), watching for more; without a
+    writable data directory, none (a dead worker's activities then wait for timeouts)."""
+    directory = slots_directory(
+        settings.storage.data_dir, client.service_client.config.target_host, client.namespace
+    )
+    try:
+        slot, orphaned = InFlightLog.claim(directory)
+    except OSError as error:
+        log.warning(
+            "no in-flight slot: a successor cannot hand back this worker's activities",
+            error=str(error),
+        )
+        yield None
+        return
+    try:
+        await hand_back(client, orphaned)
+        watching = asyncio.create_task(watch_dead_slots(client, slot))
+        try:
+            yield slot
+        finally:
+            watching.cancel()
+    finally:
+        slot.release()
 
 
 @contextlib.contextmanager

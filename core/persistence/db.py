@@ -20,6 +20,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -459,17 +460,31 @@ MIGRATION_LOCK = 7_433_201_873
 
 
 def _upgrade_to_head(connection: Any) -> None:
-    from alembic import command
-    from alembic.config import Config
-
     if connection.dialect.name == "postgresql":
         # Workers and API replicas start together: one migrates while the others wait
         # here, then find the schema at head. Released with the transaction.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    if _version(connection) == head_revision():
+        return  # at head: no need to load alembic and every migration script (80 ms)
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def head_revision() -> str:
+    """The newest migration: revisions are their files' numbers (`make migration`)."""
+    return max(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def _version(connection: Any) -> str | None:
+    if not sa_inspect(connection).has_table("alembic_version"):
+        return None
+    version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return None if version is None else str(version)
 
 
 _databases: dict[str, Database] = {}

@@ -24,6 +24,7 @@ from core.persistence import storage
 from core.persistence.db import Database, LedgerEntry
 from tests.helpers import TEMPLATES, make_plan
 from tests.processes import clean_environ, orchestrator_process
+from workers.in_flight import WORKER_DIED_ERROR
 
 
 class Setup:
@@ -39,6 +40,8 @@ class Setup:
                 "DATABASE_URL": db_url,
                 "LLM_PROVIDER": "offline",
                 "OFFLINE_CALL_LOG": str(self.call_log),
+                # where a worker keeps its slot: a successor here hands back what it left
+                "ORCHESTRATOR_DATA_DIR": str(tmp_path / "data"),
                 **settings,
             }
         )
@@ -73,9 +76,14 @@ class Setup:
         began = {str(c["id"]) for c in self.calls() if c["pid"] == worker.pid}
         return began - await self.recorded()
 
-    async def finish(self, handle: WorkflowHandle[object, RunState]) -> RunState:
-        """Serve the run with a second worker (no model latency) until it ends."""
+    async def finish(
+        self, handle: WorkflowHandle[object, RunState], *, elsewhere: bool = False
+    ) -> RunState:
+        """Serve the run with a second worker (no model latency) until it ends; `elsewhere`:
+        on another data directory, as on another machine."""
         env = {**self.env, "OFFLINE_LATENCY_SECONDS": "0"}
+        if elsewhere:
+            env["ORCHESTRATOR_DATA_DIR"] = str(self.tmp_path / "elsewhere")
         with orchestrator_process(
             ["worker"], env, self.tmp_path / "worker2.log", stop=signal.SIGTERM
         ):
@@ -192,7 +200,7 @@ async def test_a_killed_workers_call_moves_on_after_the_short_heartbeat_timeout(
         running = await setup.cut(first)
     assert running
 
-    state = await setup.finish(handle)
+    state = await setup.finish(handle, elsewhere=True)
     calls = Counter(str(c["id"]) for c in setup.calls())
     assert all(calls[key] == 1 for key in finished_before), calls
     assert {key for key, n in calls.items() if n > 1} == running
@@ -200,7 +208,8 @@ async def test_a_killed_workers_call_moves_on_after_the_short_heartbeat_timeout(
         t.turns for t in state.tasks
     )
     # The cut calls were declared lost by their heartbeat timeout (well inside the 600 s
-    # start-to-close timeout) and made again by the second worker, once each.
+    # start-to-close timeout) and made again by the second worker, once each; it runs on
+    # another machine, so it had nothing to hand back.
     retried = [
         e.activity_task_started_event_attributes
         for e in await call_starts(handle)
@@ -211,4 +220,41 @@ async def test_a_killed_workers_call_moves_on_after_the_short_heartbeat_timeout(
         a.last_failure.timeout_failure_info.timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
         for a in retried
     ), retried
+    await setup.db.dispose()
+
+
+async def test_a_killed_workers_successor_hands_back_its_calls_before_any_timeout(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    setup = Setup(dev_env, tmp_path, OFFLINE_LATENCY_SECONDS="3")
+    # A heartbeat timeout far longer than the test: only the hand-back can retry the calls.
+    setup.plan = setup.plan.model_copy(update={"model_heartbeat_timeout_seconds": 600.0})
+    with orchestrator_process(
+        ["worker"], setup.env, tmp_path / "worker1.log", stop=signal.SIGKILL
+    ) as first:
+        handle = await start_run(setup.client, setup.plan)
+        await setup.in_flight(first)
+        finished_before = await setup.recorded()
+        await stop(first, signal.SIGKILL)
+        running = await setup.cut(first)
+    assert running
+
+    state = await setup.finish(handle)
+    calls = Counter(str(c["id"]) for c in setup.calls())
+    assert all(calls[key] == 1 for key in finished_before), calls
+    assert {key for key, n in calls.items() if n > 1} == running
+    assert len(await storage.ledger_entries(setup.db, setup.workflow_id)) == sum(
+        t.turns for t in state.tasks
+    )
+    # The second worker took the dead one's slot and failed its calls in flight at once.
+    retried = [
+        e.activity_task_started_event_attributes
+        for e in await call_starts(handle)
+        if e.activity_task_started_event_attributes.attempt > 1
+    ]
+    assert [a.attempt for a in retried] == [2] * len(running)
+    assert all(
+        a.last_failure.application_failure_info.type == WORKER_DIED_ERROR for a in retried
+    ), retried
+    assert "handed back a dead worker's activities" in (tmp_path / "worker2.log").read_text()
     await setup.db.dispose()

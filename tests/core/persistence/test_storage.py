@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from core.contracts import RunPlan, RunState, RunStatus, TurnKey, Usage
 from core.persistence import storage, tenancy
-from core.persistence.db import MIGRATIONS_DIR, Database
+from core.persistence.db import MIGRATIONS_DIR, Database, head_revision
 from tests.conftest import POSTGRES_ADMIN_DSN
 
 
@@ -169,6 +169,26 @@ async def test_a_database_from_the_first_release_upgrades_with_its_rows(tmp_path
         assert (entry.execution_id, entry.input_tokens, entry.cost_usd) == ("", 10, 0.5)
     finally:
         await db.dispose()
+
+
+def test_the_head_revision_without_alembic_is_alembics_head() -> None:
+    """`ensure_schema` skips alembic when the database is at the newest file's number: each
+    migration's revision is its file's number and follows the one before."""
+    import re
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    scripts = ScriptDirectory.from_config(config)
+    assert scripts.get_heads() == [head_revision()]
+    files = sorted((MIGRATIONS_DIR / "versions").glob("*.py"))
+    for before, path in zip([None, *files], files, strict=False):
+        source = path.read_text()
+        assert re.search(rf"^revision = ['\"]{path.name[:4]}['\"]", source, re.M), path.name
+        previous = before.name[:4] if before else None
+        assert scripts.get_revision(path.name[:4]).down_revision == previous
 
 
 BILLIONS = 3 * 10**9

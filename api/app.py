@@ -37,6 +37,7 @@ from core.infrastructure.settings import Settings, get_settings
 from core.infrastructure.tracing import configured_provider
 from core.persistence.db import Database, get_database
 from core.persistence.key_cache import KeyCache
+from core.persistence.spending_guard import SpendingGuard
 from core.services.estimate import HistoryCache
 
 DOCS_ASSETS = "/docs-assets"
@@ -118,6 +119,7 @@ def _prepare(
     app.state.api_keys = KeyCache()
     app.state.run_statuses = StatusCache()
     app.state.estimate_history = HistoryCache()
+    app.state.spending_limits = SpendingGuard()
     app.state.temporal = temporal
     app.state.temporal_lock = asyncio.Lock()
     install_error_handlers(app)

@@ -25,6 +25,7 @@ from core.infrastructure.settings import (
 from core.infrastructure.temporal import TemporalUnavailable, connect
 from core.persistence.db import Database
 from core.persistence.key_cache import KeyCache
+from core.persistence.spending_guard import SpendingGuard
 from core.persistence.tenancy import OrgRole
 from core.services.estimate import HistoryCache
 from core.services.providers import make_provider
@@ -112,6 +113,12 @@ async def get_history_cache(request: Request) -> HistoryCache:
     return history
 
 
+async def get_spending_limits(request: Request) -> SpendingGuard:
+    """The organizations' monthly limits this process read lately (for a few seconds)."""
+    limits: SpendingGuard = request.app.state.spending_limits
+    return limits
+
+
 async def get_temporal(request: Request) -> Client:
     """The app's Temporal client, connected on first use (the API starts without Temporal)."""
     state = request.app.state
@@ -156,6 +163,7 @@ DatabaseDep = Annotated[Database, Depends(get_db)]
 KeyCacheDep = Annotated[KeyCache, Depends(get_key_cache)]
 StatusCacheDep = Annotated[StatusCache, Depends(get_status_cache)]
 HistoryCacheDep = Annotated[HistoryCache, Depends(get_history_cache)]
+SpendingLimitsDep = Annotated[SpendingGuard, Depends(get_spending_limits)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 OptionalTemporalDep = Annotated[Client | None, Depends(get_optional_temporal)]
 PricingDep = Annotated[LLMProvider, Depends(get_pricing_provider)]

@@ -326,8 +326,18 @@ class FileDevServer:
             self.process = None
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time every core of this machine has been busy so far (`/proc/stat`): the only
+    count that includes sandboxed commands, whose CPU never reaches their worker's children
+    time (the sandbox's first process is killed with its namespace, not reaped up the tree)."""
+    counters = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = counters[3] + counters[4]  # idle, iowait
+    return (sum(counters) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its reaped children (the sandboxes it waited for), so far."""
+    """CPU time of a process and its reaped children, so far (not its sandboxes: see
+    `machine_cpu_seconds`)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:

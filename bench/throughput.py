@@ -9,8 +9,10 @@ server's, their sum, and the sampled peak of workers plus their children (the ga
 run ruff, bandit and pytest in sandboxed subprocesses). Every offline model call sleeps `--latency` seconds. The
 database is a fresh SQLite file unless `--database-url` names another (PostgreSQL:
 `postgresql+asyncpg://...`). It also prints the concurrency settings the workers run
-with, and the CPU seconds per run of the workers (with their check sandboxes) and of the
-dev server: when the cores are busy, that, not the ideal, bounds the throughput.
+with, and the CPU seconds per run: the whole machine's busy time over the N runs
+(`/proc/stat`; run it on an otherwise idle machine), split into the workers' own, the dev
+server's and the rest, which is mostly the sandboxed checks and commands (their CPU is
+counted nowhere else). When the cores are busy, that, not the ideal, bounds the throughput.
 
 One run alone goes first (it also warms the worker up), then N runs start at once.
 
@@ -45,6 +47,7 @@ from bench.common import (
     become_subreaper,
     cpu_seconds,
     kill_orphans,
+    machine_cpu_seconds,
     scratch_directory,
     worker_env,
 )
@@ -119,10 +122,12 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
                     raise RuntimeError(f"the first run failed; see {processes[0].log}")
                 measured = [p.pid for p in processes] + [server.pid]
                 cpu_before = [cpu_seconds(pid) for pid in measured]
+                machine_before = machine_cpu_seconds()
                 started = time.perf_counter()
                 results = await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
                 wall = time.perf_counter() - started
                 cpu = [cpu_seconds(pid) - b for pid, b in zip(measured, cpu_before, strict=True)]
+                machine = machine_cpu_seconds() - machine_before
         finally:
             for process in processes:
                 process.stop()
@@ -160,9 +165,11 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
         f"max {per_run[-1]:.2f} s"
     )
     print(f"throughput: {runs / wall * 60:.1f} runs/min, {calls / wall:.1f} model calls/s")
+    rest = max(machine - sum(cpu), 0.0)
     print(
-        f"CPU per run: workers (with their check sandboxes) {sum(cpu[:-1]) / runs:.2f} s, "
-        f"dev server {cpu[-1] / runs:.2f} s; {sum(cpu) / wall:.2f} of {os.cpu_count()} cores busy"
+        f"CPU per run: {machine / runs:.2f} s: workers {sum(cpu[:-1]) / runs:.2f} s, dev server "
+        f"{cpu[-1] / runs:.2f} s, the rest {rest / runs:.2f} s (sandboxed checks and commands, "
+        f"the database, this process); {machine / wall:.2f} of {os.cpu_count()} cores busy"
     )
     for n, process in enumerate(processes):
         print(f"worker {n} peak RSS (VmHWM): {memory.hwm_kib.get(process.pid, 0) / 1024:.0f} MiB")

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import UNAUTHORIZED_HEADERS, AdminDep, CallerDep
-from api.deps import ApiSettingsDep, DatabaseDep, KeyCacheDep
+from api.deps import ApiSettingsDep, DatabaseDep, KeyCacheDep, SpendingLimitsDep
 from api.rate_limit import (
     count_failed_authentication,
     enforce_rate_limit,
@@ -132,9 +132,13 @@ async def my_org(caller: CallerDep, db: DatabaseDep) -> OrgStatus:
 
 @orgs.patch("/me/budget")
 async def update_budget(
-    body: Annotated[BudgetUpdate, Storable], caller: AdminDep, db: DatabaseDep
+    body: Annotated[BudgetUpdate, Storable],
+    caller: AdminDep,
+    db: DatabaseDep,
+    limits: SpendingLimitsDep,
 ) -> OrgStatus:
-    """Set the monthly limits; `null` removes a limit, a field left out is kept."""
+    """Set the monthly limits; `null` removes a limit, a field left out is kept. This API
+    process applies them to the next run started; other replicas within 5 seconds."""
     sent = body.model_fields_set
     org = await tenancy.update_org_limits(
         db,
@@ -144,6 +148,7 @@ async def update_budget(
             body.monthly_cost_limit_usd if "monthly_cost_limit_usd" in sent else KEEP
         ),
     )
+    limits.forget(caller.org_id)
     return await org_status(db, org)
 
 

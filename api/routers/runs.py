@@ -24,6 +24,7 @@ from api.deps import (
     OptionalTemporalDep,
     PricingDep,
     SettingsDep,
+    SpendingLimitsDep,
     TemporalDep,
     TemporalSettingsDep,
     app_db,
@@ -71,10 +72,19 @@ EVENTS_POLL_SECONDS = 0.5
 
 
 async def _estimate(
-    db: Database, plan: RunPlan, provider: LLMProvider, history: HistoryCache
+    db: Database,
+    plan: RunPlan,
+    provider: LLMProvider,
+    history: HistoryCache,
+    mark_max_age: float | None = None,
 ) -> Estimate:
     return await estimate_run(
-        db, plan, default_model=provider.default_model, price=provider.cost_usd, history=history
+        db,
+        plan,
+        default_model=provider.default_model,
+        price=provider.cost_usd,
+        history=history,
+        mark_max_age=mark_max_age,
     )
 
 
@@ -155,6 +165,7 @@ async def create_run(
     db: DatabaseDep,
     provider: PricingDep,
     history: HistoryCacheDep,
+    limits: SpendingLimitsDep,
 ) -> RunAccepted | JSONResponse:
     """Start a goal: compile the template, check the month's budget, start `GoalWorkflow`.
 
@@ -166,7 +177,7 @@ async def create_run(
     )
     await check_request_escalation(body, plan, settings)
     estimate = await _estimate(db, plan, provider, history)
-    shortfall = await budgets.run_shortfall(db, caller.org_id, estimate)
+    shortfall = await budgets.run_shortfall(db, caller.org_id, estimate, limits)
     if shortfall is not None:
         return _refusal(shortfall, estimate)
     temporal = await get_temporal(request)
@@ -209,7 +220,8 @@ async def estimate(
     per-role defaults (`basis: defaults`, with a `note`).
     """
     plan = await request_plan(body, caller.org_id, settings, run_id="estimate")
-    return await _estimate(db, plan, provider, history)
+    # Asked for by a person: up to date with the last completed run, not seconds late.
+    return await _estimate(db, plan, provider, history, mark_max_age=0.0)
 
 
 # --- reading runs ------------------------------------------------------------------------

@@ -68,10 +68,14 @@ class SpendingGuard:
         if not over:
             return None
         # Confirmed with the organization as it is now (a person may just have raised it).
-        self._limits.pop(tenant, None)
+        self.forget(tenant)
         return await budget_problem(
             db, tenant=tenant, workflow_id=workflow_id, run_tokens=None, run_usd=None
         )
+
+    def forget(self, tenant: str) -> None:
+        """The tenant's limits changed here: read them again next time."""
+        self._limits.pop(tenant, None)
 
     async def limits(self, db: Database, tenant: str) -> MonthLimits:
         """The tenant's monthly limits, read at most once per `ttl` seconds."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.persistence.db import Database, Organization
+from core.persistence.spending_guard import SpendingGuard
 from core.persistence.tenancy import Spending, month_start, tenant_spending
 from core.services.estimate import Estimate
 
@@ -58,12 +59,18 @@ class Shortfall:
     since: datetime
 
 
-async def run_shortfall(db: Database, tenant: str, estimate: Estimate) -> Shortfall | None:
+async def run_shortfall(
+    db: Database, tenant: str, estimate: Estimate, limits: SpendingGuard | None = None
+) -> Shortfall | None:
     """A shortfall when the month's remaining budget is spent or below the estimate's *mean*.
 
     The mean, not the p90: a run that fits on average may start; if it turns out dearer,
-    `call_model` pauses it on the budget gate before anything is overspent.
+    `call_model` pauses it on the budget gate before anything is overspent. With `limits`
+    (an API process's), a tenant without limits costs no query while they are known: a
+    limit set on it counts within `limits.ttl` seconds, as it does for `call_model`.
     """
+    if limits is not None and (await limits.limits(db, tenant)).unlimited:
+        return None
     async with db.session() as session:
         org = await session.get(Organization, tenant)
     if org is None or (org.monthly_token_limit is None and org.monthly_cost_limit_usd is None):

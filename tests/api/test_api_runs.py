@@ -25,8 +25,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from agents.roles import ROLES
 from core.contracts import EventType, RunEvent, RunPlan, RunState, workflow_id_for
-from core.persistence import storage
+from core.persistence import storage, tenancy
 from core.persistence.db import Database
+from core.persistence.spending_guard import LIMITS_TTL_SECONDS
 from core.persistence.tenancy import OrgRole
 from core.services.export import export_repository
 from core.services.templates import load_template
@@ -538,6 +539,29 @@ async def test_a_tenant_over_its_monthly_budget_is_refused_with_402(
         "cost_usd": 0.0,
         "since": refused.json()["remaining"]["since"],
     }
+
+
+async def test_a_limit_set_on_an_unlimited_tenant_refuses_its_next_run(
+    runs_api: ApiHarness,
+) -> None:
+    """This process keeps a tenant's limits for LIMITS_TTL_SECONDS: one set through it counts
+    at once, one set by another process within that window."""
+    tenant = await runs_api.tenant()
+    http = runs_api.http(tenant.headers)
+    assert (await http.post("/runs", json={"goal": GOAL})).status_code == 202
+    limited = await http.patch("/orgs/me/budget", json={"monthly_token_limit": 1})
+    assert limited.status_code == 200, limited.text
+    assert (await http.post("/runs", json={"goal": GOAL})).status_code == 402
+
+    other = await runs_api.tenant()
+    http = runs_api.http(other.headers)
+    assert (await http.post("/runs", json={"goal": GOAL})).status_code == 202
+    set_at = time.monotonic()
+    await tenancy.update_org_limits(runs_api.db, other.org_id, monthly_cost_limit_usd=0.0)
+    while (answer := await http.post("/runs", json={"goal": GOAL})).status_code == 202:
+        assert time.monotonic() - set_at < LIMITS_TTL_SECONDS, "the limit never counted"
+        await asyncio.sleep(0.5)
+    assert answer.status_code == 402, answer.text
 
 
 # --- cancelling -------------------------------------------------------------------------

@@ -2,14 +2,17 @@
 
 Every `POST /runs` is estimated (and budget-checked) from the tenant's latest completed
 runs of the template: one aggregate over their ledger rows, most of the cost of starting a
-run. It only changes when a run of that tenant and template completes, so each estimate
-asks for the newest completion (one indexed lookup) and reads the aggregate again only
-when that changed; concurrent starts share one read.
+run. It only changes when a run of that tenant and template completes, so the estimates
+ask for the newest completion (one indexed lookup) at most once per `mark_ttl` seconds
+(a run that just completed counts in the estimates of the starts after that) and read the
+aggregate again only when it changed; concurrent starts share one lookup and one read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import bindparam, func
@@ -20,6 +23,8 @@ from core.contracts import RunStatus
 from core.persistence.db import Database, Run
 from core.services.estimate.ledger import HISTORY_RUNS, TaskSample, task_history
 
+MARK_TTL_SECONDS = 5.0
+
 _Key = tuple[str, str, int]
 _Mark = tuple[int, datetime | None]
 """The tenant's completed runs of the template: how many, and the newest completion."""
@@ -29,16 +34,34 @@ class HistoryCache:
     """`task_history` per (tenant, template, runs), read again once that tenant's completed
     runs of the template changed."""
 
-    def __init__(self, *, max_entries: int = 1_000) -> None:
-        self.max_entries = max_entries
+    def __init__(
+        self,
+        *,
+        max_entries: int = 1_000,
+        mark_ttl: float = MARK_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_entries, self.mark_ttl, self.clock = max_entries, mark_ttl, clock
         self._kept: dict[_Key, tuple[_Mark, list[TaskSample]]] = {}
         self._reads: dict[tuple[_Key, _Mark], asyncio.Task[list[TaskSample]]] = {}
+        self._marks: dict[tuple[str, str], tuple[_Mark, float]] = {}
+        self._lookups: dict[tuple[str, str], asyncio.Task[_Mark]] = {}
 
     async def samples(
-        self, db: Database, tenant: str, template: str, *, runs: int = HISTORY_RUNS
+        self,
+        db: Database,
+        tenant: str,
+        template: str,
+        *,
+        runs: int = HISTORY_RUNS,
+        mark_max_age: float | None = None,
     ) -> list[TaskSample]:
+        """The history, knowing the newest completion at most `mark_max_age` seconds late
+        (default `mark_ttl`; 0: asks now, as an estimate a person requested does)."""
         key = (tenant, template, runs)
-        mark = await _completed(db, tenant, template)
+        mark = await self._mark(
+            db, tenant, template, self.mark_ttl if mark_max_age is None else mark_max_age
+        )
         kept = self._kept.get(key)
         if kept is not None and kept[0] == mark:
             return kept[1]
@@ -47,6 +70,28 @@ class HistoryCache:
             read = asyncio.create_task(self._read(db, key, mark))
             self._reads[(key, mark)] = read
         return await asyncio.shield(read)
+
+    async def _mark(self, db: Database, tenant: str, template: str, max_age: float) -> _Mark:
+        """The newest completion, looked up again once the last answer is `max_age` old."""
+        known = self._marks.get((tenant, template))
+        if known is not None and self.clock() - known[1] < max_age:
+            return known[0]
+        lookup = self._lookups.get((tenant, template))
+        if lookup is None:
+            lookup = asyncio.create_task(self._look_up(db, tenant, template))
+            self._lookups[(tenant, template)] = lookup
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, db: Database, tenant: str, template: str) -> _Mark:
+        try:
+            asked = self.clock()
+            mark = await _completed(db, tenant, template)
+            if len(self._marks) >= self.max_entries:
+                self._marks.clear()
+            self._marks[(tenant, template)] = (mark, asked)
+            return mark
+        finally:
+            del self._lookups[(tenant, template)]
 
     async def _read(self, db: Database, key: _Key, mark: _Mark) -> list[TaskSample]:
         tenant, template, runs = key

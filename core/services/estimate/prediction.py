@@ -247,11 +247,15 @@ async def estimate_run(
     history_runs: int = HISTORY_RUNS,
     finished_before: datetime | None = None,
     history: HistoryCache | None = None,
+    mark_max_age: float | None = None,
 ) -> Estimate:
     """The estimate of `plan` from its tenant's history of the plan's template (read through
-    `history` when given: an API process's recent reads)."""
+    `history` when given: an API process's recent reads; `HistoryCache.samples` says what
+    `mark_max_age` is)."""
     if history is not None and finished_before is None:
-        samples = await history.samples(db, plan.tenant, plan.template, runs=history_runs)
+        samples = await history.samples(
+            db, plan.tenant, plan.template, runs=history_runs, mark_max_age=mark_max_age
+        )
     else:
         samples = await task_history(
             db, plan.tenant, plan.template, runs=history_runs, finished_before=finished_before

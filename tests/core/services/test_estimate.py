@@ -192,25 +192,47 @@ def ledger_aggregates(db: Database) -> list[str]:
     return seen
 
 
+def completion_lookups(db: Database) -> list[str]:
+    """The statements that ask for a template's newest completion, as they run."""
+    seen: list[str] = []
+
+    def listen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "max(runs.completed_at)" in statement.lower():
+            seen.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", listen)
+    return seen
+
+
 async def test_the_history_cache_reads_again_only_after_another_run_completed(
     any_db: Database,
 ) -> None:
     await history(any_db)
-    cache, reads = HistoryCache(), ledger_aggregates(any_db)
+    now = [0.0]
+    cache = HistoryCache(clock=lambda: now[0])
+    reads, lookups = ledger_aggregates(any_db), completion_lookups(any_db)
     estimate = partial(estimate_run, default_model="m-default", price=price, history=cache)
 
     first = await estimate(any_db, plan_for("acme", "next"))
     together = await asyncio.gather(*(estimate(any_db, plan_for("acme", "n")) for _ in range(5)))
     assert len(reads) == 1 and all(e == first for e in together)
     assert first.runs_seen == 2
+    assert len(lookups) == 1  # within the window, no start asks for the newest completion
 
-    # A run still going, or one of another tenant, changes nothing; a completed one does.
+    # A run still going, or one of another tenant, changes nothing; a completed one does,
+    # once the window in which the last answer stands has passed.
     await recorded_run(any_db, "acme", "r3-running", FIRST, status=None)
     await recorded_run(any_db, "globex", "r3-theirs", FIRST)
+    now[0] += cache.mark_ttl
     assert await estimate(any_db, plan_for("acme", "next")) == first and len(reads) == 1
     await recorded_run(any_db, "acme", "r3", SECOND)
+    assert await estimate(any_db, plan_for("acme", "next")) == first  # not yet asked again
+    now[0] += cache.mark_ttl
     later = await estimate(any_db, plan_for("acme", "next"))
-    assert later.runs_seen == 3 and len(reads) == 2
+    assert later.runs_seen == 3 and len(reads) == 2 and len(lookups) == 3
+    # An estimate a person asked for (`POST /runs/estimate`) asks every time.
+    asked = await estimate(any_db, plan_for("acme", "next"), mark_max_age=0.0)
+    assert asked == later and len(lookups) == 4 and len(reads) == 2
     fresh = await estimate_run(
         any_db, plan_for("acme", "x"), default_model="m-default", price=price
     )

@@ -100,21 +100,32 @@ class InFlightLog:
             self._append(b"-", token)
 
     def release(self) -> None:
-        """A clean exit: nothing in flight is left behind, and the slot is free."""
+        """A clean exit: nothing in flight is left behind, and the slot is free. An activity
+        still finishing after this writes nothing (its descriptor may be another file's)."""
         self._live.clear()
         self._rewrite()
         os.close(self._log_fd)
         os.close(self._lock_fd)
+        self._log_fd = self._lock_fd = -1
 
     def _append(self, sign: bytes, token: bytes) -> None:
+        if self._lock_fd < 0:
+            return
         line = sign + base64.b64encode(token) + b"\n"
         # One write of a short line to an O_APPEND file: a kill leaves it whole or absent.
         self._written += os.write(self._log_fd, line)
 
     def _rewrite(self) -> None:
+        if self._lock_fd < 0:
+            return
         temporary = self.path.with_suffix(".tmp")
         lines = b"".join(b"+" + base64.b64encode(t) + b"\n" for t in self._live)
-        temporary.write_bytes(lines)
+        # Task tokens can complete or fail activities: readable by this user only.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, lines)
+        finally:
+            os.close(fd)
         os.replace(temporary, self.path)
         if self._log_fd >= 0:
             os.close(self._log_fd)

@@ -118,6 +118,16 @@ def test_the_log_stays_small_over_many_activities(tmp_path: Path) -> None:
     after.release()
 
 
+def test_the_log_is_private_and_a_released_slot_writes_nothing(tmp_path: Path) -> None:
+    slot, _ = InFlightLog.claim(tmp_path)
+    slot.started(b"running")
+    assert slot.path.stat().st_mode & 0o777 == 0o600
+    slot.release()
+    slot.finished(b"running")  # an activity that ends after the worker let go of its slot
+    slot.started(b"late")
+    assert slot.path.read_bytes() == b""
+
+
 def test_slots_are_kept_per_temporal_namespace() -> None:
     data = Path("/data")
     one = slots_directory(data, "127.0.0.1:7233", "default")

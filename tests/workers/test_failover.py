@@ -12,6 +12,7 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType as HistoryEvent
 from temporalio.api.enums.v1 import TimeoutType
+from temporalio.api.history.v1 import ActivityTaskStartedEventAttributes
 from temporalio.api.history.v1 import HistoryEvent as Event
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -185,13 +186,14 @@ async def test_sigterm_hands_back_a_call_that_outlasts_the_grace_period(
     await setup.db.dispose()
 
 
-async def test_a_killed_workers_call_moves_on_after_the_short_heartbeat_timeout(
-    dev_env: WorkflowEnvironment, tmp_path: Path
-) -> None:
-    setup = Setup(dev_env, tmp_path, OFFLINE_LATENCY_SECONDS="3")
-    assert setup.plan.model_heartbeat_timeout_seconds <= 2.0
+async def retried_after_sigkill(
+    setup: Setup, *, elsewhere: bool
+) -> list[ActivityTaskStartedEventAttributes]:
+    """SIGKILL the worker mid-call and finish the run with a second one (`elsewhere`: on
+    another data directory); the retried attempts' starts, each a call the kill cut, made
+    again once, and nothing else made twice."""
     with orchestrator_process(
-        ["worker"], setup.env, tmp_path / "worker1.log", stop=signal.SIGKILL
+        ["worker"], setup.env, setup.tmp_path / "worker1.log", stop=signal.SIGKILL
     ) as first:
         handle = await start_run(setup.client, setup.plan)
         await setup.in_flight(first)
@@ -200,27 +202,36 @@ async def test_a_killed_workers_call_moves_on_after_the_short_heartbeat_timeout(
         running = await setup.cut(first)
     assert running
 
-    state = await setup.finish(handle, elsewhere=True)
+    state = await setup.finish(handle, elsewhere=elsewhere)
     calls = Counter(str(c["id"]) for c in setup.calls())
     assert all(calls[key] == 1 for key in finished_before), calls
     assert {key for key, n in calls.items() if n > 1} == running
     assert len(await storage.ledger_entries(setup.db, setup.workflow_id)) == sum(
         t.turns for t in state.tasks
     )
-    # The cut calls were declared lost by their heartbeat timeout (well inside the 600 s
-    # start-to-close timeout) and made again by the second worker, once each; it runs on
-    # another machine, so it had nothing to hand back.
     retried = [
         e.activity_task_started_event_attributes
         for e in await call_starts(handle)
         if e.activity_task_started_event_attributes.attempt > 1
     ]
     assert [a.attempt for a in retried] == [2] * len(running)
+    await setup.db.dispose()
+    return retried
+
+
+async def test_a_killed_workers_call_moves_on_after_the_short_heartbeat_timeout(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    setup = Setup(dev_env, tmp_path, OFFLINE_LATENCY_SECONDS="3")
+    assert setup.plan.model_heartbeat_timeout_seconds <= 2.0
+    # The second worker runs on another machine, so it has nothing to hand back: the cut
+    # calls were declared lost by their heartbeat timeout (well inside the 600 s
+    # start-to-close timeout).
+    retried = await retried_after_sigkill(setup, elsewhere=True)
     assert all(
         a.last_failure.timeout_failure_info.timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
         for a in retried
     ), retried
-    await setup.db.dispose()
 
 
 async def test_a_killed_workers_successor_hands_back_its_calls_before_any_timeout(
@@ -229,32 +240,9 @@ async def test_a_killed_workers_successor_hands_back_its_calls_before_any_timeou
     setup = Setup(dev_env, tmp_path, OFFLINE_LATENCY_SECONDS="3")
     # A heartbeat timeout far longer than the test: only the hand-back can retry the calls.
     setup.plan = setup.plan.model_copy(update={"model_heartbeat_timeout_seconds": 600.0})
-    with orchestrator_process(
-        ["worker"], setup.env, tmp_path / "worker1.log", stop=signal.SIGKILL
-    ) as first:
-        handle = await start_run(setup.client, setup.plan)
-        await setup.in_flight(first)
-        finished_before = await setup.recorded()
-        await stop(first, signal.SIGKILL)
-        running = await setup.cut(first)
-    assert running
-
-    state = await setup.finish(handle)
-    calls = Counter(str(c["id"]) for c in setup.calls())
-    assert all(calls[key] == 1 for key in finished_before), calls
-    assert {key for key, n in calls.items() if n > 1} == running
-    assert len(await storage.ledger_entries(setup.db, setup.workflow_id)) == sum(
-        t.turns for t in state.tasks
-    )
+    retried = await retried_after_sigkill(setup, elsewhere=False)
     # The second worker took the dead one's slot and failed its calls in flight at once.
-    retried = [
-        e.activity_task_started_event_attributes
-        for e in await call_starts(handle)
-        if e.activity_task_started_event_attributes.attempt > 1
-    ]
-    assert [a.attempt for a in retried] == [2] * len(running)
     assert all(
         a.last_failure.application_failure_info.type == WORKER_DIED_ERROR for a in retried
     ), retried
     assert "handed back a dead worker's activities" in (tmp_path / "worker2.log").read_text()
-    await setup.db.dispose()

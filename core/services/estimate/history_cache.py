@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import bindparam, func
 from sqlalchemy import select as sa_select
@@ -24,6 +25,9 @@ from core.persistence.db import Database, Run
 from core.services.estimate.ledger import HISTORY_RUNS, TaskSample, task_history
 
 MARK_TTL_SECONDS = 5.0
+
+K = TypeVar("K")
+T = TypeVar("T")
 
 _Key = tuple[str, str, int]
 _Mark = tuple[int, datetime | None]
@@ -65,44 +69,43 @@ class HistoryCache:
         kept = self._kept.get(key)
         if kept is not None and kept[0] == mark:
             return kept[1]
-        read = self._reads.get((key, mark))
-        if read is None:
-            read = asyncio.create_task(self._read(db, key, mark))
-            self._reads[(key, mark)] = read
-        return await asyncio.shield(read)
+        return await _shared(self._reads, (key, mark), lambda: self._read(db, key, mark))
 
     async def _mark(self, db: Database, tenant: str, template: str, max_age: float) -> _Mark:
         """The newest completion, looked up again once the last answer is `max_age` old."""
         known = self._marks.get((tenant, template))
         if known is not None and self.clock() - known[1] < max_age:
             return known[0]
-        lookup = self._lookups.get((tenant, template))
-        if lookup is None:
-            lookup = asyncio.create_task(self._look_up(db, tenant, template))
-            self._lookups[(tenant, template)] = lookup
-        return await asyncio.shield(lookup)
+        return await _shared(
+            self._lookups, (tenant, template), lambda: self._look_up(db, tenant, template)
+        )
 
     async def _look_up(self, db: Database, tenant: str, template: str) -> _Mark:
-        try:
-            asked = self.clock()
-            mark = await _completed(db, tenant, template)
-            if len(self._marks) >= self.max_entries:
-                self._marks.clear()
-            self._marks[(tenant, template)] = (mark, asked)
-            return mark
-        finally:
-            del self._lookups[(tenant, template)]
+        asked = self.clock()
+        mark = await _completed(db, tenant, template)
+        _keep(self._marks, (tenant, template), (mark, asked), self.max_entries)
+        return mark
 
     async def _read(self, db: Database, key: _Key, mark: _Mark) -> list[TaskSample]:
         tenant, template, runs = key
-        try:
-            samples = await task_history(db, tenant, template, runs=runs)
-            if len(self._kept) >= self.max_entries:
-                self._kept.clear()  # many tenants: start over rather than grow
-            self._kept[key] = (mark, samples)
-            return samples
-        finally:
-            del self._reads[(key, mark)]
+        samples = await task_history(db, tenant, template, runs=runs)
+        _keep(self._kept, key, (mark, samples), self.max_entries)
+        return samples
+
+
+async def _shared(tasks: dict[K, asyncio.Task[T]], key: K, work: Callable[[], Awaitable[T]]) -> T:
+    """`work` for `key`, one at a time: concurrent callers await the same task."""
+    task = tasks.get(key)
+    if task is None:
+        task = tasks[key] = asyncio.ensure_future(work())
+        task.add_done_callback(lambda _: tasks.pop(key, None))
+    return await asyncio.shield(task)
+
+
+def _keep(kept: dict[K, T], key: K, value: T, max_entries: int) -> None:
+    if len(kept) >= max_entries:
+        kept.clear()  # many tenants: start over rather than grow
+    kept[key] = value
 
 
 _COMPLETED = sa_select(func.count(col(Run.id)), func.max(col(Run.completed_at))).where(

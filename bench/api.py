@@ -53,9 +53,9 @@ from bench.common import (
     cpu_seconds,
     descendants,
     dev_server,
-    free_port,
     worker_env,
 )
+from core.infrastructure.local_stack import free_port
 from core.infrastructure.temporal import start_run
 from core.persistence import tenancy
 from core.persistence.db import Database

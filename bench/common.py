@@ -8,7 +8,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from core.contracts import RunPlan, RunState
 from core.infrastructure.local_stack import (
     DevServer,
     dev_server_tuning_args,
+    free_port,
     is_listening,
     temporal_binary,
 )
@@ -98,13 +98,6 @@ def sqlite_database(directory: Path) -> Database:
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
 PR_SET_CHILD_SUBREAPER = 36
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def become_subreaper() -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Annotated
 
 import typer
@@ -11,6 +10,7 @@ from sqlalchemy.engine import make_url
 
 from cli.runner import console, fast_event_loop, run_command
 from cli.stack import dev_server, listening_socket
+from core.infrastructure.local_stack import free_port
 from core.infrastructure.logs import configure_logging, settings_secrets
 from core.infrastructure.metrics import metrics_runtime, serve_worker_metrics
 from core.infrastructure.settings import Settings, get_settings
@@ -20,13 +20,6 @@ from workers.main import parse_queues, run_workers
 
 workers_app = typer.Typer()
 api_app = typer.Typer()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _serve_logs(settings: Settings, service: str) -> None:
@@ -62,7 +55,7 @@ def worker(
         _serve_logs(settings, "orchestrator-worker")
         runtime = None
         if metrics_port is not None:
-            sdk_address = f"127.0.0.1:{_free_port()}"
+            sdk_address = f"127.0.0.1:{free_port()}"
             runtime = metrics_runtime(sdk_address)
             serve_worker_metrics(metrics_port, sdk_address)
             console.print(f"metrics on http://0.0.0.0:{metrics_port}/metrics")

@@ -30,13 +30,13 @@ from agents.protocol import LLMProvider
 from api.app import create_app
 from api.server import server_config
 from core.contracts import RunPlan, RunState, workflow_id_for
+from core.infrastructure.local_stack import free_port
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import ensure_search_attributes, start_run
 from core.persistence import storage
 from core.persistence.db import Database
 from core.persistence.tenancy import IssuedKey, OrgRole, create_key, create_org
 from core.services.providers import make_provider
-from tests.processes import free_port
 from workers.main import serving
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
+
+from core.infrastructure.local_stack import free_port
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
 REPO = Path(__file__).resolve().parent.parent
@@ -38,12 +39,6 @@ OUR_SETTINGS = (
     "TEMPORAL_",
     "ORCHESTRATOR_",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_environ(settings: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -47,6 +47,27 @@ def temporal_binary() -> str:
     return found
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on, kept from other processes' `bind(0)` for about a minute.
+
+    A port read back from `bind(0)` and closed can be handed to the next process that asks
+    for any port before ours binds it (a dev server then exits: "address already in use").
+    A connection closed from the listening side leaves the port in TIME_WAIT, which Linux
+    never hands out for `bind(0)` while a server binding it by number still can (with
+    SO_REUSEADDR: Go, Rust, uvicorn and http.server set it). As sdk-core's `get_free_port`.
+    """
+    with socket.socket() as listener:
+        # The TIME_WAIT socket keeps this flag; without it no one could bind the port.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, 0))
+        listener.listen(1)
+        port: int = listener.getsockname()[1]
+        with socket.create_connection((host, port)):
+            accepted, _ = listener.accept()
+            accepted.close()
+        return port
+
+
 def is_listening(host: str, port: int, timeout: float = 2.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -72,6 +93,15 @@ embedded stack of `orchestrator run`, the tests' and the benchmarks'."""
 
 def dev_server_tuning_args() -> list[str]:
     return [arg for value in DEV_SERVER_TUNING for arg in ("--dynamic-config-value", value)]
+
+
+def _last_words(log: Path, start: int) -> str:
+    """The last line a dead dev server wrote (its reason: "Error: can't set UI port ..."),
+    as ': reason', or '' when it wrote nothing."""
+    with log.open("rb") as text:
+        text.seek(start)
+        lines = text.read().decode(errors="replace").strip().splitlines()
+    return f": {lines[-1].strip()}" if lines else ""
 
 
 @dataclass
@@ -113,7 +143,9 @@ class DevServer:
         if is_listening("127.0.0.1", self.settings.temporal.temporal_port):
             raise LocalStackError(f"port {self.settings.temporal.temporal_port} is already in use")
         private_data_dir(self.settings.storage.data_dir)
-        log = (self.settings.storage.data_dir / "temporal.log").open("ab")
+        log_path = self.settings.storage.data_dir / "temporal.log"
+        log = log_path.open("ab")
+        log_start = log.tell()
         # umask 077: the dev server's history database holds every run's inputs and results.
         self.process = subprocess.Popen(
             self.command(),
@@ -130,8 +162,8 @@ class DevServer:
         ):
             if self.process.poll() is not None:
                 raise LocalStackError(
-                    f"the Temporal dev server exited with code {self.process.returncode}; "
-                    f"see {self.settings.storage.data_dir / 'temporal.log'}"
+                    f"the Temporal dev server exited with code {self.process.returncode}"
+                    f"{_last_words(log_path, log_start)}; see {log_path}"
                 )
             if asyncio.get_running_loop().time() > deadline:
                 self.stop()

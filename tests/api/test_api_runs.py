@@ -25,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from agents.roles import ROLES
 from core.contracts import EventType, RunEvent, RunPlan, RunState, workflow_id_for
+from core.infrastructure.local_stack import free_port
 from core.persistence import storage, tenancy
 from core.persistence.db import Database
 from core.persistence.spending_guard import LIMITS_TTL_SECONDS
@@ -33,7 +34,6 @@ from core.services.export import export_repository
 from core.services.templates import load_template
 from tests.api_harness import ApiHarness, Tenant, api_settings, serving_api
 from tests.helpers import TEMPLATES, wait_until
-from tests.processes import free_port
 from workflows.dsl import compile_plan
 
 GOAL = "Build a bookstore inventory API"

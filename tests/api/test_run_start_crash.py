@@ -37,13 +37,14 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import RunStatus, workflow_id_for
+from core.infrastructure.local_stack import free_port
 from core.infrastructure.temporal import start_run
 from core.persistence.db import Database, Run
 from core.persistence.tenancy import OrgRole, create_key, create_org
 from offline import OfflineProvider
 from tests.api_harness import api_settings, isolated_client, serving_api
 from tests.helpers import make_plan, metric_value, wait_until
-from tests.processes import cli, free_port, joining, orchestrator_process, until_ready
+from tests.processes import cli, joining, orchestrator_process, until_ready
 from workers.main import serving
 
 IN_FLIGHT = 8

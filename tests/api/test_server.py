@@ -10,9 +10,9 @@ import uvicorn
 from api.app import create_app
 from api.server import server_config
 from cli.stack import listening_socket
+from core.infrastructure.local_stack import free_port
 from core.persistence.db import Database
 from tests.api_harness import api_settings
-from tests.processes import free_port
 
 
 async def test_accepted_connections_send_each_write_at_once(sqlite_db: Database) -> None:

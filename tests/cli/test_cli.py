@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core.infrastructure.local_stack import is_listening
+from core.infrastructure.local_stack import free_port, is_listening
 from tests.helpers import run_generated_tests
-from tests.processes import ORCHESTRATOR, assert_one_line_error, clean_environ, cli, free_port
+from tests.processes import ORCHESTRATOR, assert_one_line_error, clean_environ, cli
 
 
 def test_invalid_template_file(tmp_path: Path, isolated: dict[str, str]) -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.infrastructure.local_stack import free_port
 from core.persistence.key_cache import KEY_CACHE_SECONDS
-from tests.processes import ORCHESTRATOR, assert_one_line_error, clean_environ, cli, free_port
+from tests.processes import ORCHESTRATOR, assert_one_line_error, clean_environ, cli
 
 SECRET = re.compile(r"^orch_[0-9a-f]{12}_\S+$", re.MULTILINE)
 

@@ -7,7 +7,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.processes import assert_one_line_error, cli, free_port
+from core.infrastructure.local_stack import free_port
+from tests.processes import assert_one_line_error, cli
 
 SDLC_ROLES = (
     "business_analyst",

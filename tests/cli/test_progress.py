@@ -46,8 +46,10 @@ class Output:
     def wait_for(self, fragment: str, timeout: float = 240) -> str:
         deadline = time.monotonic() + timeout
         while fragment not in self.text:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {fragment!r} within {timeout}s in:\n{self.text[-3000:]}")
+            ended = not self._thread.is_alive() and self._chunks.empty()
+            if ended or time.monotonic() > deadline:
+                why = "before the stream ended" if ended else f"within {timeout}s"
+                raise AssertionError(f"no {fragment!r} {why} in:\n{self.text[-3000:]}")
             with suppress(queue.Empty):
                 self.text += self._chunks.get(timeout=0.2).decode(errors="replace")
         return self.text

@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from core.infrastructure.local_stack import free_port
 from core.infrastructure.settings import Settings
 from core.persistence.db import Database
 from tests.deploy.artefacts import (
@@ -39,7 +40,6 @@ from tests.deploy.artefacts import (
     port_of,
     services,
 )
-from tests.processes import free_port
 
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"

@@ -33,7 +33,7 @@ from core.infrastructure.codec import (
     new_key,
     parse_keys,
 )
-from core.infrastructure.local_stack import DevServer, temporal_binary
+from core.infrastructure.local_stack import DevServer, free_port, temporal_binary
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import connect, data_converter, start_run
 from core.persistence.db import Database
@@ -42,7 +42,6 @@ from offline import OfflineProvider
 from tests.api_harness import ApiHarness, api_settings, serving_api, token
 from tests.browser import browser_page
 from tests.helpers import HISTORIES, make_plan
-from tests.processes import free_port
 from workers.main import serving
 from workflows.goal import GoalWorkflow
 

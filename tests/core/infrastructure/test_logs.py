@@ -19,12 +19,13 @@ import httpx
 import jwt
 from temporalio.testing import WorkflowEnvironment
 
+from core.infrastructure.local_stack import free_port
 from core.infrastructure.logs import redact, register_secrets, settings_secrets
 from core.infrastructure.settings import Settings
 from core.persistence.db import Database
 from tests.api_harness import isolated_client
 from tests.fakes.receivers import WebhookReceiver
-from tests.processes import free_port, joining, orchestrator_process, until_ready
+from tests.processes import joining, orchestrator_process, until_ready
 
 OPERATOR_TOKEN = "operator-token-for-the-logs-test-7f3a9c"
 JWT_SECRET = "jwt-signing-secret-for-the-logs-test-0123456789"

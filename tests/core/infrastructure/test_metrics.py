@@ -31,10 +31,11 @@ from temporalio.client import (
 from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import RunState, RunStatus, workflow_id_for
+from core.infrastructure.local_stack import free_port
 from core.persistence.db import Database, LedgerEntry
 from tests.api_harness import api_settings, isolated_client, serving_api
 from tests.helpers import metric_value
-from tests.processes import free_port, joining, orchestrator_process, until_ready
+from tests.processes import joining, orchestrator_process, until_ready
 
 GOAL = "Build a bookstore inventory API"
 

@@ -67,6 +67,7 @@ class OfflineProvider:
         self.command_pause_seconds = command_pause_seconds
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        started = time.monotonic()
         conversation = Conversation.of(
             request, self.default_model, command_pause_seconds=self.command_pause_seconds
         )
@@ -74,13 +75,14 @@ class OfflineProvider:
             "msg_offline_" + digest(request.role, conversation.turn, conversation.task_message)[:24]
         )
         self._log_call(request, conversation.turn, response_id)
-        if self.latency_seconds > 0:
-            await asyncio.sleep(self.latency_seconds)
         turn = next_turn(conversation)
         output_chars = len(json.dumps([block.model_dump() for block in turn.content]))
         input_chars = len(request.system) + sum(
             len(message.model_dump_json()) for message in request.messages
         )
+        # The latency is the whole call's, as a model's includes writing its answer.
+        if self.latency_seconds > 0:
+            await asyncio.sleep(max(0.0, started + self.latency_seconds - time.monotonic()))
         return ModelResponse(
             id=response_id,
             model=conversation.model,

@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio import activity
@@ -38,6 +39,10 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from core.infrastructure.logs import get_logger
 
 WORKER_DIED_ERROR = "WorkerDied"
+RETRY_HANDED_BACK_AFTER = timedelta(milliseconds=1)
+"""A handed-back activity is retried at once, not after its retry policy's first interval
+(a model call's is 0.2 s): nothing failed that waiting would mend. Not zero: a zero delay
+is the failure's "unset", which means the policy's interval."""
 COMPACT_AFTER_BYTES = 64 * 1024
 """The in-flight log is rewritten with only the live tokens once it grows past this."""
 
@@ -183,6 +188,7 @@ async def hand_back(client: Client, tokens: list[bytes], timeout: float = 5.0) -
     error = ApplicationError(
         "the worker running this activity died; a new worker on its machine handed it back",
         type=WORKER_DIED_ERROR,
+        next_retry_delay=RETRY_HANDED_BACK_AFTER,
     )
 
     async def fail(token: bytes) -> bool:

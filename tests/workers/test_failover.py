@@ -25,7 +25,7 @@ from core.persistence import storage
 from core.persistence.db import Database, LedgerEntry
 from tests.helpers import TEMPLATES, make_plan
 from tests.processes import clean_environ, orchestrator_process
-from workers.in_flight import WORKER_DIED_ERROR
+from workers.in_flight import RETRY_HANDED_BACK_AFTER, WORKER_DIED_ERROR
 
 
 class Setup:
@@ -241,8 +241,12 @@ async def test_a_killed_workers_successor_hands_back_its_calls_before_any_timeou
     # A heartbeat timeout far longer than the test: only the hand-back can retry the calls.
     setup.plan = setup.plan.model_copy(update={"model_heartbeat_timeout_seconds": 600.0})
     retried = await retried_after_sigkill(setup, elsewhere=False)
-    # The second worker took the dead one's slot and failed its calls in flight at once.
+    # The second worker took the dead one's slot and failed its calls in flight at once,
+    # asking for the retry at once too (not after the policy's first interval).
     assert all(
-        a.last_failure.application_failure_info.type == WORKER_DIED_ERROR for a in retried
+        a.last_failure.application_failure_info.type == WORKER_DIED_ERROR
+        and a.last_failure.application_failure_info.next_retry_delay.ToTimedelta()
+        == RETRY_HANDED_BACK_AFTER
+        for a in retried
     ), retried
     assert "handed back a dead worker's activities" in (tmp_path / "worker2.log").read_text()

@@ -71,12 +71,12 @@ async def makespan(latency: float) -> Row:
 
 
 async def overhead(floor_runs: int) -> Row:
-    floor, wall, state = await measure(floor_runs)
+    measured = await measure(floor_runs)
     return Row(
         "overhead per model call, zero latency",
-        f"{overhead_per_call(wall, state) * 1000:.1f} ms",
+        f"{overhead_per_call(measured.wall, measured.state) * 1000:.1f} ms",
         "0 ms",
-        f"floor {floor * 1000:.0f} ms",
+        f"floor {measured.floor * 1000:.0f} ms",
         "<= 30 ms",
     )
 

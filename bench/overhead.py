@@ -6,7 +6,9 @@ Prints: the engine floor (median wall time of a workflow running one no-op
 activity), the wall time of a whole offline `sdlc` run at zero model latency, the work
 on its critical path that is not orchestration (the sandboxed commands the engineers
 run, and the checks on their work: `bench.makespan`'s work path at zero latency), and
-what is left per model call, also divided by the floor.
+what is left per model call, also divided by the floor; and how late a 50 ms workflow timer
+fires on that server (a retry's backoff, a heartbeat timeout and a person's deadline are
+timers too).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.common import dev_server, sqlite_database, timed_sdlc_run
-from bench.floor import FloorWorkflow, noop
+from bench.floor import TIMER_SECONDS, FloorWorkflow, TimerWorkflow, noop
 from bench.makespan import ideal_seconds
 from core.contracts import RunState
 from offline import OfflineProvider
@@ -32,12 +37,25 @@ from offline import OfflineProvider
 FLOOR_QUEUE = "bench-floor"
 
 
-async def measure(floor_runs: int) -> tuple[float, float, RunState]:
-    """(engine floor, wall time of a zero-latency sdlc run, its state), in seconds."""
+class Measured(NamedTuple):
+    floor: float
+    """Median wall time of a workflow running one no-op activity."""
+    timer_late: float
+    """Median of how late a 50 ms workflow timer fired."""
+    wall: float
+    """Wall time of a zero-latency sdlc run."""
+    state: RunState
+
+
+async def measure(floor_runs: int) -> Measured:
+    """The engine floor and timer lateness, then a zero-latency sdlc run; in seconds."""
     async with dev_server() as env:
-        floors = []
+        floors, lateness = [], []
         async with Worker(
-            env.client, task_queue=FLOOR_QUEUE, workflows=[FloorWorkflow], activities=[noop]
+            env.client,
+            task_queue=FLOOR_QUEUE,
+            workflows=[FloorWorkflow, TimerWorkflow],
+            activities=[noop],
         ):
             for _ in range(floor_runs + 2):
                 started = time.perf_counter()
@@ -45,14 +63,31 @@ async def measure(floor_runs: int) -> tuple[float, float, RunState]:
                     FloorWorkflow.run, id=f"floor-{uuid.uuid4().hex}", task_queue=FLOOR_QUEUE
                 )
                 floors.append(time.perf_counter() - started)
-        floor = statistics.median(floors[2:])  # the first runs warm up connections and caches
+                lateness.append(await timer_lateness(env.client))
+        # The first runs warm up connections and caches.
+        floor, timer_late = statistics.median(floors[2:]), statistics.median(lateness[2:])
 
         with tempfile.TemporaryDirectory() as tmp:
             db = sqlite_database(Path(tmp))
             await timed_sdlc_run(env, db, OfflineProvider())  # warm-up
             wall, state = await timed_sdlc_run(env, db, OfflineProvider())
             await db.dispose()
-    return floor, wall, state
+    return Measured(floor, timer_late, wall, state)
+
+
+async def timer_lateness(client: Client) -> float:
+    handle = await client.start_workflow(
+        TimerWorkflow.run, id=f"timer-{uuid.uuid4().hex}", task_queue=FLOOR_QUEUE
+    )
+    await handle.result()
+    times = {
+        event.event_type: event.event_time.ToDatetime()
+        for event in (await handle.fetch_history()).events
+        if event.event_type
+        in (EventType.EVENT_TYPE_TIMER_STARTED, EventType.EVENT_TYPE_TIMER_FIRED)
+    }
+    waited = times[EventType.EVENT_TYPE_TIMER_FIRED] - times[EventType.EVENT_TYPE_TIMER_STARTED]
+    return waited.total_seconds() - TIMER_SECONDS
 
 
 def overhead_per_call(wall: float, state: RunState) -> float:
@@ -63,7 +98,7 @@ def overhead_per_call(wall: float, state: RunState) -> float:
 
 
 async def main(floor_runs: int) -> None:
-    floor, wall, state = await measure(floor_runs)
+    floor, timer_late, wall, state = await measure(floor_runs)
     calls = sum(t.turns for t in state.tasks)
     work = ideal_seconds(state, 0.0)
     per_call = overhead_per_call(wall, state)
@@ -77,6 +112,10 @@ async def main(floor_runs: int) -> None:
         f"(wall / calls: {wall / calls * 1000:.1f} ms; target <= 30 ms)"
     )
     print(f"overhead per model call / engine floor: {per_call / floor:.2f}x")
+    print(
+        f"a {TIMER_SECONDS * 1000:.0f} ms workflow timer fires {timer_late * 1000:.0f} ms late "
+        f"(median of {floor_runs}; a retry's backoff and a heartbeat timeout are timers too)"
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import statistics
 import sys
@@ -171,6 +172,10 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
         f"{cpu[-1] / runs:.2f} s, the rest {rest / runs:.2f} s (sandboxed checks and commands, "
         f"the database, this process); {machine / wall:.2f} of {os.cpu_count()} cores busy"
     )
+    print(
+        "pytest plugins every sandboxed pytest run loads (this interpreter's; a worker with "
+        f"only the `checks` extra has fewer): {', '.join(pytest_plugins()) or 'none'}"
+    )
     for n, process in enumerate(processes):
         print(f"worker {n} peak RSS (VmHWM): {memory.hwm_kib.get(process.pid, 0) / 1024:.0f} MiB")
     print(f"peak RSS of workers + their children (sampled): {memory.peak_tree_kib / 1024:.0f} MiB")
@@ -180,6 +185,16 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
         f"(their own peaks added): {(sum(memory.hwm_kib.values()) + server_peak) / 1024:.0f} MiB"
     )
     return 0 if completed == runs else 1
+
+
+def pytest_plugins() -> list[str]:
+    """The `pytest11` entry points pytest autoloads here, as `name (distribution)`: the
+    `test` extra's (schemathesis, hypothesis, ...) cost each sandboxed test run CPU that a
+    production checks worker does not spend."""
+    return sorted(
+        f"{entry.name} ({entry.dist.name if entry.dist else '?'})"
+        for entry in importlib.metadata.entry_points(group="pytest11")
+    )
 
 
 if __name__ == "__main__":

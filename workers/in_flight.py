@@ -6,10 +6,10 @@ process holds a slot in its data directory instead, an exclusive `flock` on
 `slot-N.lock` that the kernel releases when the process dies, and appends the task token
 of each activity it starts and finishes to `slot-N.inflight`. A worker that starts takes
 the lowest free slot; every slot file it can lock belongs to a dead worker (at start, and
-every second after), so the activities it names are failed at once with a retryable `WorkerDied` error and the server
-retries each by its own retry policy (a model call 0.2 s later). An activity that had
-finished is no longer the server's to fail (`NOT_FOUND`), so nothing runs twice that the
-timeouts would not have run twice.
+every second after), so the activities it names are failed at once with a retryable
+`WorkerDied` error that asks for the retry at once, within each activity's own retry
+policy's attempts. An activity that had finished is no longer the server's to fail
+(`NOT_FOUND`), so nothing runs twice that the timeouts would not have run twice.
 
 Slots are kept per Temporal address and namespace, and only on this machine: a worker
 restarted elsewhere leaves the dead one's activities to their timeouts.
@@ -116,15 +116,14 @@ class InFlightLog:
     def _append(self, sign: bytes, token: bytes) -> None:
         if self._lock_fd < 0:
             return
-        line = sign + base64.b64encode(token) + b"\n"
         # One write of a short line to an O_APPEND file: a kill leaves it whole or absent.
-        self._written += os.write(self._log_fd, line)
+        self._written += os.write(self._log_fd, _line(sign, token))
 
     def _rewrite(self) -> None:
         if self._lock_fd < 0:
             return
         temporary = self.path.with_suffix(".tmp")
-        lines = b"".join(b"+" + base64.b64encode(t) + b"\n" for t in self._live)
+        lines = b"".join(_line(b"+", t) for t in self._live)
         # Task tokens can complete or fail activities: readable by this user only.
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -136,6 +135,11 @@ class InFlightLog:
             os.close(self._log_fd)
         self._log_fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._written = len(lines)
+
+
+def _line(sign: bytes, token: bytes) -> bytes:
+    """One log line: `+` started or `-` finished, then the token (`_read_tokens` reads it)."""
+    return sign + base64.b64encode(token) + b"\n"
 
 
 def _try_lock(path: Path) -> int | None:

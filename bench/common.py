@@ -13,12 +13,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -208,6 +210,8 @@ class WorkerProcess:
 
     env: dict[str, str]
     log: Path
+    metrics_port: int | None = None
+    """Serve `/metrics` there (`sandbox_cpu_seconds` reads it)."""
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
 
@@ -215,8 +219,11 @@ class WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.time()
         with self.log.open("ab") as out:
+            metrics = (
+                [] if self.metrics_port is None else ["--metrics-port", str(self.metrics_port)]
+            )
             self.process = subprocess.Popen(
-                [ORCHESTRATOR, "worker"],
+                [ORCHESTRATOR, "worker", *metrics],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -241,6 +248,20 @@ class WorkerProcess:
                 raise RuntimeError(f"the worker did not start in {timeout:g} s; see {self.log}")
             await asyncio.sleep(0.05)
         return time.time() - self.started_at
+
+    def sandbox_cpu_seconds(self) -> float:
+        """CPU seconds its sandboxed commands and checks used so far, as its `/metrics` says
+        (`orchestrator_sandbox_cpu_seconds`): counted nowhere else, see `machine_cpu_seconds`."""
+        assert self.metrics_port is not None, "start it with a metrics port"
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "orchestrator_sandbox_cpu_seconds_sum"
+        )
 
     def kill(self) -> set[int]:
         """SIGKILL its whole tree; the pids signalled."""
@@ -320,9 +341,10 @@ class FileDevServer:
 
 
 def machine_cpu_seconds() -> float:
-    """CPU time every core of this machine has been busy so far (`/proc/stat`): the only
-    count that includes sandboxed commands, whose CPU never reaches their worker's children
-    time (the sandbox's first process is killed with its namespace, not reaped up the tree)."""
+    """CPU time every core of this machine has been busy so far (`/proc/stat`), other
+    services' included. Sandboxed commands never reach their worker's children time (the
+    sandbox's first process is killed with its namespace, not reaped up the tree): their
+    launcher measures them (`WorkerProcess.sandbox_cpu_seconds`)."""
     counters = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = counters[3] + counters[4]  # idle, iowait
     return (sum(counters) - idle) / os.sysconf("SC_CLK_TCK")

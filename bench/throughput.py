@@ -11,8 +11,10 @@ database is a fresh SQLite file unless `--database-url` names another (PostgreSQ
 `postgresql+asyncpg://...`). It also prints the concurrency settings the workers run
 with, and the CPU seconds per run: the whole machine's busy time over the N runs
 (`/proc/stat`; run it on an otherwise idle machine), split into the workers' own, the dev
-server's and the rest, which is mostly the sandboxed checks and commands (their CPU is
-counted nowhere else). When the cores are busy, that, not the ideal, bounds the throughput.
+server's, the sandboxed commands and checks' (as the workers' `/metrics` count them:
+`orchestrator_sandbox_cpu_seconds`) and the rest. When the cores are busy, that, not the
+ideal, bounds the throughput: the floor line says how far, from the sandboxed work alone
+and with the orchestration's CPU added.
 
 One run alone goes first (it also warms the worker up), then N runs start at once.
 
@@ -53,7 +55,9 @@ from bench.common import (
     worker_env,
 )
 from bench.makespan import ideal_seconds
+from checks.tests import MENTIONED_PLUGINS
 from core.contracts import RunState, RunStatus
+from core.infrastructure.local_stack import free_port
 from core.infrastructure.settings import Settings
 from core.infrastructure.temporal import start_run
 from core.persistence.db import Database
@@ -97,7 +101,10 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
             env = worker_env(
                 server.address, url, tmp / "worker", OFFLINE_LATENCY_SECONDS=str(latency)
             )
-            processes = [WorkerProcess(env, tmp / f"worker-{n}.log") for n in range(workers)]
+            processes = [
+                WorkerProcess(env, tmp / f"worker-{n}.log", metrics_port=free_port())
+                for n in range(workers)
+            ]
             for process in processes:
                 process.start()
             await asyncio.gather(*(process.ready() for process in processes))
@@ -123,12 +130,14 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
                     raise RuntimeError(f"the first run failed; see {processes[0].log}")
                 measured = [p.pid for p in processes] + [server.pid]
                 cpu_before = [cpu_seconds(pid) for pid in measured]
+                sandboxed_before = sum(p.sandbox_cpu_seconds() for p in processes)
                 machine_before = machine_cpu_seconds()
                 started = time.perf_counter()
                 results = await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
                 wall = time.perf_counter() - started
                 cpu = [cpu_seconds(pid) - b for pid, b in zip(measured, cpu_before, strict=True)]
                 machine = machine_cpu_seconds() - machine_before
+                sandboxed = sum(p.sandbox_cpu_seconds() for p in processes) - sandboxed_before
         finally:
             for process in processes:
                 process.stop()
@@ -166,16 +175,8 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
         f"max {per_run[-1]:.2f} s"
     )
     print(f"throughput: {runs / wall * 60:.1f} runs/min, {calls / wall:.1f} model calls/s")
-    rest = max(machine - sum(cpu), 0.0)
-    print(
-        f"CPU per run: {machine / runs:.2f} s: workers {sum(cpu[:-1]) / runs:.2f} s, dev server "
-        f"{cpu[-1] / runs:.2f} s, the rest {rest / runs:.2f} s (sandboxed checks and commands, "
-        f"the database, this process); {machine / wall:.2f} of {os.cpu_count()} cores busy"
-    )
-    print(
-        "pytest plugins every sandboxed pytest run loads (this interpreter's; a worker with "
-        f"only the `checks` extra has fewer): {', '.join(pytest_plugins()) or 'none'}"
-    )
+    for line in cpu_lines(runs, wall, ideal, machine, cpu, sandboxed, os.cpu_count() or 1):
+        print(line)
     for n, process in enumerate(processes):
         print(f"worker {n} peak RSS (VmHWM): {memory.hwm_kib.get(process.pid, 0) / 1024:.0f} MiB")
     print(f"peak RSS of workers + their children (sampled): {memory.peak_tree_kib / 1024:.0f} MiB")
@@ -187,14 +188,44 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
     return 0 if completed == runs else 1
 
 
-def pytest_plugins() -> list[str]:
-    """The `pytest11` entry points pytest autoloads here, as `name (distribution)`: the
-    `test` extra's (schemathesis, hypothesis, ...) cost each sandboxed test run CPU that a
-    production checks worker does not spend."""
-    return sorted(
-        f"{entry.name} ({entry.dist.name if entry.dist else '?'})"
-        for entry in importlib.metadata.entry_points(group="pytest11")
-    )
+def cpu_lines(
+    runs: int,
+    wall: float,
+    ideal: float,
+    machine: float,
+    cpu: list[float],
+    sandboxed: float,
+    cores: int,
+) -> list[str]:
+    """Where the CPU of the N runs went (`cpu`: each worker's, then the dev server's), and
+    the wall time the sandboxed work alone allows on `cores`: no orchestration can bring N
+    runs below that."""
+    orchestration = sum(cpu)
+    rest = max(machine - orchestration - sandboxed, 0.0)
+    floor = sandboxed / cores
+    with_orchestration = (sandboxed + orchestration) / cores
+    return [
+        f"CPU per run: {machine / runs:.2f} s: workers {sum(cpu[:-1]) / runs:.2f} s, dev server "
+        f"{cpu[-1] / runs:.2f} s, sandboxed commands and checks {sandboxed / runs:.2f} s, the "
+        f"rest {rest / runs:.2f} s (the database, this process, other services on the "
+        f"machine); {machine / wall:.2f} of {cores} cores busy",
+        f"floor on {cores} cores: the sandboxed work alone {floor:.2f} s "
+        f"({floor / ideal:.2f}x ideal); with the workers' and dev server's CPU "
+        f"{with_orchestration:.2f} s ({with_orchestration / ideal:.2f}x ideal)",
+        "pytest plugins of the sandbox's interpreter: "
+        + "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in pytest_plugins().items()),
+    ]
+
+
+def pytest_plugins() -> dict[str, list[str]]:
+    """The `pytest11` entry points installed here: those every sandboxed pytest run loads,
+    and those it loads only in a workspace that names them (`checks.tests.MENTIONED_PLUGINS`).
+    A production checks worker has only the `checks` extra: fewer of either."""
+    names = sorted(entry.name for entry in importlib.metadata.entry_points(group="pytest11"))
+    return {
+        "loaded by every run": [n for n in names if n not in MENTIONED_PLUGINS],
+        "only where a file names them": [n for n in names if n in MENTIONED_PLUGINS],
+    }
 
 
 if __name__ == "__main__":

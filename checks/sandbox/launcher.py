@@ -12,8 +12,10 @@ Only the `unshare` fallback asks it to mount (`SPEC["mounts"]`): fresh tmpfs ove
 host's shared writable places and over directories the sandbox user cannot traverse,
 with just the needed paths bound back. bubblewrap builds its filesystem itself.
 
-It reports the command's exit status on `SPEC["status_fd"]`; exit status 125 means the
-launcher itself failed (like `env`'s 125).
+It reports the command's exit status and CPU time on `SPEC["status_fd"]`; exit status 125
+means the launcher itself failed (like `env`'s 125). The CPU time is the command's and that
+of every process it waited for: the sandbox's processes are never reaped by the worker
+(the namespace ends with a kill), so nothing else can count them.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def _launch(spec: dict[str, Any]) -> NoReturn:
         if pid == child:
             break
     returncode = os.waitstatus_to_exitcode(status)
-    os.write(status_fd, json.dumps({"returncode": returncode}).encode())
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report = {"returncode": returncode, "cpu_seconds": usage.ru_utime + usage.ru_stime}
+    os.write(status_fd, json.dumps(report).encode())
     os._exit(returncode if returncode >= 0 else 128 - returncode)
 
 

@@ -66,6 +66,9 @@ class SandboxResult:
     isolation: str
     """How the command was isolated, in words, for reports."""
     duration_seconds: float
+    cpu_seconds: float | None = None
+    """CPU time of the command and of every process it waited for (user + system); None
+    when the launcher was killed before it could say."""
 
     @property
     def killed_by_limit(self) -> bool:

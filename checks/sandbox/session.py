@@ -34,11 +34,12 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from checks.sandbox.backends import Layout, SandboxBackend, interpreter_dirs
 from checks.sandbox.cgroups import CgroupSupport, SandboxCgroup
 from checks.sandbox.limits import SandboxLimits, SandboxResult, limit_reason
+from core.infrastructure.metrics import record_sandbox_run
 
 SANDBOX_UID_BASE = 0x5A000000
 """Root runs each session as a fresh uid (and gid) in [base, base + span): no account uses it."""
@@ -127,29 +128,32 @@ class SandboxSession:
         environment = {**minimal_env(self.home, Path("/tmp") if private_tmp else None)}
         environment.update(env or {})
         started = time.monotonic()
-        returncode, exited, out_of_memory = self._spawn_and_wait(
+        ended = self._spawn_and_wait(
             [*launch.prefix, sys.executable, "-S", "-I", launch.launcher],
             spec,
             environment,
             started + timeout_seconds,
         )
         duration = time.monotonic() - started
+        if ended.cpu_seconds is not None:
+            record_sandbox_run(ended.cpu_seconds)
         identity = f", uid {self.ids[0]}" if self.ids is not None else ", the worker's own uid"
         return SandboxResult(
-            returncode=returncode,
+            returncode=ended.returncode,
             stdout=_read_capped(self._private / "stdout", self.limits.output_bytes),
             stderr=_read_capped(self._private / "stderr", self.limits.output_bytes),
-            timed_out=not exited,
+            timed_out=not ended.exited,
             limit_reason=limit_reason(
-                returncode,
-                timed_out=not exited,
-                out_of_memory=out_of_memory,
+                ended.returncode,
+                timed_out=not ended.exited,
+                out_of_memory=ended.out_of_memory,
                 timeout_seconds=timeout_seconds,
                 limits=self.limits,
             ),
             network_isolated=self.backend.network_isolated,
             isolation=f"{self.backend.description}; {self.cgroups.describe()}{identity}",
             duration_seconds=duration,
+            cpu_seconds=ended.cpu_seconds,
         )
 
     def inside(self, path: Path) -> Path:
@@ -172,8 +176,7 @@ class SandboxSession:
 
     def _spawn_and_wait(
         self, launcher: list[str], spec: dict[str, Any], env: dict[str, str], deadline: float
-    ) -> tuple[int, bool, bool]:
-        """(the command's exit status, whether it exited in time, whether it ran out of memory)."""
+    ) -> _Ended:
         status_read, status_write = os.pipe()
         gate_read, gate_write = os.pipe()
         cgroup = (
@@ -218,7 +221,8 @@ class SandboxSession:
                 out_of_memory = cgroup.out_of_memory()
             if self.ids is not None:
                 _kill_leftovers(self.ids[0], cleanup_deadline)
-            return _reported_returncode(status_read, outer_returncode), exited, out_of_memory
+            returncode, cpu_seconds = _launcher_report(status_read, outer_returncode)
+            return _Ended(returncode, exited, out_of_memory, cpu_seconds)
         finally:
             os.close(status_read)
             if cgroup is not None:
@@ -323,17 +327,28 @@ def _wait_without_reaping(pid: int, deadline: float) -> bool:
         delay = min(delay * 2, 0.05)
 
 
-def _reported_returncode(status_read: int, fallback: int) -> int:
-    """The command's own exit status as the launcher saw it; `fallback` if it never said."""
+class _Ended(NamedTuple):
+    returncode: int
+    exited: bool
+    """It exited before the deadline."""
+    out_of_memory: bool
+    cpu_seconds: float | None
+
+
+def _launcher_report(status_read: int, fallback: int) -> tuple[int, float | None]:
+    """The command's own exit status and CPU time as the launcher saw them; `fallback` and
+    None if it never said (it was killed first)."""
     os.set_blocking(status_read, False)
     try:
         data = os.read(status_read, 4096)
     except BlockingIOError:
-        return fallback
+        return fallback, None
     try:
-        return int(json.loads(data)["returncode"])
-    except (ValueError, KeyError, TypeError):
-        return fallback
+        report = json.loads(data)
+        cpu = report.get("cpu_seconds")
+        return int(report["returncode"]), float(cpu) if isinstance(cpu, (int, float)) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return fallback, None
 
 
 def _read_capped(path: Path, limit: int) -> str:

@@ -41,6 +41,13 @@ COST_USD = Counter(
     ["tenant", "role", "model"],
     registry=REGISTRY,
 )
+SANDBOX_CPU_SECONDS = Histogram(
+    "orchestrator_sandbox_cpu_seconds",
+    "CPU time of each sandboxed command and check (the command and the processes it waited "
+    "for): the work the checks pool is sized for.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
 
 # The counters the workflow records with workflow.metric_meter(): named in the contracts,
 # since workflow code may import nothing else from core.
@@ -61,6 +68,10 @@ def record_model_call(
         if count:
             TOKENS.labels(tenant, role, model, kind).inc(count)
     COST_USD.labels(tenant, role, model).inc(cost)
+
+
+def record_sandbox_run(cpu_seconds: float) -> None:
+    SANDBOX_CPU_SECONDS.observe(cpu_seconds)
 
 
 class TemporalSdkMetrics(Collector):

@@ -10,9 +10,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+
 from agents.context import build_task_message
 from agents.protocol import Message, ModelRequest, TextBlock
-from bench.common import MemoryWatch, descendants, kill_tree
+from bench.common import MemoryWatch, WorkerProcess, descendants, kill_tree
+from bench.throughput import cpu_lines
+from core.infrastructure.local_stack import free_port
 from offline import OFFLINE_MODEL, OfflineProvider
 
 
@@ -76,3 +80,36 @@ def test_memory_watch_reports_the_kernel_peak_of_a_process() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_workers_sandbox_cpu_is_read_from_its_metrics_endpoint(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    histogram = Histogram("orchestrator_sandbox_cpu_seconds", "", registry=registry)
+    for seconds in (0.5, 1.25):
+        histogram.observe(seconds)
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        worker = WorkerProcess({}, tmp_path / "worker.log", metrics_port=port)
+        assert worker.sandbox_cpu_seconds() == 1.75
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_the_cpu_lines_split_the_machine_and_bound_the_wall_time() -> None:
+    # 10 runs: the machine busy 42 s, two workers 5 + 4 s, the dev server 9 s, sandboxes 22 s.
+    lines = cpu_lines(
+        10, wall=25.0, ideal=10.0, machine=42.0, cpu=[5.0, 4.0, 9.0], sandboxed=22.0, cores=2
+    )
+
+    assert lines[0].startswith(
+        "CPU per run: 4.20 s: workers 0.90 s, dev server 0.90 s, "
+        "sandboxed commands and checks 2.20 s, the rest 0.20 s"
+    )
+    assert lines[0].endswith("1.68 of 2 cores busy")
+    assert lines[1] == (
+        "floor on 2 cores: the sandboxed work alone 11.00 s (1.10x ideal); "
+        "with the workers' and dev server's CPU 20.00 s (2.00x ideal)"
+    )
+    assert lines[2].startswith("pytest plugins of the sandbox's interpreter: loaded by every run: ")

@@ -20,6 +20,7 @@ from checks.sandbox import (
     sandbox_backend,
     sandbox_report,
 )
+from core.infrastructure.metrics import REGISTRY
 
 BACKENDS = ["bubblewrap", "unshare"]
 
@@ -49,6 +50,29 @@ def test_the_wall_clock_limit_kills_the_command(session: SandboxSession) -> None
     assert result.timed_out and result.killed_by_limit
     assert result.limit_reason == "exceeded the 1 s wall-clock limit"
     assert result.duration_seconds < 5
+
+
+def test_the_cpu_time_of_a_command_and_its_children_is_measured(session: SandboxSession) -> None:
+    before = _sandbox_cpu_observed()
+    burn = f"{sys.executable} -c 'import time; end = time.process_time() + 0.3\nwhile time.process_time() < end: pass'"
+    busy = session.run(["sh", "-c", f"{burn} & {burn} & wait"], timeout_seconds=30)
+    idle = session.run(["sleep", "0.4"], timeout_seconds=30)
+    killed = session.run(["sleep", "60"], timeout_seconds=0.5)
+
+    assert busy.returncode == 0, busy.stderr
+    assert busy.cpu_seconds is not None and 0.6 <= busy.cpu_seconds < 2.0
+    assert idle.cpu_seconds is not None and idle.cpu_seconds < 0.2 <= idle.duration_seconds
+    assert killed.timed_out and killed.cpu_seconds is None
+    count, total = _sandbox_cpu_observed()
+    assert count == before[0] + 2
+    assert total - before[1] == pytest.approx(busy.cpu_seconds + idle.cpu_seconds)
+
+
+def _sandbox_cpu_observed() -> tuple[float, float]:
+    """The worker's `orchestrator_sandbox_cpu_seconds` histogram: (count, sum) so far."""
+    count = REGISTRY.get_sample_value("orchestrator_sandbox_cpu_seconds_count")
+    total = REGISTRY.get_sample_value("orchestrator_sandbox_cpu_seconds_sum")
+    return count or 0.0, total or 0.0
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)

@@ -55,6 +55,7 @@ ORCHESTRATOR_METRICS = {
     "orchestrator_pending_decisions": "gauge",
     "orchestrator_dead_lettered_tasks": "gauge",
     "orchestrator_runs": "gauge",
+    "orchestrator_sandbox_cpu_seconds": "histogram",
 }
 # Temporal SDK (Core-based: Python) worker and client metrics, as the runtime names them
 # (docs.temporal.io/references/sdk-metrics; names seen on a scrape of temporalio 1.35).

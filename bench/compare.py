@@ -14,7 +14,9 @@ One table, one row per measure, each from a real run on this machine:
 - throughput: `--runs` (50) goals started at once against one `orchestrator worker`
   process on the dev server `orchestrator up` runs, every call sleeping 0.2 s, against
   the ideal: N independent runs finish as fast as one, in its critical path. Each goal
-  differs, so no two runs share a workspace (nor gate-check results).
+  differs, so no two runs share a workspace (nor gate-check results). The row below it is
+  the floor the goals' sandboxed commands and checks set on this machine's cores (their
+  CPU, as the worker counts it, over the cores): no orchestration finishes them sooner.
 
 `--quick` measures the same at a fraction of the cost (0.2 s makespan latency, 10 goals),
 for a first look; `make bench` prints the full table. The goal column is issue 17's.
@@ -45,6 +47,7 @@ from bench.common import (
 from bench.makespan import ideal_seconds, timed
 from bench.overhead import measure, overhead_per_call
 from core.contracts import RunState, RunStatus
+from core.infrastructure.local_stack import free_port
 from core.infrastructure.temporal import start_run
 from core.persistence.db import Database
 
@@ -81,8 +84,9 @@ async def overhead(floor_runs: int) -> Row:
     )
 
 
-async def throughput(runs: int, latency: float) -> Row:
-    """`runs` goals at once against one worker process, after one alone to warm it up."""
+async def throughput(runs: int, latency: float) -> list[Row]:
+    """`runs` goals at once against one worker process, after one alone to warm it up; and
+    the floor their sandboxed work alone sets on this machine's cores."""
     become_subreaper()
     with scratch_directory("bench-compare-") as tmp:
         url = f"sqlite+aiosqlite:///{tmp / 'orchestrator.db'}"
@@ -90,6 +94,7 @@ async def throughput(runs: int, latency: float) -> Row:
         worker = WorkerProcess(
             worker_env(server.address, url, tmp / "worker", OFFLINE_LATENCY_SECONDS=str(latency)),
             tmp / "worker.log",
+            metrics_port=free_port(),
         )
         db = Database(url)
         try:
@@ -109,9 +114,11 @@ async def throughput(runs: int, latency: float) -> Row:
             first = await one(0)  # warms the worker up; its plan gives the ideal
             if first is None or first.status != RunStatus.COMPLETED:
                 raise RuntimeError(f"the first run failed; see {worker.log}")
+            sandboxed = worker.sandbox_cpu_seconds()
             started = time.perf_counter()
             states = await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
             wall = time.perf_counter() - started
+            sandboxed = worker.sandbox_cpu_seconds() - sandboxed
         finally:
             worker.stop()
             server.kill()
@@ -119,13 +126,23 @@ async def throughput(runs: int, latency: float) -> Row:
             await db.dispose()
     completed = sum(s is not None and s.status == RunStatus.COMPLETED for s in states)
     ideal = ideal_seconds(first, latency)
-    return Row(
-        f"{runs} concurrent goals, {latency:g} s per call ({completed}/{runs} completed)",
-        f"{wall:.1f} s",
-        f"{ideal:.1f} s",
-        f"{wall / ideal:.2f}",
-        "<= 4" if runs >= 50 else "<= 1.5" if runs <= 10 else "-",
-    )
+    cores = os.cpu_count() or 1
+    return [
+        Row(
+            f"{runs} concurrent goals, {latency:g} s per call ({completed}/{runs} completed)",
+            f"{wall:.1f} s",
+            f"{ideal:.1f} s",
+            f"{wall / ideal:.2f}",
+            "<= 4" if runs >= 50 else "<= 1.5" if runs <= 10 else "-",
+        ),
+        Row(
+            f"  their sandboxed work alone on {cores} cores ({sandboxed / runs:.2f} CPU s per goal)",
+            f"{sandboxed / cores:.1f} s",
+            f"{ideal:.1f} s",
+            f"{sandboxed / cores / ideal:.2f}",
+            "-",
+        ),
+    ]
 
 
 def table(rows: list[Row]) -> list[str]:
@@ -145,7 +162,7 @@ def table(rows: list[Row]) -> list[str]:
 async def main(quick: bool) -> int:
     latency = 0.2 if quick else 1.0
     rows = [await makespan(latency), await overhead(5 if quick else 20)]
-    rows.append(await throughput(10 if quick else 50, 0.2))
+    rows += await throughput(10 if quick else 50, 0.2)
     print(
         f"bench.compare{' --quick' if quick else ''}: project vs ideal on {os.cpu_count()} cores, "
         "offline model, SQLite; other processes on the machine share its cores"

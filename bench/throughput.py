@@ -51,6 +51,7 @@ from bench.common import (
     cpu_seconds,
     kill_orphans,
     machine_cpu_seconds,
+    read_memory,
     scratch_directory,
     worker_env,
 )
@@ -108,6 +109,7 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
             for process in processes:
                 process.start()
             await asyncio.gather(*(process.ready() for process in processes))
+            at_rest = [read_memory(pid)[0] for pid in [p.pid for p in processes] + [server.pid]]
             template = load_template("sdlc", ROLES)
 
             async def one(i: int) -> tuple[float, RunState | None]:
@@ -181,6 +183,10 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
         print(f"worker {n} peak RSS (VmHWM): {memory.hwm_kib.get(process.pid, 0) / 1024:.0f} MiB")
     print(f"peak RSS of workers + their children (sampled): {memory.peak_tree_kib / 1024:.0f} MiB")
     server_peak = max(server_memory.hwm_kib.values(), default=0)
+    print(
+        f"RSS at rest, before the first goal: workers {sum(at_rest[:-1]) / 1024:.0f} MiB, dev "
+        f"server {at_rest[-1] / 1024:.0f} MiB ({sum(at_rest) / 1024:.0f} MiB together)"
+    )
     print(
         f"dev server peak RSS (VmHWM): {server_peak / 1024:.0f} MiB; workers + dev server "
         f"(their own peaks added): {(sum(memory.hwm_kib.values()) + server_peak) / 1024:.0f} MiB"

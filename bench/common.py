@@ -29,6 +29,7 @@ from agents.roles import ROLES
 from core.contracts import RunPlan, RunState
 from core.infrastructure.local_stack import (
     DevServer,
+    dev_server_environment,
     dev_server_tuning_args,
     free_port,
     is_listening,
@@ -311,6 +312,7 @@ class FileDevServer:
         with (self.data_dir / "temporal.log").open("ab") as log:
             self.process = subprocess.Popen(
                 DevServer(self.settings).command(),
+                env=dev_server_environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

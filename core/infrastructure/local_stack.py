@@ -7,6 +7,7 @@ restart, and serves the Web UI.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -95,6 +96,17 @@ DEV_SERVER_TUNING = (
 embedded stack of `orchestrator run`, the tests' and the benchmarks'."""
 
 
+DEV_SERVER_GOGC = "50"
+"""Go's garbage-collection target for the dev servers we start (Go's default is 100): its
+heap grows half as far past the live data before a collection. At 20 concurrent goals the
+server's peak RSS went from 259 to 228 MiB, for no CPU `bench.throughput` could tell."""
+
+
+def dev_server_environment() -> dict[str, str]:
+    """The environment of a dev server we start: ours, with `GOGC` unless it is set."""
+    return {"GOGC": DEV_SERVER_GOGC, **os.environ}
+
+
 def dev_server_tuning_args() -> list[str]:
     return [arg for value in DEV_SERVER_TUNING for arg in ("--dynamic-config-value", value)]
 
@@ -153,6 +165,7 @@ class DevServer:
         # umask 077: the dev server's history database holds every run's inputs and results.
         self.process = subprocess.Popen(
             self.command(),
+            env=dev_server_environment(),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

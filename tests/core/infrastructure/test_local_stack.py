@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.infrastructure.local_stack import DevServer, LocalStackError, free_port
+from core.infrastructure.local_stack import DevServer, LocalStackError, free_port, is_listening
 from core.infrastructure.settings import Settings
 
 TIME_WAIT = "06"
@@ -57,3 +57,31 @@ async def test_a_dev_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     assert f"can't set UI port {ui_port}" in message
     assert "earlier start" not in message
     assert message.endswith(f"; see {tmp_path / 'temporal.log'}")
+
+
+async def test_a_dev_server_we_start_collects_garbage_sooner_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        ORCHESTRATOR_DATA_DIR=str(tmp_path),
+        ORCHESTRATOR_TEMPORAL_PORT=free_port(),
+        ORCHESTRATOR_UI_PORT=free_port(),
+    )
+    seen = []
+    for gogc in (None, "200"):
+        if gogc is not None:
+            monkeypatch.setenv("GOGC", gogc)
+        else:
+            monkeypatch.delenv("GOGC", raising=False)
+        server = DevServer(settings)
+        await server.start()
+        try:
+            assert server.process is not None
+            environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
+            seen.append([v.decode() for v in environ if v.startswith(b"GOGC=")])
+        finally:
+            server.stop()
+        assert not is_listening("127.0.0.1", settings.temporal.temporal_port)
+
+    assert seen == [["GOGC=50"], ["GOGC=200"]]

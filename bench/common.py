@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,19 +250,21 @@ class WorkerProcess:
             await asyncio.sleep(0.05)
         return time.time() - self.started_at
 
-    def sandbox_cpu_seconds(self) -> float:
-        """CPU seconds its sandboxed commands and checks used so far, as its `/metrics` says
-        (`orchestrator_sandbox_cpu_seconds`): counted nowhere else, see `machine_cpu_seconds`."""
+    def sandbox_cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds its sandboxed runs used so far, by purpose (an agent's `command`,
+        the `tests` and `test_command` checks, the `probe`), as its `/metrics` says
+        (`orchestrator_sandbox_cpu_seconds`): counted nowhere else, see
+        `machine_cpu_seconds`."""
         assert self.metrics_port is not None, "start it with a metrics port"
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:
             text = response.read().decode()
-        return sum(
-            sample.value
+        return {
+            sample.labels.get("purpose", ""): sample.value
             for family in text_string_to_metric_families(text)
             for sample in family.samples
             if sample.name == "orchestrator_sandbox_cpu_seconds_sum"
-        )
+        }
 
     def kill(self) -> set[int]:
         """SIGKILL its whole tree; the pids signalled."""
@@ -340,6 +342,20 @@ class FileDevServer:
             kill_tree(self.process.pid)
             self.process.wait()
             self.process = None
+
+
+def sandbox_cpu(workers: Iterable[WorkerProcess]) -> dict[str, float]:
+    """The workers' `sandbox_cpu_seconds` added up, by purpose."""
+    total: dict[str, float] = {}
+    for worker in workers:
+        for purpose, seconds in worker.sandbox_cpu_seconds().items():
+            total[purpose] = total.get(purpose, 0.0) + seconds
+    return total
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per purpose between two `sandbox_cpu` readings."""
+    return {key: value - before.get(key, 0.0) for key, value in after.items()}
 
 
 def machine_cpu_seconds() -> float:

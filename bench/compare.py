@@ -39,7 +39,9 @@ from bench.common import (
     FileDevServer,
     WorkerProcess,
     become_subreaper,
+    cpu_spent,
     kill_orphans,
+    sandbox_cpu,
     scratch_directory,
     sdlc_plan,
     worker_env,
@@ -114,11 +116,11 @@ async def throughput(runs: int, latency: float) -> list[Row]:
             first = await one(0)  # warms the worker up; its plan gives the ideal
             if first is None or first.status != RunStatus.COMPLETED:
                 raise RuntimeError(f"the first run failed; see {worker.log}")
-            sandboxed = worker.sandbox_cpu_seconds()
+            sandboxed_before = sandbox_cpu([worker])
             started = time.perf_counter()
             states = await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
             wall = time.perf_counter() - started
-            sandboxed = worker.sandbox_cpu_seconds() - sandboxed
+            sandboxed = sum(cpu_spent(sandboxed_before, sandbox_cpu([worker])).values())
         finally:
             worker.stop()
             server.kill()

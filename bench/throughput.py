@@ -38,6 +38,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 
 from temporalio.client import WorkflowFailureError
 
@@ -49,9 +50,11 @@ from bench.common import (
     WorkerProcess,
     become_subreaper,
     cpu_seconds,
+    cpu_spent,
     kill_orphans,
     machine_cpu_seconds,
     read_memory,
+    sandbox_cpu,
     scratch_directory,
     worker_env,
 )
@@ -132,14 +135,14 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
                     raise RuntimeError(f"the first run failed; see {processes[0].log}")
                 measured = [p.pid for p in processes] + [server.pid]
                 cpu_before = [cpu_seconds(pid) for pid in measured]
-                sandboxed_before = sum(p.sandbox_cpu_seconds() for p in processes)
+                sandboxed_before = sandbox_cpu(processes)
                 machine_before = machine_cpu_seconds()
                 started = time.perf_counter()
                 results = await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
                 wall = time.perf_counter() - started
                 cpu = [cpu_seconds(pid) - b for pid, b in zip(measured, cpu_before, strict=True)]
                 machine = machine_cpu_seconds() - machine_before
-                sandboxed = sum(p.sandbox_cpu_seconds() for p in processes) - sandboxed_before
+                sandboxed = cpu_spent(sandboxed_before, sandbox_cpu(processes))
         finally:
             for process in processes:
                 process.stop()
@@ -200,19 +203,22 @@ def cpu_lines(
     ideal: float,
     machine: float,
     cpu: list[float],
-    sandboxed: float,
+    sandboxed: Mapping[str, float],
     cores: int,
 ) -> list[str]:
-    """Where the CPU of the N runs went (`cpu`: each worker's, then the dev server's), and
-    the wall time the sandboxed work alone allows on `cores`: no orchestration can bring N
-    runs below that."""
+    """Where the CPU of the N runs went (`cpu`: each worker's, then the dev server's;
+    `sandboxed`: the sandboxes', by purpose), and the wall time the sandboxed work alone
+    allows on `cores`: no orchestration can bring N runs below that."""
     orchestration = sum(cpu)
-    rest = max(machine - orchestration - sandboxed, 0.0)
-    floor = sandboxed / cores
-    with_orchestration = (sandboxed + orchestration) / cores
+    sandbox = sum(sandboxed.values())
+    checks = sandboxed.get("tests", 0.0) + sandboxed.get("test_command", 0.0)
+    rest = max(machine - orchestration - sandbox, 0.0)
+    floor = sandbox / cores
+    with_orchestration = (sandbox + orchestration) / cores
     return [
         f"CPU per run: {machine / runs:.2f} s: workers {sum(cpu[:-1]) / runs:.2f} s, dev server "
-        f"{cpu[-1] / runs:.2f} s, sandboxed commands and checks {sandboxed / runs:.2f} s, the "
+        f"{cpu[-1] / runs:.2f} s, sandboxes {sandbox / runs:.2f} s (agents' commands "
+        f"{sandboxed.get('command', 0.0) / runs:.2f} s, checks {checks / runs:.2f} s), the "
         f"rest {rest / runs:.2f} s (the database, this process, other services on the "
         f"machine); {machine / wall:.2f} of {cores} cores busy",
         f"floor on {cores} cores: the sandboxed work alone {floor:.2f} s "

@@ -75,7 +75,9 @@ def execute(
         junit = session.output / "command-junit.xml"
         if suite is not None:  # the checks may reuse a green run of it: it leaves their report
             env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} {junit_options(junit)}"
-        result = session.run([SHELL, "-c", command], timeout_seconds=timeout_seconds, env=env)
+        result = session.run(
+            [SHELL, "-c", command], timeout_seconds=timeout_seconds, env=env, purpose="command"
+        )
         passed = green_run(suite, result, junit) if suite is not None else None
         after = _scan(session.workspace)
         changes = [

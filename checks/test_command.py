@@ -69,7 +69,10 @@ async def _run(
     await asyncio.to_thread(warm_pytest)  # the command may well be pytest
     try:
         result = await asyncio.to_thread(
-            session.run, ["sh", "-c", command], timeout_seconds=timeout_seconds
+            session.run,
+            ["sh", "-c", command],
+            timeout_seconds=timeout_seconds,
+            purpose="test_command",
         )
     except (SandboxPathError, FileNotFoundError) as exc:
         part.findings.append(_failed(command, f"could not start ({exc})"))

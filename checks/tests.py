@@ -140,6 +140,7 @@ async def _run_project(
             _pytest_argv(junit, idle),
             cwd=session.workspace / project,
             timeout_seconds=timeout_seconds,
+            purpose="tests",
         )
     except (SandboxPathError, FileNotFoundError) as exc:
         part.findings.append(_workspace_tampered(project, exc))

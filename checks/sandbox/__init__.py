@@ -92,7 +92,9 @@ def _probe(preference: str) -> SandboxBackend:
         try:
             with open_session(backend, support, SandboxLimits()) as session:
                 result = session.run(
-                    [sys.executable, "-c", "pass"], timeout_seconds=_PROBE_TIMEOUT_SECONDS
+                    [sys.executable, "-c", "pass"],
+                    timeout_seconds=_PROBE_TIMEOUT_SECONDS,
+                    purpose="probe",
                 )
         except (SandboxUnavailable, OSError) as exc:
             failures.append(f"{backend.description}: {exc}")

@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from checks.sandbox.backends import Layout, SandboxBackend, interpreter_dirs
 from checks.sandbox.cgroups import CgroupSupport, SandboxCgroup
@@ -50,6 +50,11 @@ _SETUP_TIMEOUT_SECONDS = 30.0
 _GATE = 'read -r go || exit 125; exec </dev/null; exec "$@"'
 """Waits (on stdin) until the worker put this process in the sandbox's cgroup, then becomes
 the sandbox with stdin from /dev/null."""
+
+
+SandboxPurpose = Literal["command", "tests", "test_command", "probe"]
+"""What a sandboxed run is for: an agent's command, the pytest check, a repository's own
+test command (a check too), the worker's probe of its sandbox backend."""
 
 
 class SandboxPathError(ValueError):
@@ -101,9 +106,11 @@ class SandboxSession:
         cwd: Path | None = None,
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
+        purpose: SandboxPurpose = "command",
     ) -> SandboxResult:
         """Run `argv` in `cwd` (default: the workspace) and wait, at most `timeout_seconds`;
-        `env` adds variables to the sandbox's minimal environment.
+        `env` adds variables to the sandbox's minimal environment. `purpose` labels its CPU
+        time in `orchestrator_sandbox_cpu_seconds`.
 
         Blocks: call it from a thread (`asyncio.to_thread`). Raises `SandboxPathError` when
         `cwd` resolves outside the workspace (generated code may have planted a symlink).
@@ -136,7 +143,7 @@ class SandboxSession:
         )
         duration = time.monotonic() - started
         if ended.cpu_seconds is not None:
-            record_sandbox_run(ended.cpu_seconds)
+            record_sandbox_run(purpose, ended.cpu_seconds)
         identity = f", uid {self.ids[0]}" if self.ids is not None else ", the worker's own uid"
         return SandboxResult(
             returncode=ended.returncode,

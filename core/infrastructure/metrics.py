@@ -43,8 +43,9 @@ COST_USD = Counter(
 )
 SANDBOX_CPU_SECONDS = Histogram(
     "orchestrator_sandbox_cpu_seconds",
-    "CPU time of each sandboxed command and check (the command and the processes it waited "
-    "for): the work the checks pool is sized for.",
+    "CPU time of each sandboxed run (the command and the processes it waited for), by "
+    "purpose: command (an agent's), tests and test_command (checks), probe.",
+    ["purpose"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
     registry=REGISTRY,
 )
@@ -70,8 +71,8 @@ def record_model_call(
     COST_USD.labels(tenant, role, model).inc(cost)
 
 
-def record_sandbox_run(cpu_seconds: float) -> None:
-    SANDBOX_CPU_SECONDS.observe(cpu_seconds)
+def record_sandbox_run(purpose: str, cpu_seconds: float) -> None:
+    SANDBOX_CPU_SECONDS.labels(purpose).observe(cpu_seconds)
 
 
 class TemporalSdkMetrics(Collector):

@@ -14,7 +14,14 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 
 from agents.context import build_task_message
 from agents.protocol import Message, ModelRequest, TextBlock
-from bench.common import MemoryWatch, WorkerProcess, descendants, kill_tree
+from bench.common import (
+    MemoryWatch,
+    WorkerProcess,
+    cpu_spent,
+    descendants,
+    kill_tree,
+    sandbox_cpu,
+)
 from bench.throughput import cpu_lines
 from core.infrastructure.local_stack import free_port
 from offline import OFFLINE_MODEL, OfflineProvider
@@ -84,14 +91,17 @@ def test_memory_watch_reports_the_kernel_peak_of_a_process() -> None:
 
 def test_a_workers_sandbox_cpu_is_read_from_its_metrics_endpoint(tmp_path: Path) -> None:
     registry = CollectorRegistry()
-    histogram = Histogram("orchestrator_sandbox_cpu_seconds", "", registry=registry)
-    for seconds in (0.5, 1.25):
-        histogram.observe(seconds)
+    histogram = Histogram("orchestrator_sandbox_cpu_seconds", "", ["purpose"], registry=registry)
+    for purpose, seconds in (("command", 0.5), ("command", 1.25), ("tests", 0.25)):
+        histogram.labels(purpose).observe(seconds)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
         worker = WorkerProcess({}, tmp_path / "worker.log", metrics_port=port)
-        assert worker.sandbox_cpu_seconds() == 1.75
+        before = {"command": 0.5}
+        assert worker.sandbox_cpu_seconds() == {"command": 1.75, "tests": 0.25}
+        assert sandbox_cpu([worker, worker]) == {"command": 3.5, "tests": 0.5}
+        assert cpu_spent(before, sandbox_cpu([worker])) == {"command": 1.25, "tests": 0.25}
     finally:
         server.shutdown()
         thread.join()
@@ -100,12 +110,18 @@ def test_a_workers_sandbox_cpu_is_read_from_its_metrics_endpoint(tmp_path: Path)
 def test_the_cpu_lines_split_the_machine_and_bound_the_wall_time() -> None:
     # 10 runs: the machine busy 42 s, two workers 5 + 4 s, the dev server 9 s, sandboxes 22 s.
     lines = cpu_lines(
-        10, wall=25.0, ideal=10.0, machine=42.0, cpu=[5.0, 4.0, 9.0], sandboxed=22.0, cores=2
+        10,
+        wall=25.0,
+        ideal=10.0,
+        machine=42.0,
+        cpu=[5.0, 4.0, 9.0],
+        sandboxed={"command": 20.0, "tests": 1.5, "test_command": 0.5},
+        cores=2,
     )
 
     assert lines[0].startswith(
-        "CPU per run: 4.20 s: workers 0.90 s, dev server 0.90 s, "
-        "sandboxed commands and checks 2.20 s, the rest 0.20 s"
+        "CPU per run: 4.20 s: workers 0.90 s, dev server 0.90 s, sandboxes 2.20 s "
+        "(agents' commands 2.00 s, checks 0.20 s), the rest 0.20 s"
     )
     assert lines[0].endswith("1.68 of 2 cores busy")
     assert lines[1] == (

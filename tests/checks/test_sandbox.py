@@ -69,9 +69,11 @@ def test_the_cpu_time_of_a_command_and_its_children_is_measured(session: Sandbox
 
 
 def _sandbox_cpu_observed() -> tuple[float, float]:
-    """The worker's `orchestrator_sandbox_cpu_seconds` histogram: (count, sum) so far."""
-    count = REGISTRY.get_sample_value("orchestrator_sandbox_cpu_seconds_count")
-    total = REGISTRY.get_sample_value("orchestrator_sandbox_cpu_seconds_sum")
+    """The worker's `orchestrator_sandbox_cpu_seconds` for agents' commands (what `run`
+    counts by default): (count, sum) so far."""
+    labels = {"purpose": "command"}
+    count = REGISTRY.get_sample_value("orchestrator_sandbox_cpu_seconds_count", labels)
+    total = REGISTRY.get_sample_value("orchestrator_sandbox_cpu_seconds_sum", labels)
     return count or 0.0, total or 0.0
 
 

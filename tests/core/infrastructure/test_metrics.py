@@ -103,8 +103,9 @@ async def test_a_run_shows_in_the_worker_and_api_metrics(
     )
     assert metric_value(worker_text, "orchestrator_gate_verdicts_total", gate="code_review") >= 1
     # The backend engineer ran its tests in the sandbox: their CPU time is counted.
-    assert metric_value(worker_text, "orchestrator_sandbox_cpu_seconds_count") >= 1
-    assert metric_value(worker_text, "orchestrator_sandbox_cpu_seconds_sum") > 0
+    commands = {"purpose": "command"}
+    assert metric_value(worker_text, "orchestrator_sandbox_cpu_seconds_count", **commands) >= 1
+    assert metric_value(worker_text, "orchestrator_sandbox_cpu_seconds_sum", **commands) > 0
     # ...and the Temporal SDK's own, through the same endpoint: this run and its activities.
     assert metric_value(worker_text, "temporal_workflow_completed_total") == 1
     assert metric_value(worker_text, "temporal_activity_execution_latency_count") >= calls

@@ -96,6 +96,14 @@ DEV_SERVER_TUNING = (
 embedded stack of `orchestrator run`, the tests' and the benchmarks'."""
 
 
+DEV_SERVER_SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+"""How a dev server we start writes its history file. Its default is SQLite's: a rollback
+journal written, synced twice and deleted for every transaction. With a write-ahead log
+and syncs only at checkpoints its CPU per `sdlc` run fell from 0.89 to 0.63 s and 10
+concurrent goals took 23 s instead of 25 (`bench.throughput`). A killed server loses
+nothing (the log is in the OS's page cache); a power cut may lose the last transactions,
+never the file."""
+
 DEV_SERVER_GOGC = "50"
 """Go's garbage-collection target for the dev servers we start (Go's default is 100): its
 heap grows half as far past the live data before a collection. At 20 concurrent goals the
@@ -147,6 +155,8 @@ class DevServer:
             "--log-level",
             "error",
         ]
+        for pragma in DEV_SERVER_SQLITE_PRAGMAS:
+            args += ["--sqlite-pragma", pragma]
         for name in SEARCH_ATTRIBUTES:
             args += ["--search-attribute", f"{name}=Keyword"]
         args += dev_server_tuning_args()

@@ -1,9 +1,12 @@
 """The embedded stack's ports: one picked for a dev server is not handed to anyone else
-before the server binds it, and a dev server that cannot start says why."""
+before the server binds it, a dev server that cannot start says why, and one that starts
+runs as `DEV_SERVER_SQLITE_PRAGMAS` and `DEV_SERVER_GOGC` say."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -59,7 +62,7 @@ async def test_a_dev_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     assert message.endswith(f"; see {tmp_path / 'temporal.log'}")
 
 
-async def test_a_dev_server_we_start_collects_garbage_sooner_unless_told_otherwise(
+async def test_a_dev_server_we_start_logs_ahead_and_collects_garbage_sooner_unless_told_otherwise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings(
@@ -80,6 +83,9 @@ async def test_a_dev_server_we_start_collects_garbage_sooner_unless_told_otherwi
             assert server.process is not None
             environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
             seen.append([v.decode() for v in environ if v.startswith(b"GOGC=")])
+            history = sqlite3.connect(f"file:{settings.temporal_db_file}?mode=ro", uri=True)
+            with contextlib.closing(history):
+                assert history.execute("pragma journal_mode").fetchone() == ("wal",)
         finally:
             server.stop()
         assert not is_listening("127.0.0.1", settings.temporal.temporal_port)

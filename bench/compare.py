@@ -64,7 +64,7 @@ class Row:
 
 
 async def makespan(latency: float) -> Row:
-    wall, state = await timed(latency, fixed=False, goal=GOAL)
+    wall, state, _ = await timed(latency, fixed=False, goal=GOAL)
     ideal = ideal_seconds(state, latency)
     return Row(
         f"makespan of one sdlc run, {latency:g} s per call",

@@ -24,12 +24,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
+
+from temporalio.api.history.v1 import HistoryEvent
 
 from bench.common import GOAL, dev_server, sqlite_database, timed_sdlc_run
-from core.contracts import RunState, TaskPlan, TaskState
+from core.contracts import CALL_MODEL, RunState, TaskPlan, TaskState, workflow_id_for
 from offline import OfflineProvider
 from workflows.dag import critical_path
 
@@ -42,15 +47,82 @@ def expanded_shape(state: RunState) -> list[TaskPlan]:
     return [TaskPlan(id=t.id, role=t.role, depends_on=list(t.depends_on)) for t in state.tasks]
 
 
-async def timed(latency: float, fixed: bool, goal: str) -> tuple[float, RunState]:
+class Timed(NamedTuple):
+    wall: float
+    state: RunState
+    steps: StepCosts
+
+
+class StepCosts(NamedTuple):
+    """Where a run's time between model calls goes, from its history: medians, seconds."""
+
+    dispatch: float
+    """An activity from scheduled to started (handed to a worker)."""
+    call: float
+    """A model call from started to completed, less the model's latency: the activity's own
+    work (context read, ledger write, the turn's tools) and the SDK's."""
+    task_start: float
+    """A workflow task from scheduled to started."""
+    task_run: float
+    """A workflow task from started to completed: the worker's activation."""
+    first_step: float
+    """The run's start to its first activity scheduled (one run, not a median)."""
+
+    def line(self) -> str:
+        return (
+            f"per model call (medians from the history): dispatch {self.dispatch * 1000:.1f} ms, "
+            f"the call beyond its latency {self.call * 1000:.1f} ms, the workflow task after it "
+            f"{(self.task_start + self.task_run) * 1000:.1f} ms ({self.task_start * 1000:.1f} "
+            f"to start, {self.task_run * 1000:.1f} to run); start to first call "
+            f"{self.first_step * 1000:.0f} ms"
+        )
+
+
+def step_costs(events: Sequence[HistoryEvent], latency: float) -> StepCosts:
+    """The medians of `StepCosts` over one workflow's history."""
+    by_id = {event.event_id: event for event in events}
+
+    def at(event: HistoryEvent) -> float:
+        return event.event_time.ToDatetime().timestamp()
+
+    dispatch, calls, task_start, task_run = [], [], [], []
+    for event in events:
+        if event.HasField("activity_task_started_event_attributes"):
+            scheduled = event.activity_task_started_event_attributes.scheduled_event_id
+            dispatch.append(at(event) - at(by_id[scheduled]))
+        elif event.HasField("activity_task_completed_event_attributes"):
+            done = event.activity_task_completed_event_attributes
+            attributes = by_id[done.scheduled_event_id].activity_task_scheduled_event_attributes
+            if attributes.activity_type.name == CALL_MODEL:
+                calls.append(at(event) - at(by_id[done.started_event_id]) - latency)
+        elif event.HasField("workflow_task_started_event_attributes"):
+            scheduled = event.workflow_task_started_event_attributes.scheduled_event_id
+            task_start.append(at(event) - at(by_id[scheduled]))
+        elif event.HasField("workflow_task_completed_event_attributes"):
+            started = event.workflow_task_completed_event_attributes.started_event_id
+            task_run.append(at(event) - at(by_id[started]))
+    first = next(e for e in events if e.HasField("activity_task_scheduled_event_attributes"))
+    return StepCosts(
+        statistics.median(dispatch),
+        statistics.median(calls),
+        statistics.median(task_start),
+        statistics.median(task_run),
+        at(first) - at(events[0]),
+    )
+
+
+async def timed(latency: float, fixed: bool, goal: str) -> Timed:
     async with dev_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
             db = sqlite_database(Path(tmp))
-            result = await timed_sdlc_run(
+            wall, state = await timed_sdlc_run(
                 env, db, OfflineProvider(latency_seconds=latency), fixed=fixed, goal=goal
             )
             await db.dispose()
-    return result
+        history = await env.client.get_workflow_handle(
+            workflow_id_for(state.run_id)
+        ).fetch_history()
+    return Timed(wall, state, step_costs(history.events, latency))
 
 
 def work_seconds(task: TaskState, latency: float, *, model_only: bool = False) -> float:
@@ -84,7 +156,10 @@ def row(name: str, latency: float, makespan: float, state: RunState) -> tuple[st
 async def main(latency: float, tokens: bool, goal: str) -> None:
     expanded = await timed(latency, fixed=False, goal=goal)
     fixed = await timed(latency, fixed=True, goal=goal)
-    lines = [row("expanded", latency, *expanded), row("fixed", latency, *fixed)]
+    lines = [
+        row("expanded", latency, expanded.wall, expanded.state),
+        row("fixed", latency, fixed.wall, fixed.state),
+    ]
     print(f"goal: {goal}")
     print(f"simulated model latency per call: {latency:.2f} s")
     print("critical paths: model = model time only; work = model time + sandboxed commands")
@@ -99,6 +174,7 @@ async def main(latency: float, tokens: bool, goal: str) -> None:
         f"makespan / work critical path of the expanded plan: {lines[0][1]:.3f} "
         f"(target <= {TARGET})"
     )
+    print(f"expanded: {expanded.steps.line()}")
     if tokens:
         await wire_tokens(goal)
 

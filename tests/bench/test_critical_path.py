@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from bench.makespan import ideal_seconds, work_seconds
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+
+from bench.makespan import StepCosts, ideal_seconds, step_costs, work_seconds
 from bench.overhead import overhead_per_call
-from core.contracts import RunState, TaskState
+from core.contracts import CALL_MODEL, RunState, TaskState
+from tests.helpers import HISTORIES
 
 
 def state() -> RunState:
@@ -48,3 +55,69 @@ def test_overhead_per_call_leaves_out_the_work_on_the_path() -> None:
     # At zero latency the path is the backend's commands and checks and the review's checks.
     assert ideal_seconds(state(), 0.0) == 4.0
     assert abs(overhead_per_call(4.0 + 1.1, state()) - 0.1) < 1e-9
+
+
+def _event(event_id: int, at_ms: float, **attributes: object) -> HistoryEvent:
+    event = HistoryEvent(event_id=event_id, **attributes)  # type: ignore[arg-type]
+    event.event_time.FromDatetime(START + timedelta(milliseconds=at_ms))
+    return event
+
+
+START = datetime(2026, 12, 6, tzinfo=UTC)
+
+
+def test_step_costs_are_the_medians_of_a_history() -> None:
+    # A run that starts, calls the model once (1 s latency) and runs one check.
+    events = [
+        _event(1, 0, workflow_execution_started_event_attributes={}),
+        _event(2, 0, workflow_task_scheduled_event_attributes={}),
+        _event(3, 2, workflow_task_started_event_attributes={"scheduled_event_id": 2}),
+        _event(4, 10, workflow_task_completed_event_attributes={"started_event_id": 3}),
+        _event(
+            5, 10, activity_task_scheduled_event_attributes={"activity_type": {"name": CALL_MODEL}}
+        ),
+        _event(6, 13, activity_task_started_event_attributes={"scheduled_event_id": 5}),
+        _event(
+            7,
+            1033,
+            activity_task_completed_event_attributes={
+                "scheduled_event_id": 5,
+                "started_event_id": 6,
+            },
+        ),
+        _event(8, 1033, workflow_task_scheduled_event_attributes={}),
+        _event(9, 1036, workflow_task_started_event_attributes={"scheduled_event_id": 8}),
+        _event(10, 1045, workflow_task_completed_event_attributes={"started_event_id": 9}),
+        _event(
+            11,
+            1045,
+            activity_task_scheduled_event_attributes={"activity_type": {"name": "run_checks"}},
+        ),
+        _event(12, 1047, activity_task_started_event_attributes={"scheduled_event_id": 11}),
+        _event(
+            13,
+            1100,
+            activity_task_completed_event_attributes={
+                "scheduled_event_id": 11,
+                "started_event_id": 12,
+            },
+        ),
+    ]
+
+    steps = step_costs(events, latency=1.0)
+
+    assert steps == pytest.approx(StepCosts(0.0025, 0.020, 0.0025, 0.0085, 0.010), abs=1e-6)
+    assert steps.line() == (
+        "per model call (medians from the history): dispatch 2.5 ms, the call beyond its "
+        "latency 20.0 ms, the workflow task after it 11.0 ms (2.5 to start, 8.5 to run); "
+        "start to first call 10 ms"
+    )
+
+
+def test_step_costs_read_a_recorded_run() -> None:
+    path = next(p for p in HISTORIES if p.stem == "sdlc_offline_v5")
+    history = WorkflowHistory.from_json("run", path.read_text())
+
+    steps = step_costs(history.events, latency=0.0)
+
+    assert all(0 < value < 1 for value in steps)

@@ -112,7 +112,8 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
             for process in processes:
                 process.start()
             await asyncio.gather(*(process.ready() for process in processes))
-            at_rest = [read_memory(pid)[0] for pid in [p.pid for p in processes] + [server.pid]]
+            measured = [p.pid for p in processes] + [server.pid]  # the workers', the server's
+            at_rest = [read_memory(pid)[0] for pid in measured]
             template = load_template("sdlc", ROLES)
 
             async def one(i: int) -> tuple[float, RunState | None]:
@@ -133,7 +134,6 @@ async def main(runs: int, latency: float, workers: int, database_url: str | None
                 alone, first = await one(0)
                 if first is None or first.status != RunStatus.COMPLETED:
                     raise RuntimeError(f"the first run failed; see {processes[0].log}")
-                measured = [p.pid for p in processes] + [server.pid]
                 cpu_before = [cpu_seconds(pid) for pid in measured]
                 sandboxed_before = sandbox_cpu(processes)
                 machine_before = machine_cpu_seconds()

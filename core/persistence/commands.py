@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
-
 from core.contracts import TurnKey
 from core.persistence.db import CommandResult, Database, utcnow
-from core.persistence.storage import insert_ignore, key_filter
+from core.persistence.rows import turn_params, turn_query
+from core.persistence.storage import insert_ignore
 
 
 async def recorded_command(db: Database, key: TurnKey, tool_use_id: str) -> CommandResult | None:
     async with db.session() as session:
         found = await session.execute(
-            select(CommandResult).where(
-                *key_filter(CommandResult, key), CommandResult.tool_use_id == tool_use_id
-            )
+            turn_query(CommandResult, "tool_use_id"), turn_params(key, tool_use_id=tool_use_id)
         )
         return found.scalars().first()
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -32,6 +33,7 @@ from sqlmodel import Field, SQLModel
 
 from core.persistence.check_results import CheckResult as CheckResult  # registers check_results
 from core.persistence.grouped import GroupedInserts
+from core.persistence.sqlite_driver import one_trip_dbapi
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -376,14 +378,15 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         is_sqlite = url.startswith("sqlite")
-        connect_args: dict[str, Any] = {}
+        options: dict[str, Any] = {}
         if is_sqlite:
             _ensure_sqlite_dir(url)
-            connect_args["timeout"] = 30
-        # A ping per checkout guards against dropped server connections; a file has none.
-        self.engine: AsyncEngine = create_async_engine(
-            url, connect_args=connect_args, pool_pre_ping=not is_sqlite
-        )
+            options["connect_args"] = {"timeout": 30}
+            options.update(_sqlite_engine_options(url))
+        else:
+            # A ping per checkout guards against dropped server connections; a file has none.
+            options["pool_pre_ping"] = True
+        self.engine: AsyncEngine = create_async_engine(url, **options)
         if is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -428,6 +431,19 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _sqlite_engine_options(url: str) -> dict[str, Any]:
+    """One trip to aiosqlite's thread per statement (`sqlite_driver`), and no rollback when
+    a connection goes back to the pool: SQLAlchemy ends a connection's open transaction
+    itself when it is closed, so on SQLite that rollback is a no-op that costs a trip."""
+    if make_url(url).get_driver_name() != "aiosqlite":
+        return {}
+    options: dict[str, Any] = {"pool_reset_on_return": None}
+    dbapi = one_trip_dbapi()
+    if dbapi is not None:
+        options["module"] = dbapi
+    return options
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -9,12 +9,13 @@ since, so a turn costs two small queries however long the conversation is.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -34,17 +35,9 @@ async def model_call_of_turn(db: Database, key: TurnKey) -> LedgerEntry | None:
         entry: LedgerEntry | None = await first_of_turn(session, LedgerEntry, key)
         if entry is not None:
             return entry
-        result = await session.execute(
-            select(LedgerEntry)
-            .where(
-                LedgerEntry.workflow_id == key.workflow_id,
-                LedgerEntry.task_id == key.task_id,
-                LedgerEntry.attempt == key.attempt,
-                LedgerEntry.turn == key.turn,
-            )
-            .order_by(col(LedgerEntry.id).desc())
-        )
-        return result.scalars().first()
+        # The newest row of the turn, whichever execution's.
+        rows = await _turn_rows(session, LedgerEntry, key, key.turn, key.turn + 1)
+        return rows[-1] if rows else None
 
 
 async def record_model_call(
@@ -242,18 +235,31 @@ async def _turn_rows(
     """Rows of the task attempt's turns `since` <= turn < `until`, every execution's, by id."""
     if since >= until:
         return []
-    result = await session.execute(
+    params = {
+        "workflow_id": key.workflow_id,
+        "task_id": key.task_id,
+        "attempt": key.attempt,
+        "since": since,
+        "until": until,
+    }
+    result = await session.execute(_turns_query(model), params)
+    return list(result.scalars())
+
+
+@functools.cache
+def _turns_query(model: Any) -> Any:
+    """`_turn_rows`' statement, built once per model (building it cost more than running it)."""
+    return (
         select(model)
         .where(
-            model.workflow_id == key.workflow_id,
-            model.task_id == key.task_id,
-            model.attempt == key.attempt,
-            model.turn >= since,
-            model.turn < until,
+            model.workflow_id == bindparam("workflow_id"),
+            model.task_id == bindparam("task_id"),
+            model.attempt == bindparam("attempt"),
+            model.turn >= bindparam("since"),
+            model.turn < bindparam("until"),
         )
         .order_by(col(model.id))
     )
-    return list(result.scalars())
 
 
 def _one_per_turn(rows: Iterable[Any], execution_id: str) -> dict[int, Any]:

@@ -1,9 +1,11 @@
-"""Idempotent row writes every store shares: insert unless the key exists, turn-key filters."""
+"""Idempotent row writes every store shares: insert unless the key exists; turn-key queries."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, select
@@ -58,17 +60,26 @@ async def insert_ignore_returning_id(
     return found
 
 
-def key_filter(model: Any, key: TurnKey) -> list[Any]:
-    return [
-        model.workflow_id == key.workflow_id,
-        model.execution_id == key.execution_id,
-        model.task_id == key.task_id,
-        model.attempt == key.attempt,
-        model.turn == key.turn,
-    ]
+TURN_KEY = ("workflow_id", "execution_id", "task_id", "attempt", "turn")
+"""The columns of a turn's key, each bound by its own name in `turn_query`'s statements."""
+
+
+@functools.cache
+def turn_query(model: Any, *also: str, column: str | None = None) -> Any:
+    """SELECT the rows of one turn (this execution's), or one `column` of them, where the
+    `also` columns are equal too. Built once per shape, like the inserts above; run it with
+    `turn_params`."""
+    selected = getattr(model, column) if column else model
+    return select(selected).where(
+        *(getattr(model, name) == bindparam(name) for name in (*TURN_KEY, *also))
+    )
+
+
+def turn_params(key: TurnKey, **also: Any) -> dict[str, Any]:
+    return {name: getattr(key, name) for name in TURN_KEY} | also
 
 
 async def first_of_turn(session: AsyncSession, model: Any, key: TurnKey) -> Any:
     """The row of exactly this turn (this execution's), or None."""
-    result = await session.execute(select(model).where(*key_filter(model, key)))
+    result = await session.execute(turn_query(model), turn_params(key))
     return result.scalars().first()

@@ -29,8 +29,7 @@ from core.persistence.ledger import read_artifacts
 from core.persistence.ledger import record_model_call as record_model_call
 from core.persistence.ledger import turn_context as turn_context
 from core.persistence.rows import insert_ignore as insert_ignore
-from core.persistence.rows import insert_ignoring
-from core.persistence.rows import key_filter as key_filter
+from core.persistence.rows import insert_ignoring, turn_params, turn_query
 
 FLUSH_ROWS = 200
 """Artifact rows per INSERT when a turn is stored (13 bound values each, far below SQLite's
@@ -222,7 +221,7 @@ class RunWorkspace:
     async def recorded_outcome(self) -> str | None:
         """The outcome JSON of this turn's calls if an earlier try stored them."""
         found = await self.session.execute(
-            select(ToolResultsEntry.outcome).where(*key_filter(ToolResultsEntry, self.key))
+            turn_query(ToolResultsEntry, column="outcome"), turn_params(self.key)
         )
         return found.scalars().first()
 

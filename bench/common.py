@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,9 +25,11 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from agents.protocol import LLMProvider
 from agents.roles import ROLES
+from bench.floor import StepsWorkflow, noop
 from core.contracts import RunPlan, RunState
 from core.infrastructure.local_stack import (
     DevServer,
@@ -95,6 +99,37 @@ def sdlc_plan(*, fixed: bool = False, goal: str = GOAL) -> RunPlan:
 
 def sqlite_database(directory: Path) -> Database:
     return Database(f"sqlite+aiosqlite:///{directory / 'bench.db'}")
+
+
+FLOOR_STEPS = 40
+
+
+async def step_floor(client: Client, runs: int = 3) -> float:
+    """The engine's own cost of one workflow step on this server, in seconds: the median
+    time from one no-op activity's completion to the next's in `StepsWorkflow` (a workflow
+    task, the next activity's dispatch, its run and its completion), over `runs` runs of
+    `FLOOR_STEPS` steps. A model call on a run's critical path costs at least this."""
+    gaps: list[float] = []
+    queue, activities = "bench-steps", "bench-steps-activities"
+    async with (
+        Worker(client, task_queue=queue, workflows=[StepsWorkflow]),
+        Worker(client, task_queue=activities, activities=[noop]),
+    ):
+        for _ in range(runs):
+            handle = await client.start_workflow(
+                StepsWorkflow.run,
+                args=[FLOOR_STEPS, activities],
+                id=f"steps-{uuid.uuid4().hex}",
+                task_queue=queue,
+            )
+            await handle.result()
+            done = [
+                event.event_time.ToDatetime().timestamp()
+                for event in (await handle.fetch_history()).events
+                if event.HasField("activity_task_completed_event_attributes")
+            ]
+            gaps += [later - earlier for earlier, later in itertools.pairwise(done)]
+    return statistics.median(gaps)
 
 
 # --- real processes: a restartable dev server, worker subprocesses, their memory ---------

@@ -9,8 +9,8 @@ One table, one row per measure, each from a real run on this machine:
   the sandboxed commands of the engineers and the checks; see `bench.makespan`);
 - overhead per model call: one `sdlc` run at zero model latency, its wall time less the
   commands and checks on its critical path, divided by its model calls. Ideally zero;
-  beside it the engine floor (a workflow running one no-op activity on the same server:
-  what one workflow step costs in Temporal itself);
+  beside it the engine floor per step (one of 40 no-op activities in a row on the same
+  server, each after a workflow task: what a model call costs in Temporal itself);
 - throughput: `--runs` (50) goals started at once against one `orchestrator worker`
   process on the dev server `orchestrator up` runs, every call sleeping 0.2 s, against
   the ideal: N independent runs finish as fast as one, in its critical path. Each goal
@@ -64,7 +64,7 @@ class Row:
 
 
 async def makespan(latency: float) -> Row:
-    wall, state, _ = await timed(latency, fixed=False, goal=GOAL)
+    wall, state, _, _ = await timed(latency, fixed=False, goal=GOAL)
     ideal = ideal_seconds(state, latency)
     return Row(
         f"makespan of one sdlc run, {latency:g} s per call",
@@ -81,7 +81,7 @@ async def overhead(floor_runs: int) -> Row:
         "overhead per model call, zero latency",
         f"{overhead_per_call(measured.wall, measured.state) * 1000:.1f} ms",
         "0 ms",
-        f"floor {measured.floor * 1000:.0f} ms",
+        f"floor {measured.step * 1000:.1f} ms a step",
         "<= 30 ms",
     )
 

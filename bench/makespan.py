@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from temporalio.api.history.v1 import HistoryEvent
 
-from bench.common import GOAL, dev_server, sqlite_database, timed_sdlc_run
+from bench.common import GOAL, dev_server, sqlite_database, step_floor, timed_sdlc_run
 from core.contracts import CALL_MODEL, RunState, TaskPlan, TaskState, workflow_id_for
 from offline import OfflineProvider
 from workflows.dag import critical_path
@@ -51,6 +51,8 @@ class Timed(NamedTuple):
     wall: float
     state: RunState
     steps: StepCosts
+    step_floor: float
+    """The engine's cost of one workflow step on the same server (`bench.common.step_floor`)."""
 
 
 class StepCosts(NamedTuple):
@@ -122,7 +124,8 @@ async def timed(latency: float, fixed: bool, goal: str) -> Timed:
         history = await env.client.get_workflow_handle(
             workflow_id_for(state.run_id)
         ).fetch_history()
-    return Timed(wall, state, step_costs(history.events, latency))
+        floor = await step_floor(env.client)
+    return Timed(wall, state, step_costs(history.events, latency), floor)
 
 
 def work_seconds(task: TaskState, latency: float, *, model_only: bool = False) -> float:
@@ -136,6 +139,24 @@ def ideal_seconds(state: RunState, latency: float, *, model_only: bool = False) 
     """The critical path of the run's own tasks (packages included), weighted by work."""
     weights = {t.id: work_seconds(t, latency, model_only=model_only) for t in state.tasks}
     return critical_path(expanded_shape(state), weights)
+
+
+def floor_ratio(state: RunState, latency: float, step: float) -> float:
+    """The best ratio the engine itself allows: the work path with each model call on it
+    costing one engine step more (commands and checks on the path cost steps too, so this
+    is a lower bound)."""
+    work_path = ideal_seconds(state, latency)
+    calls_on_path = ideal_seconds(state, latency, model_only=True) / latency
+    return (work_path + calls_on_path * step) / work_path
+
+
+def floor_line(timed: Timed, latency: float) -> str:
+    calls_on_path = ideal_seconds(timed.state, latency, model_only=True) / latency
+    return (
+        f"the engine's floor: {timed.step_floor * 1000:.1f} ms a workflow step (no-op "
+        f"activities in a row, same server); the path's {calls_on_path:.0f} model calls at "
+        f"that give a ratio of at least {floor_ratio(timed.state, latency, timed.step_floor):.3f}"
+    )
 
 
 def row(name: str, latency: float, makespan: float, state: RunState) -> tuple[str, float]:
@@ -175,6 +196,7 @@ async def main(latency: float, tokens: bool, goal: str) -> None:
         f"(target <= {TARGET})"
     )
     print(f"expanded: {expanded.steps.line()}")
+    print(f"expanded: {floor_line(expanded, latency)}")
     if tokens:
         await wire_tokens(goal)
 

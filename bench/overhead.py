@@ -3,10 +3,11 @@
     .venv/bin/python -m bench.overhead [--floor-runs 20]
 
 Prints: the engine floor (median wall time of a workflow running one no-op
-activity), the wall time of a whole offline `sdlc` run at zero model latency, the work
+activity, and of one step in a longer workflow: what a model call costs Temporal itself),
+the wall time of a whole offline `sdlc` run at zero model latency, the work
 on its critical path that is not orchestration (the sandboxed commands the engineers
 run, and the checks on their work: `bench.makespan`'s work path at zero latency), and
-what is left per model call, also divided by the floor; and how late a 50 ms workflow timer
+what is left per model call, also divided by the floor per step; and how late a 50 ms workflow timer
 fires on that server (a retry's backoff, a heartbeat timeout and a person's deadline are
 timers too).
 """
@@ -28,7 +29,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench.common import dev_server, sqlite_database, timed_sdlc_run
+from bench.common import FLOOR_STEPS, dev_server, sqlite_database, step_floor, timed_sdlc_run
 from bench.floor import TIMER_SECONDS, FloorWorkflow, TimerWorkflow, noop
 from bench.makespan import ideal_seconds
 from core.contracts import RunState
@@ -40,6 +41,8 @@ FLOOR_QUEUE = "bench-floor"
 class Measured(NamedTuple):
     floor: float
     """Median wall time of a workflow running one no-op activity."""
+    step: float
+    """The engine's cost of one step inside a workflow (`bench.common.step_floor`)."""
     timer_late: float
     """Median of how late a 50 ms workflow timer fired."""
     wall: float
@@ -66,13 +69,14 @@ async def measure(floor_runs: int) -> Measured:
                 lateness.append(await timer_lateness(env.client))
         # The first runs warm up connections and caches.
         floor, timer_late = statistics.median(floors[2:]), statistics.median(lateness[2:])
+        step = await step_floor(env.client)
 
         with tempfile.TemporaryDirectory() as tmp:
             db = sqlite_database(Path(tmp))
             await timed_sdlc_run(env, db, OfflineProvider())  # warm-up
             wall, state = await timed_sdlc_run(env, db, OfflineProvider())
             await db.dispose()
-    return Measured(floor, timer_late, wall, state)
+    return Measured(floor, step, timer_late, wall, state)
 
 
 async def timer_lateness(client: Client) -> float:
@@ -98,7 +102,7 @@ def overhead_per_call(wall: float, state: RunState) -> float:
 
 
 async def main(floor_runs: int) -> None:
-    floor, timer_late, wall, state = await measure(floor_runs)
+    floor, step, timer_late, wall, state = await measure(floor_runs)
     calls = sum(t.turns for t in state.tasks)
     work = ideal_seconds(state, 0.0)
     per_call = overhead_per_call(wall, state)
@@ -111,7 +115,11 @@ async def main(floor_runs: int) -> None:
         f"orchestration overhead per model call: {per_call * 1000:.1f} ms "
         f"(wall / calls: {wall / calls * 1000:.1f} ms; target <= 30 ms)"
     )
-    print(f"overhead per model call / engine floor: {per_call / floor:.2f}x")
+    print(
+        f"engine floor per workflow step ({FLOOR_STEPS} no-op activities in a row, each after "
+        f"a workflow task, median): {step * 1000:.1f} ms"
+    )
+    print(f"overhead per model call / engine floor per step: {per_call / step:.2f}x")
     print(
         f"a {TIMER_SECONDS * 1000:.0f} ms workflow timer fires {timer_late * 1000:.0f} ms late "
         f"(median of {floor_runs}; a retry's backoff and a heartbeat timeout are timers too)"

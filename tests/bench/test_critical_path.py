@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
 
-from bench.makespan import StepCosts, ideal_seconds, step_costs, work_seconds
+from bench.common import step_floor
+from bench.makespan import StepCosts, floor_ratio, ideal_seconds, step_costs, work_seconds
 from bench.overhead import overhead_per_call
 from core.contracts import CALL_MODEL, RunState, TaskState
 from tests.helpers import HISTORIES
@@ -121,3 +122,16 @@ def test_step_costs_read_a_recorded_run() -> None:
     steps = step_costs(history.events, latency=0.0)
 
     assert all(0 < value < 1 for value in steps)
+
+
+def test_the_engine_floor_ratio_adds_one_step_per_model_call_on_the_path() -> None:
+    # Work path 10 s at 1 s a call; the model-only path has 8 calls: 10 + 8 x 0.01 = 10.08.
+    assert floor_ratio(state(), 1.0, 0.01) == pytest.approx(1.008)
+
+
+async def test_the_engine_floor_per_step_is_measured_on_a_real_server(
+    dev_client: Client,
+) -> None:
+    step = await step_floor(dev_client, runs=1)
+    # A workflow task, a dispatch and an activity over loopback: real, and far below 1 s.
+    assert 0.0005 < step < 1.0

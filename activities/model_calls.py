@@ -84,13 +84,14 @@ class ModelActivities:
         """One turn, heartbeating from start to end (a killed worker's call moves on within
         the plan's heartbeat timeout; a stopping worker's fails over at once)."""
         async with heartbeat_throughout():
-            result = await self._call(call)
+            result, response = await self._call(call)
             if call.tools and self.tools and result.tool_calls and not result.commands:
                 batch = call.tools.model_copy(update={"model": result.model})
-                result.tool_results = await self.tools.run_turn_tools(batch)
+                result.tool_results = await self.tools.run_turn_tools(batch, response)
             return result
 
-    async def _call(self, call: ModelCallInput) -> ModelCallResult:
+    async def _call(self, call: ModelCallInput) -> tuple[ModelCallResult, ModelResponse]:
+        """The turn's outcome, and the answer it records (the turn's tools run on it)."""
         context = await self.contexts.get(self.db, call.key, [ref.id for ref in call.upstream])
         if context.recorded is not None:
             # The call completed before (e.g. the worker died before reporting it): reuse it.
@@ -241,11 +242,14 @@ def _resolved(provider: LLMProvider, request: ModelRequest) -> ModelRequest:
     return resolve(request) if resolve is not None else request
 
 
-def _result(entry: LedgerEntry, *, replayed: bool, spent: Spent | None = None) -> ModelCallResult:
-    """The turn's outcome; its usage and cost include summaries paid for to prepare it."""
+def _result(
+    entry: LedgerEntry, *, replayed: bool, spent: Spent | None = None
+) -> tuple[ModelCallResult, ModelResponse]:
+    """The turn's outcome, its usage and cost including summaries paid for to prepare it;
+    and the answer it recorded."""
     response = response_from_json(entry.response)
     spent = spent or Spent()
-    return ModelCallResult(
+    outcome = ModelCallResult(
         stop_reason=entry.stop_reason,
         tool_calls=len(response.tool_uses),
         commands=sum(call.name == COMMAND_TOOL for call in response.tool_uses),
@@ -258,3 +262,4 @@ def _result(entry: LedgerEntry, *, replayed: bool, spent: Spent | None = None) -
         text=response.text[:2000],
         replayed=replayed,
     )
+    return outcome, response

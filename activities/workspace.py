@@ -42,9 +42,12 @@ class WorkspaceActivities:
     async def run_tool_calls(self, batch: ToolCallsInput) -> ToolCallsResult:
         return await self.run_turn_tools(batch)
 
-    async def run_turn_tools(self, batch: ToolCallsInput) -> ToolCallsResult:
+    async def run_turn_tools(
+        self, batch: ToolCallsInput, response: ModelResponse | None = None
+    ) -> ToolCallsResult:
         """The turn's tool calls, once: in this activity, or in the model call's
-        (`ModelActivities`), which runs them right after an answer without commands."""
+        (`ModelActivities`), which runs them right after an answer without commands and
+        passes that answer (else it is read from the turn's ledger row)."""
         role = ROLES.get(batch.role)
         if role is None:
             # A retry cannot make the role known: fail the turn, let the task dead-letter.
@@ -53,18 +56,18 @@ class WorkspaceActivities:
                 type="UnknownRole",
                 non_retryable=True,
             )
-        entry = await storage.model_call_of_turn(self.db, batch.key)
-        if entry is None:
-            raise RuntimeError(f"no recorded model call for {batch.key}")
+        if response is None:
+            entry = await storage.model_call_of_turn(self.db, batch.key)
+            if entry is None:
+                raise RuntimeError(f"no recorded model call for {batch.key}")
+            response = response_from_json(entry.response)
         async with storage.turn_workspace(
             self.db, batch.key, role=batch.role, model=batch.model
         ) as workspace:
             recorded = await workspace.recorded_outcome()
             if recorded is not None:
                 return ToolCallsResult.model_validate_json(recorded)
-            result, blocks = await heartbeating(
-                self._run_calls(batch, role, workspace, response_from_json(entry.response))
-            )
+            result, blocks = await heartbeating(self._run_calls(batch, role, workspace, response))
             stored = await workspace.flush()
             result.written = [stored[ref.path] for ref in result.written]
             await workspace.record_results(tool_results_json(blocks), result.model_dump_json())

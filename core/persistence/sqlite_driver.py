@@ -3,8 +3,8 @@
 aiosqlite runs each SQLite connection on a thread of its own; every call on it is queued
 to that thread and its result handed back to the event loop. SQLAlchemy's aiosqlite
 adapter makes four such trips per statement (open a cursor, execute, fetch the rows,
-close the cursor), and each costs a wake-up of the thread and of the loop: most of a
-statement's time here (0.74 ms for a ledger read, 0.42 ms in one trip; `bench/sqlite_trips.py`).
+close the cursor), and each costs a wake-up of the thread and of the loop: about half of a
+small statement's time (a ledger read: 0.73 ms, 0.39 ms in one trip; `bench/sqlite_trips.py`).
 
 `OneTripAiosqlite` is SQLAlchemy's own aiosqlite DBAPI adapter with one change: a cursor
 does those four steps on the connection's thread as one function. The same sqlite3

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -104,6 +105,11 @@ def sqlite_database(directory: Path) -> Database:
 FLOOR_STEPS = 40
 
 
+def event_seconds(event: HistoryEvent) -> float:
+    """When the server wrote a history event, as a Unix time."""
+    return event.event_time.ToDatetime().timestamp()
+
+
 async def step_floor(client: Client, runs: int = 3) -> float:
     """The engine's own cost of one workflow step on this server, in seconds: the median
     time from one no-op activity's completion to the next's in `StepsWorkflow` (a workflow
@@ -124,7 +130,7 @@ async def step_floor(client: Client, runs: int = 3) -> float:
             )
             await handle.result()
             done = [
-                event.event_time.ToDatetime().timestamp()
+                event_seconds(event)
                 for event in (await handle.fetch_history()).events
                 if event.HasField("activity_task_completed_event_attributes")
             ]

@@ -33,7 +33,14 @@ from typing import NamedTuple
 
 from temporalio.api.history.v1 import HistoryEvent
 
-from bench.common import GOAL, dev_server, sqlite_database, step_floor, timed_sdlc_run
+from bench.common import (
+    GOAL,
+    dev_server,
+    event_seconds,
+    sqlite_database,
+    step_floor,
+    timed_sdlc_run,
+)
 from core.contracts import CALL_MODEL, RunState, TaskPlan, TaskState, workflow_id_for
 from offline import OfflineProvider
 from workflows.dag import critical_path
@@ -83,10 +90,7 @@ class StepCosts(NamedTuple):
 def step_costs(events: Sequence[HistoryEvent], latency: float) -> StepCosts:
     """The medians of `StepCosts` over one workflow's history."""
     by_id = {event.event_id: event for event in events}
-
-    def at(event: HistoryEvent) -> float:
-        return event.event_time.ToDatetime().timestamp()
-
+    at = event_seconds
     dispatch, calls, task_start, task_run = [], [], [], []
     for event in events:
         if event.HasField("activity_task_started_event_attributes"):
@@ -141,21 +145,25 @@ def ideal_seconds(state: RunState, latency: float, *, model_only: bool = False) 
     return critical_path(expanded_shape(state), weights)
 
 
+def calls_on_path(state: RunState, latency: float) -> float:
+    """The model calls on the run's critical path (its model-only path over the latency)."""
+    return ideal_seconds(state, latency, model_only=True) / latency
+
+
 def floor_ratio(state: RunState, latency: float, step: float) -> float:
     """The best ratio the engine itself allows: the work path with each model call on it
     costing one engine step more (commands and checks on the path cost steps too, so this
     is a lower bound)."""
     work_path = ideal_seconds(state, latency)
-    calls_on_path = ideal_seconds(state, latency, model_only=True) / latency
-    return (work_path + calls_on_path * step) / work_path
+    return (work_path + calls_on_path(state, latency) * step) / work_path
 
 
 def floor_line(timed: Timed, latency: float) -> str:
-    calls_on_path = ideal_seconds(timed.state, latency, model_only=True) / latency
     return (
         f"the engine's floor: {timed.step_floor * 1000:.1f} ms a workflow step (no-op "
-        f"activities in a row, same server); the path's {calls_on_path:.0f} model calls at "
-        f"that give a ratio of at least {floor_ratio(timed.state, latency, timed.step_floor):.3f}"
+        f"activities in a row, same server); the path's {calls_on_path(timed.state, latency):.0f}"
+        f" model calls at that give a ratio of at least "
+        f"{floor_ratio(timed.state, latency, timed.step_floor):.3f}"
     )
 
 

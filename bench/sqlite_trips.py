@@ -51,10 +51,19 @@ async def median_ms(work: Callable[[], Awaitable[Any]], count: int) -> float:
     return statistics.median(times) * 1000
 
 
-async def measure(directory: Path, one_trip: bool, count: int) -> dict[str, float]:
+def database_for(directory: Path, one_trip: bool) -> Database:
+    """A database on SQLite; without `one_trip`, on SQLAlchemy's own adapter and pool."""
+    ours = database._sqlite_engine_options
     if not one_trip:
-        database._sqlite_engine_options = lambda url: {}  # SQLAlchemy's defaults
-    db = Database(f"sqlite+aiosqlite:///{directory / ('one' if one_trip else 'stock')}.db")
+        database._sqlite_engine_options = lambda url: {}
+    try:
+        return Database(f"sqlite+aiosqlite:///{directory / ('one' if one_trip else 'stock')}.db")
+    finally:
+        database._sqlite_engine_options = ours
+
+
+async def measure(directory: Path, one_trip: bool, count: int) -> dict[str, float]:
+    db = database_for(directory, one_trip)
     await db.ensure_schema()
     figures = {}
     async with db.session() as session:
@@ -95,11 +104,9 @@ async def trips_per_statement(db: Database) -> float:
 
 
 async def main(count: int) -> None:
-    options = database._sqlite_engine_options
     with tempfile.TemporaryDirectory() as tmp:
         one_trip = await measure(Path(tmp), True, count)
         stock = await measure(Path(tmp), False, count)
-    database._sqlite_engine_options = options
     print(f"a ledger read on SQLite, median of {count} (ms; trips: to aiosqlite's thread)")
     print(f"{'':32} {'stock adapter':>14} {'one trip':>10}")
     for name in one_trip:

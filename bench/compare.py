@@ -16,7 +16,12 @@ One table, one row per measure, each from a real run on this machine:
   the ideal: N independent runs finish as fast as one, in its critical path. Each goal
   differs, so no two runs share a workspace (nor gate-check results). The row below it is
   the floor the goals' sandboxed commands and checks set on this machine's cores (their
-  CPU, as the worker counts it, over the cores): no orchestration finishes them sooner.
+  CPU, as the worker counts it, over the cores): no orchestration finishes them sooner;
+- Temporal alone (`bench.engine_shape`): as many workflows, each as many activities in a
+  row as one of those runs scheduled, every one sleeping 0.2 s, on a worker with nothing
+  but Temporal's SDK, on the same kind of dev server. Its CPU per run and its peak memory
+  are the ideal for the project's orchestration CPU (worker and dev server, sandboxes
+  not counted) and for the project's peak memory (worker and dev server) on those goals.
 
 `--quick` measures the same at a fraction of the cost (0.2 s makespan latency, 10 goals),
 for a first look; `make bench` prints the full table. The goal column is issue 17's.
@@ -29,10 +34,10 @@ import argparse
 import asyncio
 import os
 import sys
-import time
 from dataclasses import dataclass
+from typing import Any
 
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from bench.common import (
     GOAL,
@@ -46,6 +51,7 @@ from bench.common import (
     sdlc_plan,
     worker_env,
 )
+from bench.engine_shape import Footprint, Metered, temporal_alone
 from bench.makespan import ideal_seconds, timed
 from bench.overhead import measure, overhead_per_call
 from core.contracts import RunState, RunStatus
@@ -113,13 +119,18 @@ async def throughput(runs: int, latency: float) -> list[Row]:
                 except WorkflowFailureError:
                     return None
 
-            first = await one(0)  # warms the worker up; its plan gives the ideal
-            if first is None or first.status != RunStatus.COMPLETED:
+            # The first run warms the worker up; its plan gives the ideal, its history the
+            # shape Temporal alone is measured at.
+            handle = await start_run(client, sdlc_plan(goal=f"{GOAL} (compare run 0)"))
+            first = await handle.result()
+            if first.status != RunStatus.COMPLETED:
                 raise RuntimeError(f"the first run failed; see {worker.log}")
+            steps = await activities_scheduled(handle)
+            meter = Metered(worker.pid, server.pid)
             sandboxed_before = sandbox_cpu([worker])
-            started = time.perf_counter()
+            meter.start()
             states = await asyncio.gather(*(one(i) for i in range(1, runs + 1)))
-            wall = time.perf_counter() - started
+            project = meter.footprint(runs)
             sandboxed = sum(cpu_spent(sandboxed_before, sandbox_cpu([worker])).values())
         finally:
             worker.stop()
@@ -127,8 +138,10 @@ async def throughput(runs: int, latency: float) -> list[Row]:
             kill_orphans()
             await db.dispose()
     completed = sum(s is not None and s.status == RunStatus.COMPLETED for s in states)
+    engine = await temporal_alone(runs, steps, latency)
     ideal = ideal_seconds(first, latency)
     cores = os.cpu_count() or 1
+    wall = project.wall_seconds
     return [
         Row(
             f"{runs} concurrent goals, {latency:g} s per call ({completed}/{runs} completed)",
@@ -144,7 +157,42 @@ async def throughput(runs: int, latency: float) -> list[Row]:
             f"{sandboxed / cores / ideal:.2f}",
             "-",
         ),
+        Row(
+            f"  Temporal alone: {runs} workflows of {steps} activities of {latency:g} s in a row",
+            f"{engine.wall_seconds:.1f} s",
+            f"{steps * latency:.1f} s",
+            f"{engine.wall_seconds / (steps * latency):.2f}",
+            "-",
+        ),
+        *footprint_rows(project, engine),
     ]
+
+
+def footprint_rows(project: Footprint, engine: Footprint) -> list[Row]:
+    """The project's orchestration CPU and peak memory on those goals, against Temporal
+    alone on the same number of workflows of the same length."""
+    return [
+        Row(
+            "CPU per run, worker + dev server (ideal: Temporal alone)",
+            f"{project.cpu:.2f} s",
+            f"{engine.cpu:.2f} s",
+            f"{project.cpu / engine.cpu:.2f}",
+            "<= 0.3 s",
+        ),
+        Row(
+            f"peak RSS, worker + dev server, {project.runs} goals (ideal: Temporal alone)",
+            f"{project.peak_mib:.0f} MiB",
+            f"{engine.peak_mib:.0f} MiB",
+            f"{project.peak_mib / engine.peak_mib:.2f}",
+            "<= 300 MiB",
+        ),
+    ]
+
+
+async def activities_scheduled(handle: WorkflowHandle[Any, Any]) -> int:
+    """How many activities a finished run scheduled, from its history."""
+    history = await handle.fetch_history()
+    return sum(e.HasField("activity_task_scheduled_event_attributes") for e in history.events)
 
 
 def table(rows: list[Row]) -> list[str]:

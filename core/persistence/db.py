@@ -18,9 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     false,
-    text,
 )
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -33,9 +31,8 @@ from sqlmodel import Field, SQLModel
 
 from core.persistence.check_results import CheckResult as CheckResult  # registers check_results
 from core.persistence.grouped import GroupedInserts
+from core.persistence.schema import migration_turn, sqlite_file, upgrade_to_head
 from core.persistence.sqlite_driver import one_trip_dbapi
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def utcnow() -> datetime:
@@ -402,8 +399,8 @@ class Database:
         async with self._lock:
             if not self._ready:
                 try:
-                    async with self.engine.begin() as conn:
-                        await conn.run_sync(_upgrade_to_head)
+                    async with migration_turn(self.url), self.engine.begin() as conn:
+                        await conn.run_sync(upgrade_to_head)
                 except (OSError, SQLAlchemyError) as exc:
                     raise DatabaseUnavailable(
                         f"cannot use database {self.engine.url.render_as_string(hide_password=True)}:"
@@ -460,47 +457,14 @@ def _ensure_sqlite_dir(url: str) -> None:
 
     SQLite gives its -wal and -shm files the main file's mode, so they follow.
     """
-    path = url.split("///", 1)[-1].split("?", 1)[0]
-    if not path or path == ":memory:":
+    file = sqlite_file(url)
+    if file is None:
         return
-    file = Path(path)
     file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.close(os.open(file, os.O_CREAT | os.O_WRONLY, 0o600))
     for owned in (file, Path(f"{file}-wal"), Path(f"{file}-shm")):
         if owned.exists():
             owned.chmod(0o600)
-
-
-MIGRATION_LOCK = 7_433_201_873
-"""PostgreSQL advisory lock key held while migrating (any constant shared by all processes)."""
-
-
-def _upgrade_to_head(connection: Any) -> None:
-    if connection.dialect.name == "postgresql":
-        # Workers and API replicas start together: one migrates while the others wait
-        # here, then find the schema at head. Released with the transaction.
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-    if _version(connection) == head_revision():
-        return  # at head: no need to load alembic and every migration script (80 ms)
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
-
-
-def head_revision() -> str:
-    """The newest migration: revisions are their files' numbers (`make migration`)."""
-    return max(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
-
-
-def _version(connection: Any) -> str | None:
-    if not sa_inspect(connection).has_table("alembic_version"):
-        return None
-    version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    return None if version is None else str(version)
 
 
 _databases: dict[str, Database] = {}

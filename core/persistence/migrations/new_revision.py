@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine
 
-from core.persistence.db import MIGRATIONS_DIR
+from core.persistence.schema import MIGRATIONS_DIR
 
 
 def main(rev_id: str, message: str) -> None:

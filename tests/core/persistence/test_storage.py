@@ -13,7 +13,8 @@ from sqlalchemy import text
 
 from core.contracts import RunPlan, RunState, RunStatus, TurnKey, Usage
 from core.persistence import storage, tenancy
-from core.persistence.db import MIGRATIONS_DIR, Database, head_revision
+from core.persistence.db import Database
+from core.persistence.schema import MIGRATIONS_DIR, head_revision
 from tests.conftest import POSTGRES_ADMIN_DSN
 
 
@@ -143,7 +144,7 @@ async def test_a_database_from_the_first_release_upgrades_with_its_rows(tmp_path
     from alembic.config import Config
     from sqlalchemy import create_engine, text
 
-    from core.persistence.db import MIGRATIONS_DIR
+    from core.persistence.schema import MIGRATIONS_DIR
 
     path = tmp_path / "first-release.db"
     with create_engine(f"sqlite:///{path}").begin() as conn:

@@ -24,6 +24,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.client import Client
+
 from bench.common import (
     FileDevServer,
     cpu_seconds,
@@ -35,6 +37,7 @@ from bench.floor import StepsWorkflow
 from bench.floor_worker import ACTIVITY_QUEUE, SERVING, WORKFLOW_QUEUE
 
 MiB = 1024
+WORKER_START_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,9 @@ async def temporal_alone(runs: int, steps: int, latency: float) -> Footprint:
         worker: subprocess.Popen[bytes] | None = None
         try:
             await server.start()
-            client = await server.client()
+            # Plain payloads on both sides, as the floor worker has no codec and no converter
+            # of ours (`server.client()` would use the project's).
+            client = await Client.connect(server.address)
             with log.open("wb") as out:
                 worker = subprocess.Popen(
                     [sys.executable, "-m", "bench.floor_worker", server.address],
@@ -106,9 +111,12 @@ async def temporal_alone(runs: int, steps: int, latency: float) -> Footprint:
                     start_new_session=True,
                     cwd=Path(__file__).resolve().parents[1],
                 )
+            deadline = time.monotonic() + WORKER_START_TIMEOUT_SECONDS
             while SERVING not in log.read_text():
                 if worker.poll() is not None:
                     raise RuntimeError(f"the floor worker exited; see {log}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the floor worker did not start; see {log}")
                 await asyncio.sleep(0.05)
 
             async def one(seconds: float) -> None:

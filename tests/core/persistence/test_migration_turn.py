@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from core.persistence.db import Database
@@ -81,9 +82,12 @@ async def test_a_process_waits_for_the_one_migrating_then_finds_the_file_at_head
         await db.dispose()
 
 
-async def test_an_in_memory_database_needs_no_turn(tmp_path: Path) -> None:
+async def test_an_in_memory_database_needs_no_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A turn taken for ":memory:" would leave ":memory:-migrate" in the working directory.
+    monkeypatch.chdir(tmp_path)
     db = Database("sqlite+aiosqlite:///:memory:")
     await db.ensure_schema()
     await db.dispose()
     assert list(tmp_path.iterdir()) == []
-    assert not Path(":memory:-migrate").exists()
